@@ -1,0 +1,44 @@
+"""Model registry. Each model is one file: its config dataclass (`Model.Config`) and modules.
+
+Interface every model implements (plain torch; no files, no DVC):
+    Model(cfg, num_items)
+    encode(seqs (B, L) int64, left-padded) -> (B, L, D) states; state t predicts item t+1
+    item_vectors() -> (N+1, D) output vectors (row 0 = padding, never ranked)
+Models without gradient training (pop) implement `fit_counts(items)` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+from torch import nn
+
+from models.gru4rec import GRU4Rec
+from models.nextitnet import NextItNet
+from models.pop import Pop
+from models.sasrec import SASRec
+
+MODELS: dict[str, type[nn.Module]] = {
+    "pop": Pop,
+    "sasrec": SASRec,
+    "gru4rec": GRU4Rec,
+    "nextitnet": NextItNet,
+}
+
+
+def build_model(name: str, config: dict[str, Any] | None, num_items: int) -> nn.Module:
+    """Build `name` from a plain config dict (unknown keys are an error naming them)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}")
+    cls = MODELS[name]
+    config = dict(config or {})
+    known = {f.name for f in fields(cls.Config)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"model {name!r}: unknown config key(s) {unknown}; known: {sorted(known)}")
+    return cls(cls.Config(**config), num_items)
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    return asdict(model.cfg)

@@ -1,0 +1,53 @@
+"""Tensor helpers every sequence model shares: the training losses and the attention mask.
+
+Conventions: item id 0 is padding; sequences are left-padded (the most recent item is last);
+`hidden` is (B, L, D) and `item_vecs` is (N+1, D) with row 0 for padding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("ce", "bce")
+
+
+def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.Tensor, kind: str = "ce",
+                  negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-item loss over every non-padding target position.
+
+    Args:
+        hidden: (B, L, D) sequence states; position t predicts targets[:, t].
+        targets: (B, L) item ids, 0 where there is no target.
+        item_vecs: (N+1, D) output item vectors.
+        kind: "ce" — full softmax cross-entropy over all N items (padding excluded);
+            "bce" — binary cross-entropy with sampled negatives (B, L, S) ids.
+    """
+    mask = targets > 0
+    h = hidden[mask]  # (P, D)
+    t = targets[mask]  # (P,)
+    if kind == "ce":
+        logits = h @ item_vecs.T  # (P, N+1)
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, t)
+    if kind == "bce":
+        if negatives is None:
+            raise ValueError("bce loss needs sampled negatives")
+        neg = negatives[mask]  # (P, S)
+        pos_logit = (h * item_vecs[t]).sum(-1)  # (P,)
+        neg_logit = torch.einsum("pd,psd->ps", h, item_vecs[neg])  # (P, S)
+        return -(F.logsigmoid(pos_logit).mean() + F.logsigmoid(-neg_logit).mean())
+    raise ValueError(f"unknown loss {kind!r}; use one of {LOSSES}")
+
+
+def causal_padding_mask(pad: torch.Tensor, heads: int) -> torch.Tensor:
+    """Boolean attention mask (B*heads, L, L), True = blocked: future keys and padding keys.
+
+    Each position may always attend to itself, so no row is fully blocked (no NaNs) and real
+    positions never see padding: left padding can change without changing real outputs.
+    """
+    b, length = pad.shape
+    future = torch.ones(length, length, dtype=torch.bool, device=pad.device).triu(1)  # (L, L)
+    blocked = future[None] | pad[:, None, :]  # (B, L, L)
+    blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=pad.device)[None]
+    return blocked.repeat_interleave(heads, dim=0)

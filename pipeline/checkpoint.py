@@ -1,0 +1,39 @@
+"""Checkpoints that rebuild their model: {model name, config, num_items, state_dict, meta}.
+
+Saved atomically; loaded with `weights_only=True` (no unpickling of arbitrary objects).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models import build_model, model_config
+from pipeline.tables import atomic_path
+
+
+def save_checkpoint(path: str | Path, name: str, model: nn.Module, num_items: int, meta: dict | None = None) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"model": name, "config": model_config(model), "num_items": num_items, "state_dict": state,
+               "meta": meta or {}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found; run the train stage first (dvc repro)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt files
+        raise ValueError(f"{path}: not a readable checkpoint ({e}); delete it and re-run training") from e
+    for key in ("model", "config", "num_items", "state_dict"):
+        if key not in ckpt:
+            raise ValueError(f"{path}: checkpoint lacks {key!r}; it was not written by this pipeline")
+    model = build_model(ckpt["model"], ckpt["config"], ckpt["num_items"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device), ckpt

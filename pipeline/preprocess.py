@@ -1,0 +1,188 @@
+"""Stage `preprocess`: raw source files -> items / interactions / sequences Parquet + stats.json.
+
+Rules, in order (each drop is counted in stats.json under `dropped`):
+
+1. Rows with an empty user or item id are dropped (`missing_id`).
+2. Implicit feedback: with `min_rating` set, rows rated below it (or unrated) are dropped.
+3. Duplicates, by `duplicates`: `exact` drops repeats of the same (user, item, timestamp);
+   `first` keeps only a user's first interaction with an item; `none` keeps everything.
+4. k-core: users with fewer than `user_core` and items with fewer than `item_core` interactions are
+   removed, repeatedly, until nothing changes (a fixed point).
+5. Users with fewer than 3 interactions cannot be split leave-one-out and are dropped.
+6. Order: each user's events are sorted by timestamp; equal timestamps keep the source file
+   order (a stable sort on (timestamp, file row)).
+7. Ids: items and users are renumbered 1..N in order of first appearance in time (0 = padding).
+8. Split: leave-one-out — the last item is the test target, the second-last the validation target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.params import ConfigError, from_dict, load_params, setup_logging
+from pipeline.sources import READERS, RawData, SourceError
+from pipeline.tables import file_sha256, read_json, write_json, write_table
+
+log = logging.getLogger("pipeline.preprocess")
+
+DUPLICATE_POLICIES = ("exact", "first", "none")
+
+
+@dataclass
+class PreprocessConfig:
+    min_rating: float | None = None  # implicit feedback threshold; null keeps every rated event
+    user_core: int = 5  # k-core on users (0 disables)
+    item_core: int = 5  # k-core on items (0 disables)
+    duplicates: str = "exact"  # exact | first | none
+    max_len: int = 50  # model input length (used by train/evaluate; validated here)
+
+    def __post_init__(self) -> None:
+        if self.duplicates not in DUPLICATE_POLICIES:
+            raise ConfigError(f"preprocess.duplicates={self.duplicates!r}: use one of {DUPLICATE_POLICIES}")
+        if not isinstance(self.max_len, int) or self.max_len < 1:
+            raise ConfigError(f"preprocess.max_len={self.max_len!r}: must be a positive integer (e.g. 50)")
+        if self.user_core < 0 or self.item_core < 0:
+            raise ConfigError("preprocess.user_core / item_core must be >= 0")
+
+
+def kcore(df: pl.DataFrame, user_core: int, item_core: int) -> tuple[pl.DataFrame, int]:
+    """Iterate user/item degree filters to a fixed point; return the frame and the number of rounds."""
+    rounds = 0
+    while True:
+        rounds += 1
+        before = df.height
+        df = df.filter(
+            (pl.len().over("user") >= user_core) & (pl.len().over("item") >= item_core)
+        )
+        if df.height == before:
+            return df, rounds
+
+
+def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+    """Apply the module's rules; return (items, interactions, sequences, stats)."""
+    df = raw.interactions
+    dropped = dict.fromkeys(["missing_id", "below_min_rating", "duplicate", "kcore", "too_short_to_split"], 0)
+
+    def drop(name: str, kept: pl.DataFrame) -> pl.DataFrame:
+        dropped[name] = dropped.get(name, 0) + df.height - kept.height
+        return kept
+
+    n_raw = df.height
+    df = drop("missing_id", df.filter(pl.col("user").fill_null("").ne("") & pl.col("item").fill_null("").ne("")))
+    if cfg.min_rating is not None:
+        df = drop("below_min_rating", df.filter(pl.col("rating").fill_null(float("-inf")) >= cfg.min_rating))
+    df = df.sort(["user", "timestamp", "row"])
+    if cfg.duplicates == "exact":
+        df = drop("duplicate", df.unique(["user", "item", "timestamp"], keep="first", maintain_order=True))
+    elif cfg.duplicates == "first":
+        df = drop("duplicate", df.unique(["user", "item"], keep="first", maintain_order=True))
+    users0, items0 = df["user"].n_unique(), df["item"].n_unique()
+    kept, rounds = kcore(df, cfg.user_core, cfg.item_core)
+    df = drop("kcore", kept)
+    df = drop("too_short_to_split", df.filter(pl.len().over("user") >= 3))
+    if df.height == 0:
+        raise ConfigError(
+            f"no interactions left after filtering ({dropped}); lower preprocess.user_core / item_core "
+            "or min_rating"
+        )
+
+    # Renumber in order of first appearance in time (stable: timestamp, then file row).
+    first = df.sort(["timestamp", "row"])
+    item_map = first.select("item").unique(maintain_order=True).with_row_index("item_id", offset=1)
+    user_map = first.select("user").unique(maintain_order=True).with_row_index("user_id", offset=1)
+    df = (
+        df.join(item_map, on="item").join(user_map, on="user")
+        .sort(["user_id", "timestamp", "row"])
+        .with_columns(pl.int_range(pl.len()).over("user_id").alias("position"), pl.len().over("user_id").alias("_n"))
+        .with_columns(
+            pl.when(pl.col("position") == pl.col("_n") - 1).then(pl.lit("test"))
+            .when(pl.col("position") == pl.col("_n") - 2).then(pl.lit("valid"))
+            .otherwise(pl.lit("train")).alias("split")
+        )
+    )
+    interactions = df.select("user_id", "item_id", "timestamp", pl.col("rating").cast(pl.Float32), "position", "split")
+    sequences = (
+        df.group_by("user_id", maintain_order=True)
+        .agg(pl.col("user").first().alias("orig_id"), pl.col("item_id").alias("item_ids"), pl.col("timestamp").alias("timestamps"))
+    )
+    meta = raw.items.unique("item", keep="first")
+    items = (
+        item_map.join(meta.with_columns(pl.lit(True).alias("has_metadata")), on="item", how="left")
+        .sort("item_id")
+        .select(
+            "item_id", pl.col("item").alias("orig_id"), pl.col("title").fill_null(""),
+            pl.col("categories").fill_null(pl.lit([], dtype=pl.List(pl.String))), pl.col("description").fill_null(""),
+            pl.col("image_paths").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col("has_metadata").fill_null(False),
+        )
+    )
+    lengths = sequences["item_ids"].list.len()
+    n_users, n_items = sequences.height, items.height
+    ties = df.group_by(["user_id", "timestamp"]).len().filter(pl.col("len") > 1)
+    stats = {
+        "users": n_users,
+        "items": n_items,
+        "interactions": interactions.height,
+        "density": interactions.height / (n_users * n_items),
+        "seq_length": {"mean": float(lengths.mean()), "median": float(lengths.median()),
+                       "min": int(lengths.min()), "max": int(lengths.max())},
+        "raw": {"interactions": n_raw, "users_before_kcore": users0, "items_before_kcore": items0,
+                "metadata_rows": raw.items.height},
+        "dropped": dropped,
+        "kcore_rounds": rounds,
+        "metadata": {
+            "items_without_metadata": int((~items["has_metadata"]).sum()),
+            "metadata_rows_without_interactions": int(meta.join(item_map, on="item", how="anti").height),
+            "duplicate_metadata_rows": raw.items.height - meta.height,
+            "items_without_image": int((items["image_paths"].list.len() == 0).sum()),
+            "items_with_empty_title": int((items["title"].str.strip_chars() == "").sum()),
+        },
+        "ties": {"equal_timestamp_groups": ties.height, "events_in_ties": int(ties["len"].sum()),
+                 "rule": "equal timestamps keep source file order"},
+        "parse": raw.report,
+        "config": asdict(cfg),
+    }
+    accounted = interactions.height + sum(dropped.values())
+    assert accounted == n_raw, f"row accounting is off: {accounted} != {n_raw}"
+    return items, interactions, sequences, stats
+
+
+def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
+    meta_path = raw_dir / "source.json"
+    if not meta_path.is_file():
+        raise SourceError(f"{meta_path}: missing; run the download stage first (dvc repro)")
+    meta = read_json(meta_path)
+    if meta.get("format") not in READERS:
+        raise SourceError(f"{meta_path}: unknown raw format {meta.get('format')!r}; known: {sorted(READERS)}")
+    raw = READERS[meta["format"]](raw_dir, meta)
+    items, interactions, sequences, stats = preprocess(raw, cfg)
+    stats["dataset"] = meta.get("dataset")
+    prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "source": meta.get("origin"),
+            "source_json_sha256": file_sha256(meta_path), "config": asdict(cfg), "raw_dir": str(raw_dir)}
+    write_table(items, out / "items.parquet", "items", prov)
+    write_table(interactions, out / "interactions.parquet", "interactions", prov)
+    write_table(sequences, out / "sequences.parquet", "sequences", prov)
+    write_json(out / "stats.json", stats)
+    log.info("%s: %d users, %d items, %d interactions (density %.4f); dropped %s", meta.get("dataset"),
+             stats["users"], stats["items"], stats["interactions"], stats["density"], stats["dropped"])
+    return stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--raw", default="data/raw")
+    ap.add_argument("--out", default="data/prepared")
+    args = ap.parse_args()
+    setup_logging()
+    cfg = from_dict(PreprocessConfig, load_params(args.params).get("preprocess"), "preprocess")
+    run(Path(args.raw), Path(args.out), cfg)
+
+
+if __name__ == "__main__":
+    main()

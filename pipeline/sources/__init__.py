@@ -1,0 +1,32 @@
+"""Data sources: each turns a dataset into files under `data/raw/` and reads them back.
+
+A source has two halves:
+
+* `fetch(cfg, out_dir) -> dict` materialises the dataset's raw files in its native layout
+  (download, copy from a local `source` folder, or generate) and returns the `source.json`
+  description (which reader to use and its options).
+* a reader `read(raw_dir, meta) -> RawData` parses that layout into two normalised frames.
+
+`demo` has a generator for `fetch` but no reader of its own: it writes RecBole atomic files,
+so downstream code reads it exactly as it reads a user's RecBole data.
+"""
+
+from __future__ import annotations
+
+from pipeline.sources import demo, movielens, recbole
+from pipeline.sources.common import RawData, SourceError
+
+# dataset format -> (config dataclass, fetch function)
+FETCHERS = {
+    "demo": (demo.DemoConfig, demo.fetch),
+    "ml-100k": (movielens.MovieLensConfig, movielens.fetch),
+    "recbole": (recbole.RecBoleConfig, recbole.fetch),
+}
+
+# raw layout (written into source.json by fetch) -> reader
+READERS = {
+    "ml-100k": movielens.read,
+    "recbole": recbole.read,
+}
+
+__all__ = ["FETCHERS", "READERS", "RawData", "SourceError"]

@@ -1,0 +1,146 @@
+"""GroupLens MovieLens-100K, optionally with TMDB posters and plot overviews.
+
+Offline: `source` points at the unpacked `ml-100k` folder and `posters` at a folder holding
+`posters/<movie_id>.jpg` and `tmdb_overviews.csv` (movie_id, overview). Online: with
+`source: null` the official zip is downloaded and checked against its published MD5; with
+`tmdb: true` and a TMDB API key in `$TMDB_API_KEY`, posters and overviews are fetched from TMDB.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from pipeline.sources import fetch as net
+from pipeline.sources.common import RawData, SourceError, copy_files, decode, image_paths_for, parse_int_column, split_lines
+
+log = logging.getLogger(__name__)
+
+URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+MD5 = "0e33842e24a9c977be4e0107933c0723"
+FILES = ["u.data", "u.item", "u.user", "u.genre", "u.occupation", "u.info", "README"]
+REQUIRED = ["u.data", "u.item"]
+GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+          "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+TMDB_API = "https://api.themoviedb.org/3"
+TMDB_IMAGES = "https://image.tmdb.org/t/p/w185"
+
+
+@dataclass
+class MovieLensConfig:
+    source: str | None = None  # unpacked ml-100k folder; null downloads the official zip
+    url: str = URL
+    md5: str = MD5
+    posters: str | None = None  # folder with posters/<id>.jpg and tmdb_overviews.csv; optional
+    tmdb: bool = False  # with posters null: fetch posters/overviews from TMDB ($TMDB_API_KEY)
+
+
+def fetch(cfg: MovieLensConfig, out: Path) -> dict:
+    fix = ("Point `datasets.<name>.source` at the unpacked ml-100k folder (u.data, u.item, ...), "
+           "or set it to null to download the official archive.")
+    if cfg.source:
+        files = copy_files(Path(cfg.source), out, FILES, REQUIRED, fix)
+        origin = str(cfg.source)
+    else:
+        archive = net.download(cfg.url, net.CACHE / "ml-100k.zip", cfg.md5)
+        files = net.safe_extract(archive, out, FILES)
+        origin = cfg.url
+    meta = {"format": "ml-100k", "origin": origin, "files": files, "posters": None}
+    if cfg.posters:
+        src = Path(cfg.posters)
+        copy_files(src, out, ["tmdb_overviews.csv"], ["tmdb_overviews.csv"],
+                   "Set `posters` to a folder with posters/<movie_id>.jpg and tmdb_overviews.csv, or to null.")
+        if (src / "posters").is_dir():
+            shutil.copytree(src / "posters", out / "posters")
+        meta["posters"] = str(src)
+    elif cfg.tmdb:
+        key = os.environ.get("TMDB_API_KEY")
+        if not key:
+            raise SourceError("tmdb: true needs a TMDB API key in $TMDB_API_KEY (or set tmdb: false)")
+        fetch_tmdb(out, key)
+        meta["posters"] = "tmdb"
+    return meta
+
+
+def fetch_tmdb(out: Path, api_key: str, opener: Callable = urllib.request.urlopen) -> dict:
+    """Look every movie up on TMDB by title and year; write posters/<id>.jpg and tmdb_overviews.csv."""
+    items = read_items(out, {})
+    (out / "posters").mkdir(exist_ok=True)
+    rows, missing = [], 0
+    for item, title, year in zip(items["item"], items["title"], items["year"]):
+        query = urllib.parse.urlencode({"api_key": api_key, "query": title, **({"year": year} if year else {})})
+        try:
+            with opener(f"{TMDB_API}/search/movie?{query}", timeout=30) as r:
+                hits = json.loads(r.read()).get("results") or []
+        except OSError as e:
+            log.warning("TMDB lookup of %r failed: %s", title, e)
+            hits = []
+        if not hits:
+            missing += 1
+            rows.append((item, ""))
+            continue
+        rows.append((item, hits[0].get("overview") or ""))
+        if hits[0].get("poster_path"):
+            try:
+                with opener(TMDB_IMAGES + hits[0]["poster_path"], timeout=30) as r:
+                    (out / "posters" / f"{item}.jpg").write_bytes(r.read())
+            except OSError as e:
+                log.warning("poster of %r failed: %s", title, e)
+    with open(out / "tmdb_overviews.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["movie_id", "overview"])
+        w.writerows(rows)
+    log.info("TMDB: %d of %d movies not found", missing, len(rows))
+    return {"tmdb_not_found": missing}
+
+
+def read_items(raw: Path, report: dict) -> pl.DataFrame:
+    path = raw / "u.item"
+    names = ["item", "title_year", "release", "video_release", "imdb_url"] + [f"g{i}" for i in range(len(GENRES))]
+    df, rep = split_lines(path, "|", names, "latin-1")
+    report.update({f"item_{k}": v for k, v in rep.items()})
+    genre_flags = pl.concat_list([pl.when(pl.col(f"g{i}") == "1").then(pl.lit(g)) for i, g in enumerate(GENRES)])
+    year = pl.col("title_year").str.extract(r"\((\d{4})\)\s*$", 1)
+    return df.select(
+        pl.col("item").str.strip_chars(),
+        pl.col("title_year").str.replace(r"\s*\(\d{4}\)\s*$", "").str.strip_chars().alias("title"),
+        year.alias("year"),
+        genre_flags.list.drop_nulls().alias("categories"),
+    )
+
+
+def read(raw: Path, meta: dict) -> RawData:
+    path = raw / "u.data"
+    df, rep = split_lines(path, "\t", ["user", "item", "rating", "timestamp"])
+    report = {f"inter_{k}": v for k, v in rep.items()}
+    df = parse_int_column(df, "timestamp", path, report, "inter_bad_timestamp")
+    inter = df.select(
+        pl.col("user").str.strip_chars(),
+        pl.col("item").str.strip_chars(),
+        pl.col("rating").str.strip_chars().cast(pl.Float64, strict=False),
+        pl.col("timestamp"),
+        (pl.col("line") - 1).cast(pl.Int64).alias("row"),
+    )
+    items = read_items(raw, report)
+    overviews = raw / "tmdb_overviews.csv"
+    if overviews.is_file():
+        text = pl.read_csv(io.StringIO(decode(overviews, "utf-8")), schema={"movie_id": pl.String, "overview": pl.String})
+        items = items.join(text.rename({"movie_id": "item", "overview": "description"}), on="item", how="left")
+        report["items_without_overview"] = int(items["description"].fill_null("").str.strip_chars().eq("").sum())
+    else:
+        items = items.with_columns(pl.lit("").alias("description"))
+    items = items.with_columns(pl.col("description").fill_null(""), image_paths_for(items["item"], raw, "posters"))
+    if (raw / "posters").is_dir():
+        report["items_without_poster"] = int((items["image_paths"].list.len() == 0).sum())
+    return RawData(inter, items.drop("year"), report)

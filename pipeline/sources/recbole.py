@@ -1,0 +1,122 @@
+"""RecBole atomic files (`<name>.inter` + optional `<name>.item`, typed `field:type` headers).
+
+A RecBole user brings data unchanged: `user_id:token`, `item_id:token` and optionally
+`rating:float`, `timestamp:float` in `.inter`; item text fields in `.item`. Image files may sit in
+an `images` folder named `<item_id>.jpg|.jpeg|.png`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.sources.common import RawData, SourceError, copy_files, image_paths_for, parse_int_column, split_lines
+
+log = logging.getLogger(__name__)
+
+TYPES = {"token", "token_seq", "float", "float_seq"}
+TITLE_FIELDS = ("title", "movie_title", "item_title", "name")
+CATEGORY_FIELDS = ("categories", "category", "class", "genre", "genres")
+DESCRIPTION_FIELDS = ("description", "overview", "text", "plot", "desc")
+
+
+@dataclass
+class RecBoleConfig:
+    source: str | None = None  # folder holding <name>.inter / <name>.item (required: no public URL)
+    name: str = ""  # file stem: <name>.inter
+    images: str | None = None  # optional folder (inside `source`) with <item_id>.jpg|png
+    encoding: str = "utf-8"
+
+
+def fetch(cfg: RecBoleConfig, out: Path) -> dict:
+    fix = "Set `source` to the folder that holds <name>.inter (and <name>.item) and `name` to the file stem."
+    if not cfg.source or not cfg.name:
+        raise SourceError(f"RecBole source needs both `source` and `name`. {fix}")
+    src = Path(cfg.source)
+    copied = copy_files(src, out, [f"{cfg.name}.inter", f"{cfg.name}.item"], [f"{cfg.name}.inter"], fix)
+    images = None
+    if cfg.images:
+        if not (src / cfg.images).is_dir():
+            raise SourceError(f"{src / cfg.images}: image folder not found; fix `images` or set it to null")
+        shutil.copytree(src / cfg.images, out / "images")
+        images = "images"
+    return {"format": "recbole", "name": cfg.name, "images": images, "encoding": cfg.encoding, "files": copied}
+
+
+def parse_header(path: Path, encoding: str) -> list[tuple[str, str]]:
+    with open(path, "rb") as f:
+        first = f.readline().decode(encoding, errors="replace").rstrip("\r\n")
+    fields = []
+    for col in first.split("\t"):
+        name, _, typ = col.partition(":")
+        if typ not in TYPES:
+            raise SourceError(
+                f"{path}:1: header field {col!r} is not `name:type` with type in {sorted(TYPES)}; "
+                "RecBole atomic files start with a typed header such as `user_id:token\\titem_id:token`"
+            )
+        fields.append((name, typ))
+    return fields
+
+
+def read(raw: Path, meta: dict) -> RawData:
+    name, enc = meta["name"], meta.get("encoding", "utf-8")
+    inter_path = raw / f"{name}.inter"
+    header = parse_header(inter_path, enc)
+    names = [n for n, _ in header]
+    for need in ("user_id", "item_id"):
+        if need not in names:
+            raise SourceError(f"{inter_path}:1: no `{need}` field in header {names}; RecBole needs user_id and item_id")
+    df, report = split_lines(inter_path, "\t", names, enc, header=True)
+    report = {f"inter_{k}": v for k, v in report.items()}
+    if "timestamp" in names:
+        df = parse_int_column(df, "timestamp", inter_path, report, "inter_bad_timestamp")
+    else:
+        report["note_no_timestamps"] = "no timestamp field: the file order is the chronological order"
+        df = df.with_columns((pl.col("line") - 1).cast(pl.Int64).alias("timestamp"))
+    rating = pl.col("rating").str.strip_chars().cast(pl.Float64, strict=False) if "rating" in names else pl.lit(None)
+    inter = df.select(
+        pl.col("user_id").str.strip_chars().alias("user"),
+        pl.col("item_id").str.strip_chars().alias("item"),
+        rating.cast(pl.Float64).alias("rating"),
+        pl.col("timestamp"),
+        (pl.col("line") - 2).cast(pl.Int64).alias("row"),
+    )
+    items = read_items(raw, meta, enc, report)
+    return RawData(inter, items, report)
+
+
+def _first(names: list[str], wanted: tuple[str, ...]) -> list[str]:
+    return [n for n in names if n in wanted]
+
+
+def read_items(raw: Path, meta: dict, enc: str, report: dict) -> pl.DataFrame:
+    path = raw / f"{meta['name']}.item"
+    if not path.is_file():
+        report["note_no_item_file"] = f"{path.name} absent: items have no text"
+        return pl.DataFrame(schema={"item": pl.String, "title": pl.String, "categories": pl.List(pl.String),
+                                    "description": pl.String, "image_paths": pl.List(pl.String)})
+    header = parse_header(path, enc)
+    names = [n for n, _ in header]
+    if "item_id" not in names:
+        raise SourceError(f"{path}:1: no `item_id` field in header {names}")
+    df, rep = split_lines(path, "\t", names, enc, header=True, min_fields=1)
+    report.update({f"item_{k}": v for k, v in rep.items()})
+    title = _first(names, TITLE_FIELDS)
+    cats = _first(names, CATEGORY_FIELDS)
+    desc = _first(names, DESCRIPTION_FIELDS)
+    ids = df["item_id"].str.strip_chars()
+    items = df.select(
+        pl.col("item_id").str.strip_chars().alias("item"),
+        (pl.col(title[0]).fill_null("") if title else pl.lit("")).str.strip_chars().alias("title"),
+        (pl.concat_str([pl.col(c).fill_null("") for c in cats], separator=" ") if cats else pl.lit(""))
+        .str.split(" ").list.eval(pl.element().filter(pl.element() != "")).alias("categories"),
+        (pl.concat_str([pl.col(c).fill_null("") for c in desc], separator=" ") if desc else pl.lit(""))
+        .str.strip_chars().alias("description"),
+    )
+    images = image_paths_for(ids, raw, meta["images"]) if meta.get("images") else pl.Series(
+        "image_paths", [[] for _ in range(len(ids))], dtype=pl.List(pl.String))
+    return items.with_columns(images)

@@ -1,0 +1,123 @@
+"""One training loop for every registered model: batches of windows, early stopping on validation."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from models.common import LOSSES, sequence_loss
+from pipeline.data import Sequences, train_windows
+from pipeline.evaluation import ProtocolConfig, evaluate_split
+from pipeline.params import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200  # upper bound; early stopping usually ends sooner
+    batch_size: int = 128  # windows per step
+    lr: float = 1e-3  # Adam
+    weight_decay: float = 0.0
+    loss: str = "ce"  # ce: full softmax over all items | bce: sampled negatives
+    negatives: int = 1  # negatives per position for bce
+    patience: int = 10  # stop after this many validations without improvement
+    device: str = "auto"  # auto: cuda when present, else cpu
+    threads: int = 0  # CPU threads for torch; 0 = all cores
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"train.loss={self.loss!r}: use one of {LOSSES}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ConfigError("train.epochs, train.batch_size and train.patience must be >= 1")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available here; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolConfig, max_len: int,
+        on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train `model` in place (ending on its best validation state) and return the run summary."""
+    seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    history: list[dict] = []
+    t0 = time.perf_counter()
+    if hasattr(model, "fit_counts"):  # statistics, not gradients
+        model.fit_counts(torch.as_tensor(seq.train_items(), device=device))
+        metrics, _ = evaluate_split(model, seq, "valid", max_len, protocol, device)
+        row = {"epoch": 1, "loss": float("nan"), "train_s": time.perf_counter() - t0, "eval_s": 0.0,
+               **{f"valid/{k}": v for k, v in metrics.items()}}
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        return {"history": history, "best_epoch": 1, "best": row[f"valid/{protocol.select_metric}"],
+                "seconds": time.perf_counter() - t0, "device": str(device), "windows": 0}
+
+    inputs, targets = train_windows(seq, max_len)
+    x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_epoch, best_state, stale = -1.0, 0, None, 0
+    key = f"valid/{protocol.select_metric}"
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        te = time.perf_counter()
+        perm = torch.randperm(len(x_all), generator=gen)
+        total, steps = 0.0, 0
+        for s in tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False,
+                      mininterval=2.0, disable=None):
+            idx = perm[s:s + cfg.batch_size]
+            x, y = x_all[idx].to(device), y_all[idx].to(device)
+            neg = (torch.randint(1, seq.num_items + 1, (*y.shape, cfg.negatives), generator=gen).to(device)
+                   if cfg.loss == "bce" else None)
+            loss = sequence_loss(model.encode(x), y, model.item_vectors(), cfg.loss, neg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+        train_s = time.perf_counter() - te
+        tv = time.perf_counter()
+        metrics, _ = evaluate_split(model, seq, "valid", max_len, protocol, device)
+        row = {"epoch": epoch, "loss": total / max(steps, 1), "train_s": train_s, "eval_s": time.perf_counter() - tv,
+               **{f"valid/{k}": v for k, v in metrics.items()}}
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        log.info("epoch %d loss %.4f %s %.4f (train %.1fs, eval %.1fs)", epoch, row["loss"], key, row[key],
+                 train_s, row["eval_s"])
+        if row[key] > best:
+            best, best_epoch, stale = row[key], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("early stop: no %s improvement for %d epochs (best %.4f at epoch %d)", key, stale, best,
+                         best_epoch)
+                break
+    model.load_state_dict(best_state)
+    return {"history": history, "best_epoch": best_epoch, "best": best, "seconds": time.perf_counter() - t0,
+            "device": str(device), "windows": len(x_all)}

@@ -1,0 +1,34 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MMREC_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present (set MMREC_SHARED_DATASETS); it exists in CI")
+    return SHARED
+
+
+def tiny_params(**overrides) -> dict:
+    """A small but structured demo configuration used by the end-to-end tests."""
+    params = {
+        "dataset": "demo",
+        "model": "sasrec",
+        "datasets": {"demo": {"format": "demo", "n_items": 300, "n_users": 250, "seed": 3, "image_size": 16}},
+        "preprocess": {"user_core": 3, "item_core": 3, "max_len": 20},
+        "protocol": {"mask_history": True, "ks": [5, 10, 20, 50]},
+        "train": {"epochs": 12, "batch_size": 64, "lr": 0.003, "patience": 4, "seed": 0},
+        "models": {"pop": {}, "sasrec": {"hidden": 32, "layers": 1, "heads": 2, "inner": 64, "dropout": 0.1},
+                   "gru4rec": {"embedding": 32, "hidden": 32}, "nextitnet": {"embedding": 32, "blocks": 1}},
+    }
+    for k, v in overrides.items():
+        params[k] = v
+    return params

@@ -1,0 +1,42 @@
+"""Training windows, evaluation inputs and history masks."""
+
+import numpy as np
+import polars as pl
+
+from pipeline.data import Sequences, history, last_window, train_windows
+
+
+def make(seqs):
+    df = pl.DataFrame({"user_id": list(range(1, len(seqs) + 1)), "item_ids": seqs},
+                      schema={"user_id": pl.Int32, "item_ids": pl.List(pl.Int32)})
+    return Sequences.from_table(df, num_items=max(max(s) for s in seqs))
+
+
+def test_every_training_interaction_is_a_target_exactly_once():
+    seqs = [list(range(1, 13)), [5, 6, 7, 8], [9, 3, 4]]
+    seq = make(seqs)
+    x, y = train_windows(seq, max_len=3)
+    # user 0 trains on 1..10 -> targets 2..10; user 1 on 5,6 -> target 6; user 2 on 9 -> none
+    targets = sorted(y[y > 0].tolist())
+    assert targets == sorted(list(range(2, 11)) + [6])
+    # each target's input at the same position is its predecessor
+    for row_x, row_y in zip(x, y):
+        for t in range(len(row_y)):
+            if row_y[t]:
+                assert row_x[t] > 0
+    assert x.shape[1] == 3 and (x[:, 0] == 0).any()  # left padding
+
+
+def test_last_window_and_history():
+    seq = make([[1, 2, 3, 4, 5], [7, 8, 9]])
+    xv, tv = last_window(seq, max_len=4, holdout=2)
+    assert xv.tolist() == [[0, 1, 2, 3], [0, 0, 0, 7]] and tv.tolist() == [4, 8]
+    xt, tt = last_window(seq, max_len=2, holdout=1)
+    assert xt.tolist() == [[3, 4], [7, 8]] and tt.tolist() == [5, 9]
+    indptr, items = history(seq, holdout=1)
+    assert indptr.tolist() == [0, 4, 6] and items.tolist() == [1, 2, 3, 4, 7, 8]
+
+
+def test_train_items_excludes_holdout():
+    seq = make([[1, 2, 3, 4], [5, 6, 7]])
+    assert sorted(seq.train_items().tolist()) == [1, 2, 5]

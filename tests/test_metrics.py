@@ -1,0 +1,102 @@
+"""Metrics against hand-computed rankings; the tie rule; history masking; FAISS == brute force."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.metrics import brute_force_ranks, metrics_from_ranks, ranks_from_topk
+from pipeline.retrieval import exact_topk
+
+
+def test_metrics_hand_computed():
+    ranks = np.array([1.0, 3.0, 11.0, np.inf])
+    m = metrics_from_ranks(ranks, ks=[1, 10])
+    assert m["hr@1"] == pytest.approx(0.25)
+    assert m["hr@10"] == pytest.approx(0.5)
+    assert m["ndcg@10"] == pytest.approx((1.0 + 1.0 / math.log2(4)) / 4)
+    assert m["mrr@10"] == pytest.approx((1.0 + 1.0 / 3) / 4)
+    assert m["ndcg@1"] == pytest.approx(0.25)
+
+
+def test_hand_ranking_from_scores():
+    # One user, 5 items (row ids 0..4); scores 0.9, 0.5, 0.7, 0.1, 0.3; target row 2 -> rank 2.
+    q = np.array([[1.0]], np.float32)
+    items = np.array([[0.9], [0.5], [0.7], [0.1], [0.3]], np.float32)
+    s, i = exact_topk(q, items, k=4)
+    assert i.tolist() == [[0, 2, 1, 4]]
+    assert ranks_from_topk(s, i, np.array([2])).tolist() == [2.0]
+    # Masking row 0 (seen) moves the target to rank 1.
+    s, i = exact_topk(q, items, k=4, exclude=(np.array([0, 1]), np.array([0])))
+    assert ranks_from_topk(s, i, np.array([2])).tolist() == [1.0]
+
+
+def test_ties_are_broken_against_the_target():
+    q = np.ones((1, 1), np.float32)
+    items = np.ones((6, 1), np.float32)  # every item scores the same
+    s, i = exact_topk(q, items, k=11)
+    assert ranks_from_topk(s, i, np.array([0])).tolist() == [6.0]  # not 1
+    assert brute_force_ranks(torch.ones(1, 1), torch.ones(6, 1), torch.tensor([0])).tolist() == [6.0]
+
+
+def test_target_beyond_list_is_a_miss():
+    q = np.ones((1, 1), np.float32)
+    items = np.arange(20, 0, -1, dtype=np.float32)[:, None]  # row r scores 20 - r
+    s, i = exact_topk(q, items, k=6)  # top-(K+1) with K = 5
+    r = ranks_from_topk(s, i, np.array([4]))
+    assert r.tolist() == [5.0]
+    s, i = exact_topk(np.ones((2, 1), np.float32), items, k=6)
+    assert ranks_from_topk(s, i, np.array([5, 12])).tolist() == [math.inf, math.inf]
+
+
+@pytest.mark.parametrize("integer", [True, False])
+@pytest.mark.parametrize("mask", [True, False])
+def test_faiss_ranks_equal_brute_force(integer, mask):
+    rng = np.random.default_rng(0)
+    n_users, n_items, d, k = 300, 500, 8, 50
+    if integer:  # small integers: exact in float32 and full of ties
+        q = rng.integers(-2, 3, (n_users, d)).astype(np.float32)
+        items = rng.integers(-2, 3, (n_items, d)).astype(np.float32)
+    else:
+        q = rng.standard_normal((n_users, d)).astype(np.float32)
+        items = rng.standard_normal((n_items, d)).astype(np.float32)
+    targets = rng.integers(0, n_items, n_users)
+    exclude = None
+    if mask:
+        counts = rng.integers(0, 40, n_users)
+        excl = np.concatenate([rng.choice(np.setdiff1d(np.arange(n_items), [t]), c, replace=False)
+                               for t, c in zip(targets, counts)])
+        exclude = (np.concatenate([[0], np.cumsum(counts)]), excl)
+    s, i = exact_topk(q, items, k + 1, exclude, chunk=64)
+    got = ranks_from_topk(s, i, targets)
+    want = brute_force_ranks(torch.from_numpy(q), torch.from_numpy(items), torch.from_numpy(targets), exclude)
+    want[want > k] = np.inf
+    if integer:
+        np.testing.assert_array_equal(got, want)
+    else:  # FAISS and torch round differently; allow a rare one-off near-tie
+        assert (got == want).mean() > 0.99
+
+
+def test_faiss_topk_matches_torch_topk():
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((100, 16)).astype(np.float32)
+    items = rng.standard_normal((1000, 16)).astype(np.float32)
+    s, i = exact_topk(q, items, 20, chunk=32)
+    ts, ti = torch.topk(torch.from_numpy(q) @ torch.from_numpy(items).T, 20)
+    np.testing.assert_allclose(s, ts.numpy(), rtol=1e-5, atol=1e-5)
+    assert (i == ti.numpy()).mean() > 0.99  # ids may swap only on float near-ties
+
+
+def test_masked_items_never_returned_and_all_others_kept():
+    rng = np.random.default_rng(2)
+    q = rng.standard_normal((50, 4)).astype(np.float32)
+    items = rng.standard_normal((30, 4)).astype(np.float32)
+    counts = np.full(50, 10)
+    excl = np.concatenate([rng.choice(30, 10, replace=False) for _ in range(50)])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    s, i = exact_topk(q, items, 30, (indptr, excl))
+    for u in range(50):
+        returned = set(i[u][i[u] >= 0].tolist())
+        assert returned == set(range(30)) - set(excl[indptr[u]:indptr[u + 1]].tolist())
+        assert np.all(np.diff(s[u][np.isfinite(s[u])]) <= 0)
