@@ -78,6 +78,9 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
                 "seconds": time.perf_counter() - t0, "device": str(device), "windows": 0}
 
     inputs, targets = train_windows(seq, max_len)
+    if not (targets > 0).any():
+        raise ConfigError("no training targets: every user has fewer than 4 interactions after preprocessing "
+                          "(2 are held out); lower preprocess.user_core or use a larger data set")
     x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)

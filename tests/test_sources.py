@@ -160,3 +160,12 @@ def test_download_verifies_checksum(tmp_path):
     assert not (tmp_path / "g.zip").exists() and not (tmp_path / "g.zip.part").exists()
     with pytest.raises(SourceError, match="only https"):
         net.download("http://example.invalid/h.zip", tmp_path / "h.zip", good, opener=opener)
+
+
+def test_non_utf8_bytes_are_an_error_naming_the_line(tmp_path):
+    src = tmp_path / "rb"
+    src.mkdir()
+    (src / "t.inter").write_bytes(b"user_id:token\titem_id:token\n1\t2\n1\t\xff\xfe\n")
+    meta = download(params_for(src, "recbole", name="t"), tmp_path / "raw")
+    with pytest.raises(SourceError, match=r"t.inter:3: not valid utf-8"):
+        READERS["recbole"](tmp_path / "raw", meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -68,6 +69,23 @@ def decode(path: Path, encoding: str) -> str:
         ) from None
 
 
+def read_lines(path: Path, encoding: str = "utf-8") -> pl.DataFrame:
+    """A file's lines as one string column `text` (blank lines kept as null, line numbers intact).
+
+    UTF-8 files are read by polars without a Python string per line; other encodings are decoded
+    first. Invalid bytes are an error naming the line (see `decode`).
+    """
+    opts = {"separator": "\x1f", "has_header": False, "new_columns": ["text"], "schema": {"text": pl.String},
+            "quote_char": None}
+    if encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
+        try:
+            return pl.read_csv(path, **opts)
+        except pl.exceptions.ComputeError:
+            decode(path, encoding)  # raises the line-numbered error if the bytes are the problem
+            raise
+    return pl.read_csv(io.BytesIO(decode(path, encoding).encode("utf-8")), **opts)
+
+
 def split_lines(
     path: Path, sep: str, names: list[str], encoding: str = "utf-8", header: bool = False, min_fields: int | None = None
 ) -> tuple[pl.DataFrame, dict]:
@@ -79,15 +97,12 @@ def split_lines(
 
     Returns the frame (plus a `line` column, 1-based) and {"blank_lines": n, "malformed_lines": n}.
     """
-    text = decode(path, encoding)
-    lines = pl.DataFrame({"text": text.split("\n")}).with_row_index("line", offset=1)
+    lines = read_lines(path, encoding).with_row_index("line", offset=1)
     if header:
         lines = lines.slice(1)
-    if lines.height and lines["text"][-1] == "":
-        lines = lines.slice(0, lines.height - 1)
-    lines = lines.with_columns(pl.col("text").str.strip_chars_end("\r"))
-    blank = lines.filter(pl.col("text").str.strip_chars() == "")
-    lines = lines.filter(pl.col("text").str.strip_chars() != "")
+    is_blank = pl.col("text").fill_null("").str.strip_chars() == ""
+    blank = lines.filter(is_blank)
+    lines = lines.filter(~is_blank)
     parts = lines.with_columns(pl.col("text").str.split(sep).alias("f")).with_columns(pl.col("f").list.len().alias("n"))
     lo = min_fields if min_fields is not None else len(names)
     good_mask = (pl.col("n") >= lo) & (pl.col("n") <= len(names))

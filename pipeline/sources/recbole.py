@@ -120,3 +120,26 @@ def read_items(raw: Path, meta: dict, enc: str, report: dict) -> pl.DataFrame:
     images = image_paths_for(ids, raw, meta["images"]) if meta.get("images") else pl.Series(
         "image_paths", [[] for _ in range(len(ids))], dtype=pl.List(pl.String))
     return items.with_columns(images)
+
+
+def write_atomic(sequences: pl.DataFrame, out: Path, name: str, items: pl.DataFrame | None = None) -> Path:
+    """Write prepared sequences as RecBole atomic files `<out>/<name>/<name>.inter` (+ `.item`).
+
+    The timestamp column is each event's rank in our order (user by user, chronological), so a
+    library that sorts by time sees exactly our per-user order, ties included.
+    """
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    inter = (
+        sequences.sort("user_id").select("user_id", "item_ids").explode("item_ids")
+        .with_row_index("timestamp", offset=1)
+        .select(pl.col("user_id").cast(pl.String).alias("user_id:token"),
+                pl.col("item_ids").cast(pl.String).alias("item_id:token"),
+                pl.col("timestamp").cast(pl.Float64).alias("timestamp:float"))
+    )
+    inter.write_csv(folder / f"{name}.inter", separator="\t", quote_style="never")
+    if items is not None:
+        items.select(pl.col("item_id").cast(pl.String).alias("item_id:token"),
+                     pl.col("title").str.replace_all(r"[\t\n]", " ").alias("title:token_seq")).write_csv(
+            folder / f"{name}.item", separator="\t", quote_style="never")
+    return folder

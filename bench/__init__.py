@@ -1,0 +1,1 @@
+"""Benchmark commands (one script per benchmark) and their shared helpers."""

@@ -1,0 +1,61 @@
+"""Run one RecBole model on atomic files and record its time-to-quality curve.
+
+Runs inside RecBole's own virtual environment (.venv-recbole; see bench/recbole_compare.py),
+so it imports nothing from this project. Usage:
+
+    .venv-recbole/bin/python bench/recbole_runner.py CONFIG.json OUT.json
+
+CONFIG.json: {"model": "SASRec", "threads": 2, "anomaly": false, "config": {...RecBole config...}}.
+OUT.json gets the per-epoch curve (wall seconds since training started, validation NDCG@10),
+best validation score, test metrics, per-epoch time and peak RSS.
+"""
+
+import json
+import resource
+import sys
+import time
+
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_model, get_trainer, init_seed
+
+import recbole.model.sequential_recommender  # noqa: F401  (sine.py turns anomaly detection on at import)
+
+
+def main() -> None:
+    spec = json.load(open(sys.argv[1]))
+    torch.set_num_threads(spec.get("threads", 2))
+    torch.autograd.set_detect_anomaly(bool(spec.get("anomaly", False)))
+    config = Config(model=spec["model"], config_dict=spec["config"])
+    init_seed(config["seed"], config["reproducibility"])
+    t_data = time.perf_counter()
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    data_s = time.perf_counter() - t_data
+    model = get_model(config["model"])(config, train._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    curve, t0 = [], time.perf_counter()
+
+    def on_epoch(epoch: int, score: float) -> None:
+        curve.append({"epoch": epoch + 1, "wall_s": time.perf_counter() - t0, "valid/ndcg@10": float(score)})
+        print(json.dumps(curve[-1]), flush=True)
+
+    best, _ = trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=on_epoch)
+    train_s = time.perf_counter() - t0
+    result = trainer.evaluate(test, load_best_model=True, show_progress=False)
+    out = {
+        "model": spec["model"], "data_prep_s": data_s, "train_wall_s": train_s, "curve": curve,
+        "best_valid_ndcg@10": float(best), "epochs_run": len(curve),
+        "s_per_epoch": train_s / max(len(curve), 1),
+        "test": {k.lower(): float(v) for k, v in result.items()},
+        "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "interactions": int(dataset.inter_num),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "anomaly_detection": bool(spec.get("anomaly", False)), "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    json.dump(out, open(sys.argv[2], "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Benchmark: SASRec training cost on large synthetic catalogues, full softmax vs sampled loss.
+
+    python bench/train_scale.py                       # default grid
+    python bench/train_scale.py --grid 100000:1000000:ce
+
+Each point "ITEMS:INTERACTIONS:LOSS" runs in a fresh subprocess: a Zipf-popular log
+(`bench/synthetic.py`, 20 interactions per user on average) is cut into training windows exactly as
+the trainer does, then `--steps` optimiser steps (after 2 warm-up steps) of SASRec (hidden 64,
+2 layers, batch 128 × 50 positions) are timed. Time per epoch = time per step × steps per epoch
+(an extrapolation, stated as such). Peak RSS is the subprocess's. A point whose full-softmax logits
+would not fit in memory is reported as skipped with the size it would need. The interaction sweep
+at fixed items gives the growth exponent (least-squares slope in log-log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT = ["100000:1000000:ce", "100000:1000000:bce", "1000000:1000000:ce", "1000000:1000000:bce",
+           "100000:250000:bce", "100000:500000:bce", "100000:2000000:bce", "100000:4000000:bce"]
+BATCH, MAX_LEN, HIDDEN = 128, 50, 64
+MEMORY_BUDGET_GB = 16.0  # leave room on a 24 GiB machine
+
+
+def logits_gb(n_items: int) -> float:
+    # logits + their gradient (+ softmax workspace) for every position of a batch, float32
+    return 3 * BATCH * MAX_LEN * (n_items + 1) * 4 / 2**30
+
+
+def one(n_items: int, n_inter: int, loss: str, steps: int) -> dict:
+    import numpy as np
+    import polars as pl
+    import torch
+
+    from bench.synthetic import interactions
+    from models import build_model
+    from models.common import sequence_loss
+    from pipeline.data import Sequences, train_windows
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    df = interactions(max(n_inter // 20, 1), n_items, n_inter, seed=0).sort(["user", "timestamp"])
+    seq_table = df.group_by("user", maintain_order=True).agg((pl.col("item") + 1).alias("item_ids"))
+    seq = Sequences(seq_table["item_ids"].explode().to_numpy().astype(np.int64),
+                    np.concatenate([[0], np.cumsum(seq_table["item_ids"].list.len().to_numpy())]), n_items)
+    x, y = train_windows(seq, MAX_LEN)
+    model = build_model("sasrec", {"hidden": HIDDEN, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2,
+                                   "max_len": MAX_LEN}, n_items)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xs, ys = torch.as_tensor(x), torch.as_tensor(y)
+    times = []
+    for step in range(steps + 2):
+        idx = torch.randint(0, len(xs), (BATCH,))
+        neg = torch.randint(1, n_items + 1, (BATCH, MAX_LEN, 1)) if loss == "bce" else None
+        t = time.perf_counter()
+        value = sequence_loss(model.encode(xs[idx]), ys[idx], model.item_vectors(), loss, neg)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        if step >= 2:
+            times.append(time.perf_counter() - t)
+    per_step = float(np.median(times))
+    steps_per_epoch = math.ceil(len(xs) / BATCH)
+    return {"items": n_items, "interactions": n_inter, "loss": loss, "windows": len(xs),
+            "s_per_step": per_step, "steps_per_epoch": steps_per_epoch,
+            "s_per_epoch_extrapolated": per_step * steps_per_epoch,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grid", nargs="+", default=DEFAULT)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train-scale.json"))
+    args = ap.parse_args()
+    if args.one:
+        items, inter, loss = args.one.split(":")
+        print(json.dumps(one(int(items), int(inter), loss, args.steps)))
+        return
+    rows = []
+    for point in args.grid:
+        items, inter, loss = point.split(":")
+        if loss == "ce" and logits_gb(int(items)) > MEMORY_BUDGET_GB:
+            rows.append({"items": int(items), "interactions": int(inter), "loss": loss, "skipped":
+                         f"full softmax needs ~{logits_gb(int(items)):.0f} GB for a batch of {BATCH}x{MAX_LEN} "
+                         f"positions (> {MEMORY_BUDGET_GB:.0f} GB budget): use train.loss=bce"})
+        else:
+            proc = subprocess.run([sys.executable, __file__, "--one", point, "--steps", str(args.steps)],
+                                  capture_output=True, text=True, check=True)
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows}, indent=2))
+    print("\n| items | interactions | loss | s/step | steps/epoch | s/epoch (extrapolated) | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            print(f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | — | — | skipped: {r['skipped']} | — |")
+        else:
+            print(f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {r['s_per_step']:.3f} | "
+                  f"{r['steps_per_epoch']} | {r['s_per_epoch_extrapolated']:.0f} | {r['peak_rss_mb']:.0f} |")
+    sweep = [r for r in rows if "skipped" not in r and r["items"] == 100000 and r["loss"] == "bce"]
+    if len(sweep) >= 3:
+        import numpy as np
+
+        slope = np.polyfit(np.log([r["interactions"] for r in sweep]),
+                           np.log([r["s_per_epoch_extrapolated"] for r in sweep]), 1)[0]
+        print(f"\nepoch time ~ interactions^{slope:.2f} (100k items, bce, {len(sweep)} points)")
+
+
+if __name__ == "__main__":
+    main()
