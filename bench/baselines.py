@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save, table  # noqa: E402
 from pipeline.download import download  # noqa: E402
 from pipeline.evaluate import evaluate  # noqa: E402
 from pipeline.params import from_dict, load_params, setup_logging  # noqa: E402
@@ -62,23 +60,15 @@ def main() -> None:
             info = train(params | {"model": model}, tmp / "prepared", tmp / model)
             res = evaluate(params, tmp / "prepared", tmp / model / "model.pt", tmp / model / "metrics.json")
             rows.append({"model": model, "wall_s": time.perf_counter() - t0, **info, **res})
-    result = {
-        "dataset": args.dataset, "stats": {k: stats[k] for k in ("users", "items", "interactions", "density")},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor(),
-                    "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "command": "python " + " ".join(sys.argv), "rows": rows,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"baselines-{args.dataset}.json").write_text(json.dumps(result, indent=2))
+    save(Path(args.out) / f"baselines-{args.dataset}.json", rows, dataset=args.dataset,
+         stats={k: stats[k] for k in ("users", "items", "interactions", "density")},
+         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(f"\n{args.dataset}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions\n")
-    print("| model | test HR@10 | test NDCG@10 | test MRR@10 | valid NDCG@10 | best epoch / run | s/epoch | wall s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['test/hr@10']:.4f} | {r['test/ndcg@10']:.4f} | {r['test/mrr@10']:.4f} | "
-              f"{r['valid/ndcg@10']:.4f} | {r['best_epoch']} / {r['epochs_run']} | {r['train_s_per_epoch']:.1f} | "
-              f"{r['wall_s']:.0f} |")
+    print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "valid NDCG@10", "best epoch / run", "s/epoch",
+                 "wall s"],
+                [[r["model"], f"{r['test/hr@10']:.4f}", f"{r['test/ndcg@10']:.4f}", f"{r['test/mrr@10']:.4f}",
+                  f"{r['valid/ndcg@10']:.4f}", f"{r['best_epoch']} / {r['epochs_run']}",
+                  f"{r['train_s_per_epoch']:.1f}", f"{r['wall_s']:.0f}"] for r in rows]))
 
 
 if __name__ == "__main__":

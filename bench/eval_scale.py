@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save, table  # noqa: E402
+
 DEFAULT = ["10000x10000", "100000x10000", "10000x100000", "100000x100000", "10000x1000000", "1000000x10000"]
 
 
@@ -93,14 +95,12 @@ def main() -> None:
         r = rows[-1]
         print(f"{size}: ours {r['ours_s']:.2f}s roofline {r['roofline_s']:.2f}s ratio {r['ratio']:.2f} "
               f"peak RSS {r['peak_rss_ours_mb']:.0f} MB check {r['check']}", flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows}, indent=2))
-    print("\n| users × items | ours s | roofline s | ours / roofline | peak RSS MB (inputs MB) | exact on sample |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['users']:,} × {r['items']:,} | {r['ours_s']:.2f} | {r['roofline_s']:.2f} | {r['ratio']:.2f} | "
-              f"{r['peak_rss_ours_mb']:.0f} ({r['inputs_mb']:.0f}) | "
-              f"{'yes' if r['check']['all_above_kth'] and r['check']['max_abs_score_error'] < 1e-3 else 'NO'} |")
+        save(args.out, rows)
+    print("\n" + table(
+        ["users × items", "ours s", "roofline s", "ours / roofline", "peak RSS MB (inputs MB)", "exact on sample"],
+        [[f"{r['users']:,} × {r['items']:,}", f"{r['ours_s']:.2f}", f"{r['roofline_s']:.2f}", f"{r['ratio']:.2f}",
+          f"{r['peak_rss_ours_mb']:.0f} ({r['inputs_mb']:.0f})",
+          "yes" if r["check"]["all_above_kth"] and r["check"]["max_abs_score_error"] < 1e-3 else "NO"] for r in rows]))
 
 
 if __name__ == "__main__":

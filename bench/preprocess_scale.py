@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save, table  # noqa: E402
+
 
 def one(folder: Path) -> dict:
     from pipeline.download import download
@@ -62,13 +64,10 @@ def main() -> None:
                          "file_mb": (tmp / "synth.inter").stat().st_size / 2**20,
                          **json.loads(proc.stdout.strip().splitlines()[-1])})
         print(json.dumps(rows[-1]), flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows}, indent=2))
-    print("\n| interactions | file MB | download s | preprocess s | kept | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['interactions']:,} | {r['file_mb']:.0f} | {r['download_s']:.1f} | {r['preprocess_s']:.1f} | "
-              f"{r['kept']:,} | {r['peak_rss_mb']:.0f} |")
+        save(args.out, rows)
+    print("\n" + table(["interactions", "file MB", "download s", "preprocess s", "kept", "peak RSS MB"],
+                       [[f"{r['interactions']:,}", f"{r['file_mb']:.0f}", f"{r['download_s']:.1f}",
+                         f"{r['preprocess_s']:.1f}", f"{r['kept']:,}", f"{r['peak_rss_mb']:.0f}"] for r in rows]))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save, table  # noqa: E402
+
 DEFAULT = ["100000:1000000:ce", "100000:1000000:bce", "1000000:1000000:ce", "1000000:1000000:bce",
            "100000:250000:bce", "100000:500000:bce", "100000:2000000:bce", "100000:4000000:bce"]
 BATCH, MAX_LEN, HIDDEN = 128, 50, 64
@@ -100,16 +102,13 @@ def main() -> None:
                                   capture_output=True, text=True, check=True)
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows}, indent=2))
-    print("\n| items | interactions | loss | s/step | steps/epoch | s/epoch (extrapolated) | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "skipped" in r:
-            print(f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | — | — | skipped: {r['skipped']} | — |")
-        else:
-            print(f"| {r['items']:,} | {r['interactions']:,} | {r['loss']} | {r['s_per_step']:.3f} | "
-                  f"{r['steps_per_epoch']} | {r['s_per_epoch_extrapolated']:.0f} | {r['peak_rss_mb']:.0f} |")
+        save(args.out, rows)
+    print("\n" + table(
+        ["items", "interactions", "loss", "s/step", "steps/epoch", "s/epoch (extrapolated)", "peak RSS MB"],
+        [[f"{r['items']:,}", f"{r['interactions']:,}", r["loss"], "—", "—", f"skipped: {r['skipped']}", "—"]
+         if "skipped" in r else
+         [f"{r['items']:,}", f"{r['interactions']:,}", r["loss"], f"{r['s_per_step']:.3f}", r["steps_per_epoch"],
+          f"{r['s_per_epoch_extrapolated']:.0f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]))
     sweep = [r for r in rows if "skipped" not in r and r["items"] == 100000 and r["loss"] == "bce"]
     if len(sweep) >= 3:
         import numpy as np

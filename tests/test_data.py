@@ -1,6 +1,5 @@
 """Training windows, evaluation inputs and history masks."""
 
-import numpy as np
 import polars as pl
 
 from pipeline.data import Sequences, history, last_window, train_windows

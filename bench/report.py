@@ -1,0 +1,31 @@
+"""Result files and Markdown tables shared by the benchmark commands."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+
+def machine() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
+            platform.machine(), "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+
+
+def save(path: str | Path, rows: list[dict], **extra) -> None:
+    """Write {command, machine, ...extra, rows} as JSON (rewritten after every row, so a long run
+    that is interrupted keeps what it measured)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"command": "python " + " ".join(sys.argv), "machine": machine(), **extra, "rows": rows}
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def table(header: list[str], lines: list[list]) -> str:
+    """A Markdown table."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in line) + " |" for line in lines]
+    return "\n".join(out)
