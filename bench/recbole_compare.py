@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import save  # noqa: E402
 from models import build_model  # noqa: E402
 from pipeline.data import Sequences  # noqa: E402
 from pipeline.download import download  # noqa: E402
@@ -102,6 +102,17 @@ def run_ours(model: str, seq: Sequences, seed: int, patience: int) -> dict:
             "peak_rss_mb": max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024}
 
 
+def run_recbole(py: Path, model: str, tmp: Path, args) -> dict:
+    spec = {"model": THEIRS[model][0], "threads": args.threads, "anomaly": False,
+            "config": recbole_config(tmp / "atomic", "mmrec_ml100k", model, tmp / "saved", args.seed)}
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    env = os.environ | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    t0 = time.perf_counter()
+    subprocess.run([str(py), str(ROOT / "bench" / "recbole_runner.py"), str(tmp / "spec.json"),
+                    str(tmp / "theirs.json")], check=True, cwd=tmp, env=env)
+    return json.loads((tmp / "theirs.json").read_text()) | {"process_wall_s": time.perf_counter() - t0}
+
+
 def time_to(curve: list[dict], target: float) -> float | None:
     """Wall seconds at the end of the first epoch whose validation NDCG@10 reaches `target`."""
     return next((r["wall_s"] for r in curve if r["valid/ndcg@10"] >= target), None)
@@ -112,8 +123,17 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["sasrec", "gru4rec"], choices=sorted(OURS))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ours-dropout", type=float, help="override our SASRec dropout (default: RecBole's 0.5)")
+    ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--reuse-recbole", help="a previous recbole-compare.json: take RecBole's results from it "
+                    "instead of re-running RecBole (its data must match)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
+    previous = {}
+    if args.reuse_recbole:
+        previous = {r["model"]: r["recbole"] for r in json.loads(Path(args.reuse_recbole).read_text())["rows"]}
+    if args.ours_dropout is not None:
+        OURS["sasrec"]["dropout"] = args.ours_dropout
     setup_logging()
     torch.set_num_threads(args.threads)
     py = ensure_recbole()
@@ -129,15 +149,13 @@ def main() -> None:
         seq = Sequences.from_table(sequences, stats["items"])
         write_atomic(sequences, tmp / "atomic", "mmrec_ml100k")
         for model in args.models:
-            ours = run_ours(model, seq, args.seed, patience=10)
-            spec = {"model": THEIRS[model][0], "threads": args.threads, "anomaly": False,
-                    "config": recbole_config(tmp / "atomic", "mmrec_ml100k", model, tmp / "saved", args.seed)}
-            (tmp / "spec.json").write_text(json.dumps(spec))
-            env = os.environ | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-            t0 = time.perf_counter()
-            subprocess.run([str(py), str(ROOT / "bench" / "recbole_runner.py"), str(tmp / "spec.json"),
-                            str(tmp / "theirs.json")], check=True, cwd=tmp, env=env)
-            theirs = json.loads((tmp / "theirs.json").read_text()) | {"process_wall_s": time.perf_counter() - t0}
+            ours = run_ours(model, seq, args.seed, patience=args.patience)
+            if model in previous:
+                theirs = previous[model]
+                if (theirs["users"], theirs["items"]) != (stats["users"], stats["items"]):
+                    raise SystemExit(f"--reuse-recbole: RecBole's {model} ran on different data")
+            else:
+                theirs = run_recbole(py, model, tmp, args)
             target = theirs["best_valid_ndcg@10"]
             theirs_best_epoch = max(theirs["curve"], key=lambda r: r["valid/ndcg@10"])
             row = {"model": model, "ours": ours, "recbole": theirs,
@@ -146,10 +164,8 @@ def main() -> None:
             if row["ours_time_to_recbole_best_s"]:
                 row["speedup_to_quality"] = row["recbole_time_to_best_s"] / row["ours_time_to_recbole_best_s"]
             rows.append(row)
-            (out / "recbole-compare.json").write_text(json.dumps(
-                {"stats": {k: stats[k] for k in ("users", "items", "interactions")}, "rows": rows,
-                 "machine": {"cpu": platform.processor(), "threads": args.threads, "torch_ours": torch.__version__},
-                 "command": "python " + " ".join(sys.argv)}, indent=2))
+            save(out / "recbole-compare.json", rows, threads=args.threads,
+                 stats={k: stats[k] for k in ("users", "items", "interactions")})
     print("| model | library | test HR@10 | test NDCG@10 | test MRR@10 | best valid NDCG@10 | epochs | s/epoch | "
           "time to RecBole's best valid | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")

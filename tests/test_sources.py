@@ -1,6 +1,7 @@
 """Source readers on fixtures in their real layouts, the demo generator, downloads and bad input."""
 
 import hashlib
+import json
 import io
 import zipfile
 from pathlib import Path
@@ -169,3 +170,27 @@ def test_non_utf8_bytes_are_an_error_naming_the_line(tmp_path):
     meta = download(params_for(src, "recbole", name="t"), tmp_path / "raw")
     with pytest.raises(SourceError, match=r"t.inter:3: not valid utf-8"):
         READERS["recbole"](tmp_path / "raw", meta)
+
+
+def test_tmdb_fetch_writes_overviews_and_posters(tmp_path):
+    from pipeline.sources.movielens import fetch_tmdb
+
+    raw = write_ml100k(tmp_path / "raw", ["1\t1\t4\t100"])
+    seen = []
+
+    def opener(url, timeout):
+        seen.append(url)
+        if "search/movie" in url:
+            found = "Toy" in url
+            body = {"results": [{"overview": "Toys come alive.", "poster_path": "/toy.jpg"}] if found else []}
+            return FakeResponse(json.dumps(body).encode())
+        return FakeResponse(b"\xff\xd8jpeg")
+
+    report = fetch_tmdb(raw, "KEY", opener=opener)
+    assert report == {"tmdb_not_found": 1}
+    assert (raw / "posters" / "1.jpg").read_bytes() == b"\xff\xd8jpeg"
+    assert any("year=1995" in u and "api_key=KEY" in u for u in seen)
+    data = READERS["ml-100k"](raw, {})
+    desc = dict(zip(data.items["item"], data.items["description"]))
+    assert desc == {"1": "Toys come alive.", "2": ""}
+    assert data.items.filter(pl.col("item") == "1")["image_paths"][0].to_list() == ["posters/1.jpg"]

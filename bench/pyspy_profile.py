@@ -1,0 +1,62 @@
+"""Profile any benchmark command with py-spy and summarise where the time goes.
+
+    python bench/pyspy_profile.py --out bench/results/profile-preprocess.txt -- \\
+        python bench/preprocess_scale.py --sizes 1000000
+
+py-spy samples the command (and its subprocesses, native frames included) and writes collapsed
+stacks; this script prints the top functions by self time and by inclusive time, as percentages
+of all samples, and saves the raw stacks next to the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def summarise(raw: Path, top: int = 15) -> str:
+    self_t: collections.Counter = collections.Counter()
+    incl: collections.Counter = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + (" (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                                      if " (" in f else "") for f in stack.split(";")]
+        self_t[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    out = [f"{total} samples", "", "self time:"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in self_t.most_common(top)]
+    out += ["", "inclusive time:"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in incl.most_common(top)]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="summary file; raw stacks go to <out>.stacks")
+    ap.add_argument("--rate", type=int, default=50, help="samples per second")
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stacks = out.with_suffix(out.suffix + ".stacks")
+    subprocess.run([spy, "record", "--subprocesses", "--native", "--rate", str(args.rate), "--format", "raw",
+                    "--output", str(stacks), "--", *cmd], check=True)
+    summary = summarise(stacks)
+    out.write_text(f"$ {' '.join(cmd)}\n{summary}\n")
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
