@@ -10,9 +10,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from models.common import causal_padding_mask
+from models.common import causal_padding_mask, fast_dropout
 
 
 @dataclass
@@ -25,25 +26,49 @@ class SASRecConfig:
     max_len: int = 50  # input window; set from preprocess.max_len by the trainer
 
 
+class Block(nn.Module):
+    """Pre-LN Transformer block: x + Attn(LN(x)), then x + FFN(LN(x)), GELU, dropout on the
+    attention weights and after each sub-layer."""
+
+    def __init__(self, hidden: int, heads: int, inner: int, dropout: float):
+        super().__init__()
+        self.heads, self.p = heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.ff1, self.ff2 = nn.Linear(hidden, inner), nn.Linear(inner, hidden)
+
+    def forward(self, x: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-1, -2)) * (d // self.heads) ** -0.5  # (B, H, L, L)
+        att = fast_dropout(att.masked_fill(blocked[:, None], float("-inf")).softmax(-1), self.p, self.training)
+        y = (att @ v).transpose(1, 2).reshape(b, length, d)  # (B, L, D)
+        x = x + fast_dropout(self.proj(y), self.p, self.training)
+        h = fast_dropout(F.gelu(self.ff1(self.ln2(x))), self.p, self.training)
+        return x + fast_dropout(self.ff2(h), self.p, self.training)
+
+
 class SASRecEncoder(nn.Module):
     """Positional embedding + pre-LN causal Transformer. (B, L, D) -> (B, L, D)."""
 
     def __init__(self, hidden: int, layers: int, heads: int, inner: int, dropout: float, max_len: int):
         super().__init__()
-        self.heads = heads
+        if hidden % heads:
+            raise ValueError(f"sasrec: hidden ({hidden}) must be divisible by heads ({heads})")
+        self.p = dropout
         self.pos = nn.Embedding(max_len, hidden)
-        self.drop = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(hidden, heads, inner, dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(Block(hidden, heads, inner, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         # Positions count back from the most recent item so left padding does not shift them.
         pos = torch.arange(length - 1, -1, -1, device=x.device).clamp_max(self.pos.num_embeddings - 1)
-        x = self.drop(x + self.pos(pos)[None])  # (B, L, D)
-        x = self.blocks(x, mask=causal_padding_mask(pad, self.heads))
+        x = fast_dropout(x + self.pos(pos)[None], self.p, self.training)  # (B, L, D)
+        blocked = causal_padding_mask(pad)  # (B, L, L)
+        for block in self.blocks:
+            x = block(x, blocked)
         return self.norm(x)
 
 

@@ -111,3 +111,14 @@ def test_bad_checkpoint_and_model_names_are_clear(tmp_path):
         build_model("bert4rec", {}, 10)
     with pytest.raises(ValueError, match="unknown config key"):
         build_model("sasrec", {"hiden": 3}, 10)
+
+
+def test_fast_dropout_is_inverted_dropout():
+    from models.common import fast_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = fast_dropout(x, 0.3, training=True)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.01
+    assert abs(y.mean().item() - 1.0) < 0.02  # expectation preserved
+    assert torch.equal(fast_dropout(x, 0.3, training=False), x)
