@@ -5,7 +5,7 @@
 
 Each size runs in a fresh subprocess (so peak RSS is per size). For each: our evaluator's
 `exact_topk` (FAISS IndexFlatIP, users streamed in chunks), the roofline (`torch` chunked
-`matmul` + `topk` on the same arrays, same chunk size), and a brute-force NumPy check of our
+`matmul` + `topk` on the same arrays; same chunk size, capped so a score block stays near 1 GB), and a brute-force NumPy check of our
 results on a sample of users. Sizes are "USERSxITEMS"; embedding dimension 64.
 """
 
@@ -66,10 +66,11 @@ def one(size: str, k: int, chunk: int) -> dict:
     scores, ids = exact_topk(users, items, k, chunk=chunk, use_gpu=False)
     ours_s = time.perf_counter() - t
     ours_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    roof_chunk = max(256, min(chunk, 2**28 // n_items))  # keep the score block near 1 GB
     t = time.perf_counter()
-    roofline(users, items, k, chunk)
+    roofline(users, items, k, roof_chunk)
     roof_s = time.perf_counter() - t
-    return {"size": size, "users": n_users, "items": n_items, "k": k, "chunk": chunk, "ours_s": ours_s,
+    return {"size": size, "users": n_users, "items": n_items, "k": k, "chunk": chunk, "roofline_chunk": roof_chunk, "ours_s": ours_s,
             "roofline_s": roof_s, "ratio": ours_s / roof_s, "inputs_mb": (users.nbytes + items.nbytes) / 2**20,
             "rss_after_inputs_mb": base_rss, "peak_rss_ours_mb": ours_rss,
             "peak_rss_total_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

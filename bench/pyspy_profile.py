@@ -18,9 +18,19 @@ import sys
 from pathlib import Path
 
 
-def summarise(raw: Path, top: int = 15) -> str:
-    self_t: collections.Counter = collections.Counter()
-    incl: collections.Counter = collections.Counter()
+OURS = ("pipeline/", "models/", "bench/")
+
+
+def _frame(f: str) -> tuple[str, str]:
+    """'func (path/file.py:12)' -> ('func', 'path/file.py'); native frames -> (symbol, library)."""
+    name, _, where = f.partition(" (")
+    return name, where.rstrip(")").rsplit(":", 1)[0]
+
+
+def summarise(raw: Path, top: int = 12) -> str:
+    """Inclusive time of our own functions (file:function), and self time grouped by library."""
+    ours: collections.Counter = collections.Counter()
+    libs: collections.Counter = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -28,15 +38,16 @@ def summarise(raw: Path, top: int = 15) -> str:
             continue
         n = int(count)
         total += n
-        frames = [f.split(" (")[0] + (" (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                                      if " (" in f else "") for f in stack.split(";")]
-        self_t[frames[-1]] += n
-        for f in set(frames):
-            incl[f] += n
-    out = [f"{total} samples", "", "self time:"]
-    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in self_t.most_common(top)]
-    out += ["", "inclusive time:"]
-    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in incl.most_common(top)]
+        frames = [_frame(f) for f in stack.split(";")[1:]]  # [0] is the process
+        for key in {f"{path}:{name}" for name, path in frames if path.startswith(OURS)}:
+            ours[key] += n
+        name, path = frames[-1] if frames else ("?", "?")
+        lib = path.rsplit("/", 1)[-1] if path else name
+        libs["python: " + path.split("/")[0] if path.endswith(".py") else lib] += n
+    out = [f"{total} samples", "", "inclusive time of our functions:"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in ours.most_common(top)]
+    out += ["", "self time by where it was spent (native library, or Python package):"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in libs.most_common(top)]
     return "\n".join(out)
 
 
