@@ -3,6 +3,7 @@
     python bench/eval_scale.py                      # default size grid
     python bench/eval_scale.py --sizes 100000x100000
 
+Threads: $BENCH_THREADS for torch (default 2; set OMP_NUM_THREADS for FAISS/BLAS to match).
 Each size runs in a fresh subprocess (so peak RSS is per size). For each: our evaluator's
 `exact_topk` (FAISS IndexFlatIP, users streamed in chunks), the roofline (`torch` chunked
 `matmul` + `topk` on the same arrays; same chunk size, capped so a score block stays near 1 GB), and a brute-force NumPy check of our
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -58,7 +60,7 @@ def one(size: str, k: int, chunk: int) -> dict:
     from bench.synthetic import vectors
     from pipeline.retrieval import exact_topk
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     n_users, n_items = map(int, size.split("x"))
     users, items = vectors(n_users, n_items, 64, seed=1)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

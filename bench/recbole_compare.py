@@ -82,7 +82,7 @@ def recbole_config(data_path: Path, name: str, model: str, checkpoint_dir: Path,
     }
 
 
-def run_ours(model: str, seq: Sequences, seed: int, patience: int) -> dict:
+def run_ours(model: str, seq: Sequences, seed: int, patience: int, threads: int) -> dict:
     protocol = ProtocolConfig(mask_history=False)
     net = build_model(model, OURS[model] | {"max_len": 50}, seq.num_items)
     curve, wall = [], 0.0
@@ -93,7 +93,7 @@ def run_ours(model: str, seq: Sequences, seed: int, patience: int) -> dict:
         wall += row["train_s"] + row["eval_s"]
         curve.append({"epoch": row["epoch"], "wall_s": wall, "valid/ndcg@10": row["valid/ndcg@10"]})
 
-    cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=patience, seed=seed)
+    cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=patience, seed=seed, threads=threads)
     summary = fit(net, seq, cfg, protocol, 50, on_epoch)
     test, _ = evaluate_split(net, seq, "test", 50, protocol, resolve_device("auto"))
     return {"model": model, "curve": curve, "best_valid_ndcg@10": summary["best"], "epochs_run": len(curve),
@@ -149,7 +149,7 @@ def main() -> None:
         seq = Sequences.from_table(sequences, stats["items"])
         write_atomic(sequences, tmp / "atomic", "mmrec_ml100k")
         for model in args.models:
-            ours = run_ours(model, seq, args.seed, patience=args.patience)
+            ours = run_ours(model, seq, args.seed, patience=args.patience, threads=args.threads)
             if model in previous:
                 theirs = previous[model]
                 if (theirs["users"], theirs["items"]) != (stats["users"], stats["items"]):

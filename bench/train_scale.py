@@ -3,6 +3,7 @@
     python bench/train_scale.py                       # default grid
     python bench/train_scale.py --grid 100000:1000000:ce
 
+Threads: $BENCH_THREADS for torch (default 2).
 Each point "ITEMS:INTERACTIONS:LOSS[:full]" runs in a fresh subprocess: a Zipf-popular log
 (`bench/synthetic.py`, 20 interactions per user on average) is cut into training windows exactly as
 the trainer does, then SASRec (hidden 64, 2 layers, batch 128 × 50 positions) is trained: with
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import resource
 import subprocess
@@ -51,7 +53,7 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     from models.common import sequence_loss
     from pipeline.data import Sequences, train_windows
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     torch.manual_seed(0)
     df = interactions(max(n_inter // 20, 1), n_items, n_inter, seed=0).sort(["user", "timestamp"])
     seq_table = df.group_by("user", maintain_order=True).agg((pl.col("item") + 1).alias("item_ids"))
