@@ -58,7 +58,7 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     df = interactions(max(n_inter // 20, 1), n_items, n_inter, seed=0).sort(["user", "timestamp"])
     seq_table = df.group_by("user", maintain_order=True).agg((pl.col("item") + 1).alias("item_ids"))
     seq = Sequences(seq_table["item_ids"].explode().to_numpy().astype(np.int64),
-                    np.concatenate([[0], np.cumsum(seq_table["item_ids"].list.len().to_numpy())]), n_items)
+                    np.concatenate([[0], np.cumsum(seq_table["item_ids"].list.len().to_numpy().astype(np.int64))]), n_items)
     x, y = train_windows(seq, MAX_LEN)
     model = build_model("sasrec", {"hidden": HIDDEN, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2,
                                    "max_len": MAX_LEN}, n_items)
