@@ -82,7 +82,7 @@ def recbole_config(data_path: Path, name: str, model: str, checkpoint_dir: Path,
     }
 
 
-def run_ours(model: str, seq: Sequences, seed: int, patience: int, threads: int) -> dict:
+def run_ours(model: str, seq: Sequences, seed: int, patience: int, threads: int, stride: int = 0) -> dict:
     protocol = ProtocolConfig(mask_history=False)
     net = build_model(model, OURS[model] | {"max_len": 50}, seq.num_items)
     curve, wall = [], 0.0
@@ -93,7 +93,8 @@ def run_ours(model: str, seq: Sequences, seed: int, patience: int, threads: int)
         wall += row["train_s"] + row["eval_s"]
         curve.append({"epoch": row["epoch"], "wall_s": wall, "valid/ndcg@10": row["valid/ndcg@10"]})
 
-    cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=patience, seed=seed, threads=threads)
+    cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=patience, seed=seed, threads=threads,
+                      window_stride=stride)
     summary = fit(net, seq, cfg, protocol, 50, on_epoch)
     test, _ = evaluate_split(net, seq, "test", 50, protocol, resolve_device("auto"))
     return {"model": model, "curve": curve, "best_valid_ndcg@10": summary["best"], "epochs_run": len(curve),
@@ -125,6 +126,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ours-dropout", type=float, help="override our SASRec dropout (default: RecBole's 0.5)")
     ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--ours-stride", type=int, default=0, help="our train.window_stride (0 = max_len)")
     ap.add_argument("--reuse-recbole", help="a previous recbole-compare.json: take RecBole's results from it "
                     "instead of re-running RecBole (its data must match)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -149,7 +151,7 @@ def main() -> None:
         seq = Sequences.from_table(sequences, stats["items"])
         write_atomic(sequences, tmp / "atomic", "mmrec_ml100k")
         for model in args.models:
-            ours = run_ours(model, seq, args.seed, patience=args.patience, threads=args.threads)
+            ours = run_ours(model, seq, args.seed, patience=args.patience, threads=args.threads, stride=args.ours_stride)
             if model in previous:
                 theirs = previous[model]
                 if (theirs["users"], theirs["items"]) != (stats["users"], stats["items"]):

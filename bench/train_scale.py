@@ -72,7 +72,7 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
         idx = order[(step * BATCH) % len(xs):][:BATCH] if full else torch.randint(0, len(xs), (BATCH,))
         if step == 2:
             t_epoch = time.perf_counter()
-        neg = torch.randint(1, n_items + 1, (BATCH, MAX_LEN, 1)) if loss == "bce" else None
+        neg = torch.randint(1, n_items + 1, (len(idx), MAX_LEN, 1)) if loss == "bce" else None
         t = time.perf_counter()
         value = sequence_loss(model.encode(xs[idx]), ys[idx], model.item_vectors(), loss, neg)
         opt.zero_grad()

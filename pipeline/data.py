@@ -40,19 +40,30 @@ class Sequences:
         return np.arange(self.flat.size) - np.repeat(self.offsets[:-1], self.lengths)
 
 
-def train_windows(seq: Sequences, max_len: int, holdout: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Cut each user's training prefix into consecutive windows so every interaction but the first is
-    a target exactly once. Returns (inputs, targets), each (W, max_len) int64, left-padded with 0;
-    targets[w, t] is the item after inputs[w, t] (0 = no target)."""
+def train_windows(seq: Sequences, max_len: int, holdout: int = 2, stride: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Cut each user's training prefix into windows so every interaction but the first is a
+    target exactly once. Returns (inputs, targets), each (W, max_len) int64, left-padded with 0;
+    targets[w, t] is the item after inputs[w, t] (0 = no target).
+
+    `stride` (default max_len) is how far consecutive windows are apart. With stride < max_len the
+    windows overlap and only each window's newest `stride` positions are targets (all positions in
+    a user's oldest window), so every target keeps at least max_len - stride items of context.
+    """
+    stride = max_len if stride is None else stride
+    if not 1 <= stride <= max_len:
+        raise ValueError(f"window stride must be in [1, max_len={max_len}], got {stride}")
     n_train = np.maximum(seq.lengths - holdout, 0)
-    n_win = np.ceil(np.maximum(n_train - 1, 0) / max_len).astype(np.int64)
+    n_win = np.ceil(np.maximum(n_train - 1, 0) / stride).astype(np.int64)
     user = np.repeat(np.arange(n_train.size), n_win)
     j = np.arange(user.size) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = most recent window
-    end = n_train[user] - j * max_len  # exclusive end of the window's targets
+    end = n_train[user] - j * stride  # exclusive end of the window's targets
     rel = end[:, None] - (max_len + 1) + np.arange(max_len + 1)[None]  # (W, L+1) positions in the user
     vals = np.where(rel >= 0, seq.flat[seq.offsets[user][:, None] + np.maximum(rel, 0)], 0)
     inputs, targets = vals[:, :-1], vals[:, 1:]
-    return inputs, np.where(inputs > 0, targets, 0)
+    oldest = j == n_win[user] - 1
+    own = (np.arange(max_len)[None] >= max_len - stride) | oldest[:, None]  # targets this window owns
+    return inputs, np.where((inputs > 0) & own, targets, 0)
 
 
 def last_window(seq: Sequences, max_len: int, holdout: int) -> tuple[np.ndarray, np.ndarray]:

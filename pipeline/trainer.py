@@ -32,6 +32,7 @@ class TrainConfig:
     loss: str = "ce"  # ce: full softmax over all items | bce: sampled negatives
     negatives: int = 1  # negatives per position for bce
     patience: int = 10  # stop after this many validations without improvement
+    window_stride: int = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows, more context per target
     device: str = "auto"  # auto: cuda when present, else cpu
     threads: int = 0  # CPU threads for torch; 0 = all cores
     seed: int = 42
@@ -77,7 +78,7 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
         return {"history": history, "best_epoch": 1, "best": row[f"valid/{protocol.select_metric}"],
                 "seconds": time.perf_counter() - t0, "device": str(device), "windows": 0}
 
-    inputs, targets = train_windows(seq, max_len)
+    inputs, targets = train_windows(seq, max_len, stride=cfg.window_stride or max_len)
     if not (targets > 0).any():
         raise ConfigError("no training targets: every user has fewer than 4 interactions after preprocessing "
                           "(2 are held out); lower preprocess.user_core or use a larger data set")

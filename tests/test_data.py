@@ -1,5 +1,6 @@
 """Training windows, evaluation inputs and history masks."""
 
+import numpy as np
 import polars as pl
 
 from pipeline.data import Sequences, history, last_window, train_windows
@@ -39,3 +40,17 @@ def test_last_window_and_history():
 def test_train_items_excludes_holdout():
     seq = make([[1, 2, 3, 4], [5, 6, 7]])
     assert sorted(seq.train_items().tolist()) == [1, 2, 5]
+
+
+def test_overlapping_windows_keep_each_target_once_with_more_context():
+    seq = make([list(range(1, 23))])  # item v sits at position v - 1; trains on items 1..20
+    base_x, base_y = train_windows(seq, max_len=6)
+    x, y = train_windows(seq, max_len=6, stride=2)
+    assert sorted(y[y > 0].tolist()) == sorted(base_y[base_y > 0].tolist()) == list(range(2, 21))
+    # each target v sees min(v - 1, max_len - stride = 4) items of context at least
+    for row_x, row_y in zip(x, y):
+        for t in np.nonzero(row_y)[0]:
+            assert (row_x[: t + 1] > 0).sum() >= min(row_y[t] - 1, 4)
+    # with disjoint windows some targets see only 1 item
+    assert min((bx[: t + 1] > 0).sum() for bx, by in zip(base_x, base_y) for t in np.nonzero(by)[0]) == 1
+    assert len(x) > len(base_x)
