@@ -56,9 +56,8 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     torch.manual_seed(0)
     df = interactions(max(n_inter // 20, 1), n_items, n_inter, seed=0).sort(["user", "timestamp"])
-    seq_table = df.group_by("user", maintain_order=True).agg((pl.col("item") + 1).alias("item_ids"))
-    seq = Sequences(seq_table["item_ids"].explode().to_numpy().astype(np.int64),
-                    np.concatenate([[0], np.cumsum(seq_table["item_ids"].list.len().to_numpy().astype(np.int64))]), n_items)
+    table = df.group_by("user", maintain_order=True).agg((pl.col("item") + 1).alias("item_ids"))
+    seq = Sequences.from_table(table.rename({"user": "user_id"}), n_items)  # item ids 1..N, 0 = padding
     x, y = train_windows(seq, MAX_LEN)
     model = build_model("sasrec", {"hidden": HIDDEN, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2,
                                    "max_len": MAX_LEN}, n_items)
