@@ -1,7 +1,10 @@
 """The one module that owns table schemas, atomic writes and provenance.
 
 Every Parquet table the pipeline writes goes through `write_table` and every read through
-`read_table`, so a schema lives in exactly one place. Files are written to a temporary name in
+`read_table`, so a schema lives in exactly one place. Fixed tables (items, interactions, sequences)
+are in `SCHEMAS`; feature-store tables depend on a dimension and are built by `feature_schema`
+from the provenance they are written with (`dim`, `slots`, `grid`, `dtype`), and checked against
+the same on read. Files are written to a temporary name in
 the same folder and renamed into place, so an interrupted stage never leaves a half-written
 table under its final name. Each file carries its provenance in the Parquet key-value metadata
 (`mmrec.table`, `mmrec.schema_version`, `mmrec.provenance`), which `read_table` checks.
@@ -63,6 +66,40 @@ class TableError(ValueError):
     """A table on disk is not what the reader expects (wrong kind, schema or provenance)."""
 
 
+# Feature-store tables (pipeline/features). Vectors are fixed_size_list<float32|float16>[D]; stacks
+# are fixed_size_list<vector>[slots] with an explicit `count` and per-slot `mask` (False slots are
+# zeros and must be ignored); item_id is int32 as everywhere else.
+FEATURE_KINDS = ("text", "text_sentences", "image", "image_grid", "keyword_vectors", "keywords")
+VECTOR_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
+
+
+def feature_schema(kind: str, dim: int = 0, slots: int = 0, grid: int = 0, dtype: str = "float32") -> pa.Schema:
+    """The schema of a feature-store table; `dim`, `slots`, `grid` come from its provenance."""
+    if dtype not in VECTOR_DTYPES:
+        raise TableError(f"vector dtype {dtype!r}: use one of {sorted(VECTOR_DTYPES)}")
+    vec = pa.list_(VECTOR_DTYPES[dtype], dim) if dim else None
+    if kind == "text":  # one pooled vector per item from the configured text fields
+        return pa.schema([("item_id", pa.int32()), ("present", pa.bool_()), ("vector", vec)])
+    if kind in ("text_sentences", "image", "keyword_vectors"):  # up to `slots` vectors per item
+        return pa.schema([("item_id", pa.int32()), ("count", pa.int32()), ("mask", pa.list_(pa.bool_(), slots)),
+                          ("vectors", pa.list_(vec, slots))])
+    if kind == "image_grid":  # `grid` patch/region tokens for each loaded image
+        return pa.schema([("item_id", pa.int32()), ("image_index", pa.int32()), ("tokens", pa.list_(vec, grid))])
+    if kind == "keywords":  # the words an image was tokenized into, best first, with their scores
+        return pa.schema([("item_id", pa.int32()), ("image_index", pa.int32()), ("words", pa.list_(pa.string())),
+                          ("scores", pa.list_(pa.float32()))])
+    raise TableError(f"unknown table kind {kind!r}")
+
+
+def schema_for(kind: str, provenance: dict) -> pa.Schema:
+    if kind in SCHEMAS:
+        return SCHEMAS[kind]
+    if kind in FEATURE_KINDS:
+        return feature_schema(kind, provenance.get("dim", 0), provenance.get("slots", 0), provenance.get("grid", 0),
+                              provenance.get("dtype", "float32"))
+    raise TableError(f"unknown table kind {kind!r}; known: {sorted(SCHEMAS) + list(FEATURE_KINDS)}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
@@ -99,7 +136,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def write_table(df: pl.DataFrame | pa.Table, path: str | os.PathLike, kind: str, provenance: dict) -> None:
     """Cast `df` to the `kind` schema (columns must match exactly) and write it atomically."""
-    schema = SCHEMAS[kind]
+    schema = schema_for(kind, provenance)
     table = df.to_arrow() if isinstance(df, pl.DataFrame) else df
     missing = set(schema.names) - set(table.column_names)
     extra = set(table.column_names) - set(schema.names)
@@ -122,8 +159,17 @@ def read_provenance(path: str | os.PathLike) -> dict:
     return json.loads(raw) if raw else {}
 
 
-def read_table(path: str | os.PathLike, kind: str) -> pl.DataFrame:
-    """Read a table written by `write_table`, checking its kind, schema version and columns."""
+def read_table(path: str | os.PathLike, kind: str, expect: dict | None = None) -> pl.DataFrame:
+    """Read a table written by `write_table`, checking its kind, schema version and columns.
+
+    `expect`: provenance entries that must match (e.g. the encoder id or the source checksum a
+    consumer was configured with); a mismatch is a TableError naming the key.
+    """
+    return pl.from_arrow(read_arrow(path, kind, expect))
+
+
+def read_arrow(path: str | os.PathLike, kind: str, expect: dict | None = None) -> pa.Table:
+    """`read_table` without the conversion to polars (vectors stay fixed-size lists)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: table not found; run the stage that writes it (dvc repro)")
@@ -135,7 +181,12 @@ def read_table(path: str | os.PathLike, kind: str) -> pl.DataFrame:
         raise TableError(f"{path}: expected a '{kind}' table, file says '{got_kind or 'nothing'}'")
     if version != SCHEMA_VERSION:
         raise TableError(f"{path}: schema version {version!r}, this code reads {SCHEMA_VERSION!r}; re-run the stage")
-    expected = SCHEMAS[kind]
+    provenance = json.loads(meta.get(b"mmrec.provenance", b"{}"))
+    for key, want in (expect or {}).items():
+        if provenance.get(key) != want:
+            raise TableError(f"{path}: provenance {key}={provenance.get(key)!r}, expected {want!r}; "
+                             "the table was made from other inputs or settings: re-run its stage (dvc repro)")
+    expected = schema_for(kind, provenance)
     if not table.schema.remove_metadata().equals(expected):
         raise TableError(f"{path}: schema differs from the '{kind}' schema:\n{table.schema}\nexpected:\n{expected}")
-    return pl.from_arrow(table)
+    return table

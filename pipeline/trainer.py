@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from models.common import LOSSES, sequence_loss
 from pipeline.data import Sequences, train_windows
+from pipeline.device import resolve_device  # noqa: F401  (re-exported for stages and benches)
 from pipeline.evaluation import ProtocolConfig, evaluate_split
 from pipeline.params import ConfigError
 
@@ -42,14 +43,6 @@ class TrainConfig:
             raise ConfigError(f"train.loss={self.loss!r}: use one of {LOSSES}")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigError("train.epochs, train.batch_size and train.patience must be >= 1")
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available here; use 'auto' or 'cpu'")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

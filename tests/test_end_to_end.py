@@ -87,10 +87,12 @@ def test_dvc_repro_then_exp_run_reuses_upstream_stages(tmp_path):
     dvc(repo, "repro")
     metrics = json.loads((repo / "data" / "metrics.json").read_text())
     assert metrics["model"] == "sasrec" and set(METRIC_KEYS) <= set(metrics)
+    for name in ("text/text", "text/text_sentences", "image/image", "keywords/keywords", "keywords/keyword_vectors"):
+        assert (repo / "data" / "features" / f"{name}.parquet").is_file(), name
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], cwd=repo, check=True)
     out = dvc(repo, "exp", "run", "-S", "model=gru4rec")
-    for stage in ("download", "preprocess"):
+    for stage in ("download", "preprocess", "text_features", "image_features", "keywords"):
         assert f"Stage '{stage}' didn't change, skipping" in out, out
     for stage in ("train", "evaluate"):
         assert f"Running stage '{stage}'" in out, out

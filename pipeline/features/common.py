@@ -1,0 +1,127 @@
+"""What the three feature stages share: settings, the items they read, image batches, reports."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+import torch
+
+from pipeline.device import resolve_device
+from pipeline.features.images import SKIP_REASONS, load_image
+from pipeline.params import ConfigError, from_dict, load_params, setup_logging
+from pipeline.tables import VECTOR_DTYPES, file_sha256, read_table, write_json
+
+log = logging.getLogger("pipeline.features")
+
+
+@dataclass
+class FeatureSettings:
+    device: str = "auto"  # cuda when present, else cpu
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    shard_size: int = 256  # items per shard: the unit of resumption
+    dtype: str = "float32"  # float32 | float16 vectors on disk
+
+    def __post_init__(self) -> None:
+        if self.dtype not in VECTOR_DTYPES:
+            raise ConfigError(f"features.dtype={self.dtype!r}: use one of {sorted(VECTOR_DTYPES)}")
+        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise ConfigError(f"features.shard_size={self.shard_size!r}: must be a positive integer")
+
+
+@dataclass
+class Stage:
+    """A parsed stage invocation: settings, its own params section, inputs and output folder."""
+
+    settings: FeatureSettings
+    section: dict
+    params: dict
+    items: pl.DataFrame
+    items_sha256: str
+    raw: Path
+    out: Path
+    work: Path
+    device: torch.device
+
+
+def stage_args(name: str, doc: str) -> Stage:
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--raw", default="data/raw")
+    ap.add_argument("--out", default=f"data/features/{name}")
+    args = ap.parse_args()
+    setup_logging()
+    return open_stage(name, load_params(args.params), Path(args.prepared), Path(args.raw), Path(args.out))
+
+
+def open_stage(name: str, params: dict, prepared: Path, raw: Path, out: Path) -> Stage:
+    features = dict(params.get("features") or {})
+    section = features.pop(name, None) or {}
+    for other in ("text", "image", "keywords"):
+        features.pop(other, None)
+    settings = from_dict(FeatureSettings, features, "features")
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    items_path = prepared / "items.parquet"
+    items = read_table(items_path, "items")
+    return Stage(settings, section, params, items, file_sha256(items_path), raw, out,
+                 out.parent / ".work" / name, resolve_device(settings.device, "features.device"))
+
+
+def base_provenance(stage: Stage, name: str, kind: str, **extra) -> dict:
+    return {"stage": name, "kind": kind, "source_table": "items.parquet", "source_sha256": stage.items_sha256,
+            "dtype": stage.settings.dtype, **extra}
+
+
+def image_slots(items: pl.DataFrame, max_images: int, counts: Counter) -> pl.DataFrame:
+    """One row per (item, image index) for the first `max_images` images; extra images are counted."""
+    n = items["image_paths"].list.len().cast(pl.Int64)
+    counts["over_max_images"] += int((n - max_images).clip(lower_bound=0).sum())
+    counts["items_without_images"] += int((n == 0).sum())
+    return (items.select("item_id", pl.col("image_paths").list.head(max_images))
+            .explode("image_paths").drop_nulls("image_paths")
+            .with_columns(pl.int_range(pl.len()).over("item_id").cast(pl.Int32).alias("image_index"))
+            .rename({"image_paths": "path"}))
+
+
+def image_batches(slots: pl.DataFrame, raw: Path, preprocess, batch_size: int, counts: Counter,
+                  max_pixels: int) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+    """Yield (item_ids, image_indices, pixels) for the images that load; decoding of the next batch
+    runs in a background thread while the caller's model works on the current one."""
+
+    def load(rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        keep, tensors = [], []
+        for j, path in enumerate(rows["path"].to_list()):
+            img = load_image(raw / path, counts, max_pixels=max_pixels)
+            if img is not None:
+                keep.append(j)
+                tensors.append(preprocess(img))
+        rows = rows[keep] if keep else rows.clear()
+        return (rows["item_id"].to_numpy(), rows["image_index"].to_numpy(),
+                torch.stack(tensors) if tensors else None)
+
+    chunks = [slots.slice(s, batch_size) for s in range(0, slots.height, batch_size)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, chunks[0]) if chunks else None
+        for k in range(len(chunks)):
+            ids, idx, pixels = pending.result()
+            pending = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
+            if pixels is not None:
+                yield ids, idx, pixels
+
+
+def skipped(counts: Counter) -> dict:
+    return {r: int(counts.get(r, 0)) for r in SKIP_REASONS}
+
+
+def write_report(stage: Stage, name: str, report: dict) -> None:
+    write_json(stage.out / "report.json", report)
+    log.info("%s report: %s", name, {k: v for k, v in report.items() if k not in ("provenance",)})

@@ -1,0 +1,107 @@
+"""Stage `text_features`: item text -> pooled vectors and per-sentence stacks (MSM4SR eq. 1).
+
+    python -m pipeline.features.text --params params.yaml --prepared data/prepared --out data/features/text
+
+Reads `features.text` from params.yaml. The configured `fields` (title, description, categories)
+are joined with ". " into one text per item, encoded into `text.parquet` (one vector per item,
+`present` False for items with no text: counted as `empty_text`, vector all zeros). The same text
+is split into sentences (at . ! ? followed by a space), the first `max_sentences` are encoded and
+stacked into `text_sentences.parquet` (`count` + `mask`; items with more sentences are counted in
+`sentences_dropped`). Writes `report.json` with the counts and throughput.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pipeline.features.common import Stage, base_provenance, stage_args, write_report
+from pipeline.features.encoders import TextEncoder, TextEncoderConfig, config_dict
+from pipeline.features.store import extract_sharded, stack_table, vector_column
+from pipeline.params import ConfigError, from_dict
+
+FIELDS = ("title", "description", "categories")
+
+
+@dataclass
+class TextConfig:
+    fields: list[str] = field(default_factory=lambda: ["title", "description"])
+    max_sentences: int = 10
+    encoder: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.fields if f not in FIELDS]
+        if bad or not self.fields:
+            raise ConfigError(f"features.text.fields={self.fields!r}: choose from {FIELDS}")
+        if self.max_sentences < 1:
+            raise ConfigError("features.text.max_sentences must be >= 1")
+
+
+def item_texts(items: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
+    """item_id, text (fields joined with '. ', '' when all are empty), sentences (list)."""
+    parts = []
+    for f in fields:
+        col = pl.col(f).list.join(", ") if f == "categories" else pl.col(f)
+        parts.append(pl.when(col.fill_null("").str.strip_chars() == "").then(None).otherwise(col.str.strip_chars()))
+    text = pl.concat_str(parts, separator=". ", ignore_nulls=True).fill_null("")
+    return items.select("item_id", text.alias("text")).with_columns(
+        pl.col("text").str.extract_all(r"[^.!?]+(?:[.!?]+|$)").list.eval(
+            pl.element().str.strip_chars()).list.eval(pl.element().filter(pl.element() != "")).alias("sentences"))
+
+
+def run(stage: Stage) -> dict:
+    cfg = from_dict(TextConfig, stage.section, "features.text")
+    enc_cfg = from_dict(TextEncoderConfig, cfg.encoder, "features.text.encoder")
+    encoder = TextEncoder(enc_cfg, stage.device)
+    texts = item_texts(stage.items, cfg.fields)
+    counts: Counter = Counter()
+    dtype = stage.settings.dtype
+    prov = {"text": base_provenance(stage, "text_features", "text", dim=encoder.dim, fields=cfg.fields, **encoder.identity),
+            "text_sentences": base_provenance(stage, "text_features", "text_sentences", dim=encoder.dim,
+                                              slots=cfg.max_sentences, fields=cfg.fields, **encoder.identity)}
+
+    def compute(shard: pl.DataFrame) -> dict[str, pa.Table]:
+        ids = shard["item_id"].to_numpy()
+        present = (shard["text"] != "").to_numpy()
+        counts["empty_text"] += int((~present).sum())
+        pooled = np.zeros((shard.height, encoder.dim), np.float32)
+        pooled[present] = encoder.encode(shard.filter(present)["text"].to_list())
+        n_sent = shard["sentences"].list.len().cast(pl.Int64).to_numpy()
+        counts["sentences_dropped"] += int(np.clip(n_sent - cfg.max_sentences, 0, None).sum())
+        kept = shard.select("item_id", pl.col("sentences").list.head(cfg.max_sentences)).with_row_index("row")
+        flat = kept.explode("sentences").drop_nulls("sentences").with_columns(
+            pl.int_range(pl.len()).over("row").alias("slot"))
+        vecs = np.zeros((shard.height, cfg.max_sentences, encoder.dim), np.float32)
+        mask = np.zeros((shard.height, cfg.max_sentences), bool)
+        rows, slots = flat["row"].to_numpy(), flat["slot"].to_numpy()
+        vecs[rows, slots] = encoder.encode(flat["sentences"].to_list())
+        mask[rows, slots] = True
+        counts["sentences_encoded"] += len(rows)
+        return {"text": pa.table({"item_id": pa.array(ids, pa.int32()), "present": pa.array(present),
+                                  "vector": vector_column(pooled, dtype)}),
+                "text_sentences": stack_table(ids, vecs, mask, dtype)}
+
+    outputs = {"text": (stage.out / "text.parquet", "text"),
+               "text_sentences": (stage.out / "text_sentences.parquet", "text_sentences")}
+    timing = extract_sharded(texts, compute, outputs, prov, {"text": cfg.fields, "max_sentences": cfg.max_sentences,
+                                                               "encoder": config_dict(enc_cfg)},
+                             stage.work, stage.settings.shard_size, "text features", counts)
+    report = {"items": texts.height, "encoded": int((texts["text"] != "").sum()),
+              "skipped": {"empty_text": int((texts["text"] == "").sum())},
+              "sentences_encoded": int(counts["sentences_encoded"]),
+              "sentences_dropped_over_max": int(counts["sentences_dropped"]), **timing,
+              "encoder": encoder.identity, "dim": encoder.dim, "device": str(stage.device)}
+    write_report(stage, "text_features", report)
+    return report
+
+
+def main() -> None:
+    run(stage_args("text", __doc__))
+
+
+if __name__ == "__main__":
+    main()
