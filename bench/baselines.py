@@ -21,11 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save, table  # noqa: E402
-from pipeline.download import download  # noqa: E402
+from bench.report import prepare, save, table  # noqa: E402
 from pipeline.evaluate import evaluate  # noqa: E402
-from pipeline.params import from_dict, load_params, setup_logging  # noqa: E402
-from pipeline.preprocess import PreprocessConfig, run  # noqa: E402
+from pipeline.params import load_params, setup_logging  # noqa: E402
 from pipeline.train import train  # noqa: E402
 
 
@@ -52,8 +50,7 @@ def main() -> None:
     params = override(load_params(args.params), args.set) | {"dataset": args.dataset}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        download(params, tmp / "raw")
-        stats = run(tmp / "raw", tmp / "prepared", from_dict(PreprocessConfig, params.get("preprocess"), "preprocess"))
+        stats = prepare(params, tmp)
         rows = []
         for model in args.models:
             t0 = time.perf_counter()

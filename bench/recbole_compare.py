@@ -34,13 +34,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save  # noqa: E402
+from bench.report import prepare, save  # noqa: E402
 from models import build_model  # noqa: E402
 from pipeline.data import Sequences  # noqa: E402
-from pipeline.download import download  # noqa: E402
 from pipeline.evaluation import ProtocolConfig, evaluate_split  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
-from pipeline.preprocess import PreprocessConfig, run  # noqa: E402
 from pipeline.sources.recbole import write_atomic  # noqa: E402
 from pipeline.tables import read_table  # noqa: E402
 from pipeline.trainer import TrainConfig, fit, resolve_device  # noqa: E402
@@ -125,6 +123,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ours-dropout", type=float, help="override our SASRec dropout (default: RecBole's 0.5)")
+    ap.add_argument("--ours-variant", choices=["pre_ln", "post_ln"], help="our SASRec layout (post_ln = RecBole's)")
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--ours-stride", type=int, default=0, help="our train.window_stride (0 = max_len)")
     ap.add_argument("--reuse-recbole", help="a previous recbole-compare.json: take RecBole's results from it "
@@ -136,6 +135,8 @@ def main() -> None:
         previous = {r["model"]: r["recbole"] for r in json.loads(Path(args.reuse_recbole).read_text())["rows"]}
     if args.ours_dropout is not None:
         OURS["sasrec"]["dropout"] = args.ours_dropout
+    if args.ours_variant:
+        OURS["sasrec"]["variant"] = args.ours_variant
     setup_logging()
     torch.set_num_threads(args.threads)
     py = ensure_recbole()
@@ -145,8 +146,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        download(params, tmp / "raw")
-        stats = run(tmp / "raw", tmp / "prepared", PreprocessConfig(**params["preprocess"]))
+        stats = prepare(params, tmp)
         sequences = read_table(tmp / "prepared" / "sequences.parquet", "sequences")
         seq = Sequences.from_table(sequences, stats["items"])
         write_atomic(sequences, tmp / "atomic", "mmrec_ml100k")

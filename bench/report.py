@@ -8,6 +8,16 @@ import sys
 from pathlib import Path
 
 
+def prepare(params: dict, folder: Path) -> dict:
+    """download -> preprocess of `params['dataset']` into folder/raw and folder/prepared; returns stats."""
+    from pipeline.download import download
+    from pipeline.params import from_dict
+    from pipeline.preprocess import PreprocessConfig, run
+
+    download(params, folder / "raw")
+    return run(folder / "raw", folder / "prepared", from_dict(PreprocessConfig, params.get("preprocess"), "preprocess"))
+
+
 def machine() -> dict:
     import torch
 

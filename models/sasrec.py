@@ -2,6 +2,11 @@
 
 `SASRecEncoder` is the backbone on already-embedded inputs so content models (MMSR) reuse it;
 `SASRec` adds the ID embedding table and shares it for output scoring.
+
+`variant: pre_ln` (default) is a pre-LN Transformer with a final LayerNorm, embeddings scaled by
+sqrt(hidden) and initialised N(0, 1/hidden). `variant: post_ln` is the original/RecBole layout:
+LayerNorm after each residual, a LayerNorm on the embedded input, no scaling, every Linear and
+Embedding initialised N(0, 0.02) (RecBole's `initializer_range`).
 """
 
 from __future__ import annotations
@@ -24,15 +29,20 @@ class SASRecConfig:
     inner: int = 256  # feed-forward width
     dropout: float = 0.3  # embedding, attention and feed-forward dropout
     max_len: int = 50  # input window; set from preprocess.max_len by the trainer
+    variant: str = "pre_ln"  # pre_ln | post_ln (RecBole's layout and init)
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("pre_ln", "post_ln"):
+            raise ValueError(f"sasrec.variant={self.variant!r}: use 'pre_ln' or 'post_ln'")
 
 
 class Block(nn.Module):
-    """Pre-LN Transformer block: x + Attn(LN(x)), then x + FFN(LN(x)), GELU, dropout on the
-    attention weights and after each sub-layer."""
+    """Transformer block, GELU, dropout on the attention weights and after each sub-layer.
+    pre-LN: x + Attn(LN(x)), then x + FFN(LN(x)); post-LN: LN(x + Attn(x)), then LN(x + FFN(x))."""
 
-    def __init__(self, hidden: int, heads: int, inner: int, dropout: float):
+    def __init__(self, hidden: int, heads: int, inner: int, dropout: float, post_ln: bool = False):
         super().__init__()
-        self.heads, self.p = heads, dropout
+        self.heads, self.p, self.post = heads, dropout, post_ln
         self.ln1, self.ln2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
@@ -40,36 +50,42 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
         b, length, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        inp = x if self.post else self.ln1(x)
+        q, k, v = self.qkv(inp).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         att = (q @ k.transpose(-1, -2)) * (d // self.heads) ** -0.5  # (B, H, L, L)
         att = fast_dropout(att.masked_fill(blocked[:, None], float("-inf")).softmax(-1), self.p, self.training)
         y = (att @ v).transpose(1, 2).reshape(b, length, d)  # (B, L, D)
         x = x + fast_dropout(self.proj(y), self.p, self.training)
-        h = fast_dropout(F.gelu(self.ff1(self.ln2(x))), self.p, self.training)
-        return x + fast_dropout(self.ff2(h), self.p, self.training)
+        if self.post:
+            x = self.ln1(x)
+        h = fast_dropout(F.gelu(self.ff1(x if self.post else self.ln2(x))), self.p, self.training)
+        x = x + fast_dropout(self.ff2(h), self.p, self.training)
+        return self.ln2(x) if self.post else x
 
 
 class SASRecEncoder(nn.Module):
-    """Positional embedding + pre-LN causal Transformer. (B, L, D) -> (B, L, D)."""
+    """Positional embedding + causal Transformer (pre- or post-LN). (B, L, D) -> (B, L, D)."""
 
-    def __init__(self, hidden: int, layers: int, heads: int, inner: int, dropout: float, max_len: int):
+    def __init__(self, hidden: int, layers: int, heads: int, inner: int, dropout: float, max_len: int,
+                 post_ln: bool = False):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"sasrec: hidden ({hidden}) must be divisible by heads ({heads})")
-        self.p = dropout
+        self.p, self.post = dropout, post_ln
         self.pos = nn.Embedding(max_len, hidden)
-        self.blocks = nn.ModuleList(Block(hidden, heads, inner, dropout) for _ in range(layers))
-        self.norm = nn.LayerNorm(hidden)
+        self.blocks = nn.ModuleList(Block(hidden, heads, inner, dropout, post_ln) for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden)  # pre-LN: after the last block; post-LN: on the embedded input
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         # Positions count back from the most recent item so left padding does not shift them.
         pos = torch.arange(length - 1, -1, -1, device=x.device).clamp_max(self.pos.num_embeddings - 1)
-        x = fast_dropout(x + self.pos(pos)[None], self.p, self.training)  # (B, L, D)
+        x = x + self.pos(pos)[None]
+        x = fast_dropout(self.norm(x) if self.post else x, self.p, self.training)  # (B, L, D)
         blocked = causal_padding_mask(pad)  # (B, L, L)
         for block in self.blocks:
             x = block(x, blocked)
-        return self.norm(x)
+        return x if self.post else self.norm(x)
 
 
 class SASRec(nn.Module):
@@ -79,14 +95,23 @@ class SASRec(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
-        nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
+        post = cfg.variant == "post_ln"
+        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len, post)
+        if post:
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, std=0.02)
+                if isinstance(m, nn.Linear):
+                    nn.init.zeros_(m.bias)
+        else:
+            nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len)
+        self.scale = 1.0 if post else math.sqrt(cfg.hidden)
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         """seqs (B, L) left-padded item ids -> (B, L, D) states; state t predicts item t+1."""
-        x = self.item_emb(seqs) * math.sqrt(self.cfg.hidden)
+        x = self.item_emb(seqs) * self.scale
         return self.encoder(x, seqs == 0)
 
     def item_vectors(self) -> torch.Tensor:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MMREC_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -29,6 +30,9 @@ def tiny_params(**overrides) -> dict:
         "models": {"pop": {}, "sasrec": {"hidden": 32, "layers": 1, "heads": 2, "inner": 64, "dropout": 0.1},
                    "gru4rec": {"embedding": 32, "hidden": 32}, "nextitnet": {"embedding": 32, "blocks": 1}},
     }
+    features = yaml.safe_load((ROOT / "params.yaml").read_text())["features"]  # the shipped defaults
+    features["shard_size"] = 128
+    params["features"] = features
     for k, v in overrides.items():
         params[k] = v
     return params

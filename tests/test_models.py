@@ -69,9 +69,10 @@ def test_causality(name):
     assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-5)  # the change is visible later
 
 
-def test_sasrec_ignores_padding_contents_and_amount():
+@pytest.mark.parametrize("variant", ["pre_ln", "post_ln"])
+def test_sasrec_ignores_padding_contents_and_amount(variant):
     torch.manual_seed(0)
-    enc = SASRecEncoder(16, 2, 2, 32, 0.0, 12).eval()
+    enc = SASRecEncoder(16, 2, 2, 32, 0.0, 12, post_ln=variant == "post_ln").eval()
     x = torch.randn(2, 12, 16)
     pad = torch.zeros(2, 12, dtype=torch.bool)
     pad[:, :5] = True
@@ -80,10 +81,17 @@ def test_sasrec_ignores_padding_contents_and_amount():
     with torch.no_grad():
         assert torch.allclose(enc(x, pad)[:, 5:], enc(noisy, pad)[:, 5:], atol=1e-5)
     # the same items behind more left padding give the same outputs
-    model = build_model("sasrec", TINY["sasrec"] | {"max_len": 12, "dropout": 0.0}, N_ITEMS).eval()
+    model = build_model("sasrec", TINY["sasrec"] | {"max_len": 12, "dropout": 0.0, "variant": variant}, N_ITEMS).eval()
     short, longer = torch.tensor([[0, 0, 3, 4, 5]]), torch.tensor([[0, 0, 0, 0, 0, 0, 3, 4, 5]])
     with torch.no_grad():
         assert torch.allclose(model.encode(short)[:, -3:], model.encode(longer)[:, -3:], atol=1e-5)
+    # causality holds in both layouts
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7]])
+    changed = seqs.clone()
+    changed[0, -1] = 9
+    with torch.no_grad():
+        a, b = model.encode(seqs), model.encode(changed)
+    assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-5) and not torch.allclose(a[:, -1], b[:, -1])
 
 
 @pytest.mark.parametrize("name", list(MODELS))
