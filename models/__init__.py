@@ -5,6 +5,9 @@ Interface every model implements (plain torch; no files, no DVC):
     encode(seqs (B, L) int64, left-padded) -> (B, L, D) states; state t predicts item t+1
     item_vectors() -> (N+1, D) output vectors (row 0 = padding, never ranked)
 Models without gradient training (pop) implement `fit_counts(items)` instead.
+Models that read cached item features declare `FEATURES = ("text", "image")`, take
+`<modality>_table` and `features` (shapes) in their config and keep the tables in an
+`ItemFeatures` buffer module `feats`; the train stage fills it from data/features.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 from torch import nn
 
 from models.gru4rec import GRU4Rec
+from models.m2sr import M2SR
+from models.mlpmixer import MLPMixer
 from models.nextitnet import NextItNet
 from models.pop import Pop
 from models.sasrec import SASRec
@@ -24,6 +29,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "sasrec": SASRec,
     "gru4rec": GRU4Rec,
     "nextitnet": NextItNet,
+    "mlpmixer": MLPMixer,
+    "m2sr": M2SR,
 }
 
 

@@ -58,3 +58,40 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p == 0.0:
         return x
     return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+
+
+class ItemFeatures(torch.nn.Module):
+    """Frozen per-item feature tables kept as buffers, so checkpoints carry them.
+
+    `shapes` maps a name ("text", "image") to the stored shape per item: [D] for pooled vectors or
+    [S, D] for stacks; each gets a (N+1, *shape) float buffer `<name>` and a (N+1,) or (N+1, S)
+    bool buffer `<name>_mask` (row 0 = padding: zeros, False). The train stage fills them from the
+    feature store with `load`; `pooled(name)` averages a stack over its valid slots.
+    """
+
+    def __init__(self, shapes: dict[str, list[int]], num_items: int):
+        super().__init__()
+        if not shapes:
+            raise ValueError("this model reads item features, but no feature shapes were given; train it through "
+                             "the train stage (it reads data/features) or pass `features: {name: [D] | [S, D]}`")
+        self.names = list(shapes)
+        for name, shape in shapes.items():
+            self.register_buffer(name, torch.zeros(num_items + 1, *shape))
+            self.register_buffer(f"{name}_mask", torch.zeros(num_items + 1, *shape[:-1], dtype=torch.bool))
+
+    def load(self, name: str, vectors, mask) -> None:
+        buf, m = getattr(self, name), getattr(self, f"{name}_mask")
+        vectors, mask = torch.as_tensor(vectors, dtype=buf.dtype), torch.as_tensor(mask, dtype=torch.bool)
+        if vectors.shape != buf.shape or mask.shape != m.shape:
+            raise ValueError(f"features '{name}': got {tuple(vectors.shape)}, the model was built for "
+                             f"{tuple(buf.shape)}; rebuild the model from the current feature tables")
+        buf.copy_(vectors)
+        m.copy_(mask)
+
+    def pooled(self, name: str) -> torch.Tensor:
+        """(N+1, D): the vector itself, or the mean of a stack's valid slots (zeros when none)."""
+        x, m = getattr(self, name), getattr(self, f"{name}_mask")
+        if x.dim() == 2:
+            return x * m[:, None]
+        w = m.to(x.dtype)[..., None]
+        return (x * w).sum(1) / w.sum(1).clamp_min(1.0)

@@ -18,7 +18,8 @@ from pipeline.data import Sequences
 from pipeline.evaluation import ProtocolConfig
 from pipeline.params import choose, from_dict, load_params, setup_logging
 from pipeline.preprocess import PreprocessConfig
-from pipeline.tables import atomic_path, read_table, write_json
+from pipeline.features.store import load_item_matrix
+from pipeline.tables import atomic_path, file_sha256, read_table, write_json
 from pipeline.trainer import TrainConfig, fit
 
 log = logging.getLogger("pipeline.train")
@@ -29,7 +30,33 @@ def load_sequences(prepared: Path) -> Sequences:
     return Sequences.from_table(read_table(prepared / "sequences.parquet", "sequences"), items.height)
 
 
-def train(params: dict, prepared: Path, out: Path) -> dict:
+# Which stage folder under data/features holds each feature table.
+FEATURE_DIRS = {"text": "text", "text_sentences": "text", "image": "image", "image_grid": "image",
+                "keyword_vectors": "keywords"}
+
+
+def model_features(cls, model_params: dict, features: Path, prepared: Path, num_items: int) -> dict:
+    """For a model with FEATURES: load each modality's table (checked against this items.parquet),
+    put their shapes into `model_params['features']` and return {modality: (vectors, mask)}."""
+    arrays = {}
+    defaults = cls.Config.__dataclass_fields__
+    source = file_sha256(prepared / "items.parquet")
+    for modality in getattr(cls, "FEATURES", ()):
+        key = f"{modality}_table"
+        table = model_params.get(key, defaults[key].default)
+        if table not in FEATURE_DIRS:
+            raise ValueError(f"{key}={table!r}: use one of {sorted(FEATURE_DIRS)}")
+        path = features / FEATURE_DIRS[table] / f"{table}.parquet"
+        arrays[modality] = load_item_matrix(path, table, num_items, expect={"source_sha256": source})
+    if arrays:
+        model_params["features"] = {m: list(v.shape[1:]) for m, (v, _) in arrays.items()}
+        log.info("features: %s", {m: f"{model_params.get(f'{m}_table', defaults[f'{m}_table'].default)} "
+                                     f"{tuple(v.shape[1:])}, {int(k.reshape(len(k), -1).any(1).sum())} items"
+                                  for m, (v, k) in arrays.items()})
+    return arrays
+
+
+def train(params: dict, prepared: Path, out: Path, features: Path | None = None) -> dict:
     name, model_params = choose(params, "model", "models")
     if name not in MODELS:
         raise ValueError(f"params.yaml: model={name!r} has a section but no implementation; registered: {sorted(MODELS)}")
@@ -40,7 +67,11 @@ def train(params: dict, prepared: Path, out: Path) -> dict:
     model_params = dict(model_params)
     if "max_len" in {f.name for f in dataclasses.fields(MODELS[name].Config)}:
         model_params["max_len"] = pre.max_len
+    arrays = model_features(MODELS[name], model_params, features or prepared.parent / "features", prepared,
+                            seq.num_items)
     model = build_model(name, model_params, seq.num_items)
+    for modality, (vectors, mask) in arrays.items():
+        model.feats.load(modality, vectors, mask)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(seq.lengths), seq.num_items)
     summary = fit(model, seq, cfg, protocol, pre.max_len)
@@ -60,10 +91,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--features", default="data/features")
     ap.add_argument("--out", default="data/model")
     args = ap.parse_args()
     setup_logging()
-    train(load_params(args.params), Path(args.prepared), Path(args.out))
+    train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features))
 
 
 if __name__ == "__main__":

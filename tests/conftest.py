@@ -28,7 +28,9 @@ def tiny_params(**overrides) -> dict:
         "protocol": {"mask_history": True, "ks": [5, 10, 20, 50]},
         "train": {"epochs": 12, "batch_size": 64, "lr": 0.003, "patience": 4, "seed": 0},
         "models": {"pop": {}, "sasrec": {"hidden": 32, "layers": 1, "heads": 2, "inner": 64, "dropout": 0.1},
-                   "gru4rec": {"embedding": 32, "hidden": 32}, "nextitnet": {"embedding": 32, "blocks": 1}},
+                   "gru4rec": {"embedding": 32, "hidden": 32}, "nextitnet": {"embedding": 32, "blocks": 1},
+                   "mlpmixer": {"hidden": 32, "blocks": 1, "dropout": 0.1},
+                   "m2sr": {"hidden": 32, "blocks": 1, "dropout": 0.1}},
     }
     features = yaml.safe_load((ROOT / "params.yaml").read_text())["features"]  # the shipped defaults
     features["shard_size"] = 128

@@ -54,6 +54,24 @@ def test_sasrec_beats_pop_on_demo(prepared):
     assert results["sasrec"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
 
 
+def test_m2sr_trains_on_cached_features_and_beats_pop(prepared):
+    from pipeline.features import image, text
+    from pipeline.features.common import open_stage
+
+    tmp, p = prepared
+    for name, module in (("text", text), ("image", image)):
+        module.run(open_stage(name, p, tmp / "prepared", tmp / "raw", tmp / "features" / name))
+    results = {}
+    for model in ("pop", "m2sr"):
+        out = tmp / model
+        train(p | {"model": model}, tmp / "prepared", out, tmp / "features")
+        results[model] = evaluate(p, tmp / "prepared", out / "model.pt", out / "metrics.json")
+    assert results["m2sr"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
+    with pytest.raises(FileNotFoundError, match="keyword_vectors.parquet"):
+        train(p | {"model": "m2sr", "models": p["models"] | {"m2sr": {"image_table": "keyword_vectors"}}},
+              tmp / "prepared", tmp / "x", tmp / "features")
+
+
 def test_unknown_model_is_a_clear_error(prepared):
     tmp, p = prepared
     with pytest.raises(ConfigError, match="model='bert4rec' is not one of"):

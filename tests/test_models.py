@@ -12,8 +12,23 @@ N_ITEMS, B, L = 40, 4, 10
 TINY = {"sasrec": {"hidden": 16, "heads": 2, "inner": 32, "layers": 2, "max_len": L},
         "gru4rec": {"embedding": 16, "hidden": 24, "layers": 2},
         "nextitnet": {"embedding": 16, "dilations": [1, 2], "blocks": 2},
+        "mlpmixer": {"hidden": 16, "blocks": 2, "max_len": L},
+        "m2sr": {"hidden": 16, "blocks": 1, "max_len": L, "features": {"text": [8], "image": [2, 12]}},
         "pop": {}}
 TRAINABLE = [m for m in MODELS if m != "pop"]
+
+
+def build(name, **over):
+    """The tiny model; feature models get random features (items without an image: mask False)."""
+    model = build_model(name, TINY[name] | over, N_ITEMS)
+    if hasattr(model, "feats"):
+        g = torch.Generator().manual_seed(1)
+        for m in model.feats.names:
+            x = getattr(model.feats, m)
+            mask = torch.rand(getattr(model.feats, f"{m}_mask").shape, generator=g) > 0.2
+            mask[0] = False
+            model.feats.load(m, torch.randn(x.shape, generator=g), mask)
+    return model
 
 
 def batch(seed=0):
@@ -33,7 +48,7 @@ def test_every_model_has_a_tiny_config():
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_forward_loss_backward(name, loss):
     torch.manual_seed(0)
-    model = build_model(name, TINY[name], N_ITEMS)
+    model = build(name)
     seqs, targets = batch()
     h = model.encode(seqs)
     vecs = model.item_vectors()
@@ -58,7 +73,7 @@ def test_pop_ranks_by_training_frequency():
 def test_causality(name):
     """Changing a later item leaves every earlier output unchanged."""
     torch.manual_seed(0)
-    model = build_model(name, TINY[name], N_ITEMS).eval()
+    model = build(name).eval()
     seqs, _ = batch()
     t = 6
     changed = seqs.clone()
@@ -97,7 +112,7 @@ def test_sasrec_ignores_padding_contents_and_amount(variant):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_checkpoint_rebuilds_the_model(name, tmp_path):
     torch.manual_seed(0)
-    model = build_model(name, TINY[name], N_ITEMS).eval()
+    model = build(name).eval()
     if name == "pop":
         model.fit_counts(torch.tensor([1, 2, 2, 7]))
     save_checkpoint(tmp_path / "m.pt", name, model, N_ITEMS, {"max_len": L})
@@ -130,3 +145,29 @@ def test_fast_dropout_is_inverted_dropout():
     assert abs((y == 0).float().mean().item() - 0.3) < 0.01
     assert abs(y.mean().item() - 1.0) < 0.02  # expectation preserved
     assert torch.equal(fast_dropout(x, 0.3, training=False), x)
+
+
+@pytest.mark.parametrize("name", ["mlpmixer", "m2sr"])
+def test_mixers_ignore_padding_amount(name):
+    model = build(name, dropout=0.0).eval()
+    short, longer = torch.tensor([[0, 0, 3, 4, 5]]), torch.tensor([[0, 0, 0, 0, 0, 0, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.allclose(model.encode(short)[:, -3:], model.encode(longer)[:, -3:], atol=1e-5)
+
+
+def test_m2sr_scores_items_through_their_content():
+    model = build("m2sr", dropout=0.0).eval()
+    before = model.item_vectors().detach().clone()
+    with torch.no_grad():
+        model.feats.image[5] += 1.0  # change one item's image features
+    after = model.item_vectors().detach()
+    changed = (after - before).abs().sum(1) > 1e-6
+    assert changed[5] and changed.sum() == 1  # only that item's output vector moves
+
+
+def test_feature_model_needs_features_and_checks_shapes():
+    with pytest.raises(ValueError, match="no feature shapes"):
+        build_model("m2sr", {"hidden": 16, "max_len": L}, N_ITEMS)
+    model = build("m2sr")
+    with pytest.raises(ValueError, match="built for"):
+        model.feats.load("text", torch.zeros(N_ITEMS + 1, 9), torch.ones(N_ITEMS + 1, dtype=torch.bool))

@@ -1,0 +1,78 @@
+"""M2SR: Multi-Modal Multi-Fusion MLP-Mixer for sequential recommendation (paper: Framework section).
+
+Feature Mixer Layer: three Mixer modules (eq. 1), one each for the image features I, the text
+features T and trainable item-ID embeddings S of the sequence. Fusion Mixer Layer: post-fusion,
+Ŷ = Linear(Yⁱ ‖ Yᵗ ‖ Yˢ), then another Mixer module (eq. 2). Prediction layer: the fused state at
+position t scores every item; trained with cross-entropy over all items (Algorithm 1, line 9).
+
+Choices where the paper is silent or ambiguous (docs/models/m2sr.md):
+- Raw features (1280-d image, 384/768-d text) are first projected to `hidden` by a linear layer,
+  so the three Mixer modules and their channel MLPs have the same width; the paper mixes the raw
+  matrices but never gives D_I, D_T or the Linear's output size.
+- The fusion Linear maps 3·hidden -> hidden.
+- What the prediction layer scores against: each item's *fused input embedding*, i.e. the same
+  fusion Linear applied to the item's projected image ‖ projected text ‖ ID embedding. Items are
+  therefore scored through their content as well as their ID.
+- Token mixing is causal (see models/mlpmixer.py), so all positions are trained, as for SASRec.
+- Image input: the mean of the item's valid image vectors (features.image: up to N images);
+  text input: the pooled text vector. Items without an image/text get zeros there (their mask).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from models.common import ItemFeatures, fast_dropout
+from models.mlpmixer import MixerStack
+
+
+@dataclass
+class M2SRConfig:
+    hidden: int = 64  # width of every Mixer module after projecting the raw features
+    blocks: int = 2  # Mixer blocks per modality module
+    fusion_blocks: int = 1  # Mixer blocks in the Fusion Mixer Layer
+    channel_expansion: int = 4
+    dropout: float = 0.2
+    max_len: int = 50  # set from preprocess.max_len
+    text_table: str = "text"  # feature table for T: text (pooled) | text_sentences (averaged)
+    image_table: str = "image"  # feature table for I: image | keyword_vectors (averaged over images)
+    features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train stage
+
+
+class M2SR(nn.Module):
+    Config = M2SRConfig
+    FEATURES = ("text", "image")
+
+    def __init__(self, cfg: M2SRConfig, num_items: int):
+        super().__init__()
+        self.cfg = cfg
+        self.feats = ItemFeatures(cfg.features, num_items)
+        h = cfg.hidden
+        self.proj_text = nn.Linear(cfg.features["text"][-1], h)
+        self.proj_image = nn.Linear(cfg.features["image"][-1], h)
+        self.item_emb = nn.Embedding(num_items + 1, h, padding_idx=0)
+        nn.init.normal_(self.item_emb.weight, std=h**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+        args = (h, cfg.max_len, cfg.blocks, cfg.channel_expansion, cfg.dropout)
+        self.mix_image, self.mix_text, self.mix_id = MixerStack(*args), MixerStack(*args), MixerStack(*args)
+        self.fuse = nn.Linear(3 * h, h)
+        self.mix_fusion = MixerStack(h, cfg.max_len, cfg.fusion_blocks, cfg.channel_expansion, cfg.dropout)
+
+    def item_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Projected image, projected text and ID embedding of every item: 3 x (N+1, hidden)."""
+        return (self.proj_image(self.feats.pooled("image")), self.proj_text(self.feats.pooled("text")),
+                self.item_emb.weight * math.sqrt(self.cfg.hidden))
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        pad = seqs == 0
+        image, text, ids = (fast_dropout(t[seqs], self.cfg.dropout, self.training) for t in self.item_inputs())
+        y = torch.cat([self.mix_image(image, pad), self.mix_text(text, pad), self.mix_id(ids, pad)], -1)
+        return self.mix_fusion(self.fuse(y), pad)
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.fuse(torch.cat(self.item_inputs(), -1))
