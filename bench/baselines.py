@@ -1,11 +1,15 @@
 """Benchmark: the spine's baselines on one dataset, exact full ranking, one table.
 
     python bench/baselines.py --dataset ml-100k --models pop sasrec gru4rec nextitnet
+    python bench/baselines.py --dataset ml-100k --models pop sasrec mlpmixer m2sr msm4sr \
+        "msm4sr:pretrained=false" --seeds 0 1 2 --out bench/results/paper-models
 
-Runs download -> preprocess -> train -> evaluate for each model through the same library
-functions as the DVC stages, with params.yaml's settings (override with --set section.key=json),
+A model may carry overrides of its params.yaml section, `name:key=json;key=json` (an ablation).
+
+Runs download -> preprocess -> (text + image features, when a model reads them) -> train ->
+evaluate for each model and seed through the same library functions as the DVC stages, with params.yaml's settings (override with --set section.key=json),
 in a scratch folder. Writes bench/results/baselines-<dataset>.json and prints a Markdown table
-for docs/benchmarks.md.
+for docs/benchmarks.md (mean ± std over seeds when there are several).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from bench.report import prepare, save, table  # noqa: E402
+from models import MODELS  # noqa: E402
 from pipeline.evaluate import evaluate  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
 from pipeline.train import train  # noqa: E402
@@ -44,29 +51,86 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["pop", "sasrec", "gru4rec", "nextitnet"])
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--set", nargs="*", default=[], help="overrides such as train.epochs=5")
+    ap.add_argument("--seeds", nargs="+", type=int, help="train.seed values (default: params.yaml's)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
     setup_logging()
     params = override(load_params(args.params), args.set) | {"dataset": args.dataset}
+    seeds = args.seeds or [params["train"].get("seed", 42)]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         stats = prepare(params, tmp)
+        specs = {label: parse_spec(label) for label in args.models}
+        if any(hasattr(MODELS[name], "FEATURES") for name, _ in specs.values()):
+            extract_features(params, tmp)
         rows = []
-        for model in args.models:
-            t0 = time.perf_counter()
-            info = train(params | {"model": model}, tmp / "prepared", tmp / model)
-            res = evaluate(params, tmp / "prepared", tmp / model / "model.pt", tmp / model / "metrics.json")
-            rows.append({"model": model, "wall_s": time.perf_counter() - t0, **info, **res})
-    save(Path(args.out) / f"baselines-{args.dataset}.json", rows, dataset=args.dataset,
-         stats={k: stats[k] for k in ("users", "items", "interactions", "density")},
-         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(f"\n{args.dataset}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions\n")
-    print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "valid NDCG@10", "best epoch / run", "s/epoch",
-                 "wall s"],
-                [[r["model"], f"{r['test/hr@10']:.4f}", f"{r['test/ndcg@10']:.4f}", f"{r['test/mrr@10']:.4f}",
-                  f"{r['valid/ndcg@10']:.4f}", f"{r['best_epoch']} / {r['epochs_run']}",
-                  f"{r['train_s_per_epoch']:.1f}", f"{r['wall_s']:.0f}"] for r in rows]))
+        for model, (name, over) in specs.items():
+            for seed in seeds:
+                t0 = time.perf_counter()
+                models = params["models"] | {name: (params["models"].get(name) or {}) | over}
+                run_params = params | {"model": name, "models": models, "train": params["train"] | {"seed": seed}}
+                if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True):
+                    pretrain_once(run_params, tmp)
+                out = tmp / f"{model}-{seed}".replace(":", "_").replace("=", "-").replace(";", "_")
+                info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
+                res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
+                rows.append({"model": model, "seed": seed, "wall_s": time.perf_counter() - t0, **info, **res})
+                save(Path(args.out) / f"baselines-{args.dataset}.json", rows, dataset=args.dataset, seeds=seeds,
+                     stats={k: stats[k] for k in ("users", "items", "interactions", "density")},
+                     peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(f"\n{args.dataset}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions, "
+          f"seeds {seeds}\n")
 
+    def stat(model: str, key: str) -> str:
+        v = np.array([r[key] for r in rows if r["model"] == model])
+        return f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "")
+
+    print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "valid NDCG@10", "best epoch", "s/epoch",
+                 "wall s / run"],
+                [[m, stat(m, "test/hr@10"), stat(m, "test/ndcg@10"), stat(m, "test/mrr@10"), stat(m, "valid/ndcg@10"),
+                  "/".join(str(r["best_epoch"]) for r in rows if r["model"] == m),
+                  f"{np.mean([r['train_s_per_epoch'] for r in rows if r['model'] == m]):.1f}",
+                  f"{np.mean([r['wall_s'] for r in rows if r['model'] == m]):.0f}"] for m in args.models]))
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """'msm4sr:pretrained=false;nip=false' -> ('msm4sr', {'pretrained': False, 'nip': False})."""
+    name, _, rest = spec.partition(":")
+    if name not in MODELS:
+        raise SystemExit(f"unknown model {name!r} in {spec!r}; registered: {sorted(MODELS)}")
+    over = {}
+    for part in filter(None, rest.split(";")):
+        key, value = part.split("=", 1)
+        over[key] = json.loads(value)
+    return name, over
+
+
+PRETRAINED: set[str] = set()
+
+
+def pretrain_once(params: dict, folder: Path) -> None:
+    """The pretrain stage for these msm4sr settings (the pre-training part of them), once per setting."""
+    from pipeline.pretrain import pretrain
+
+    section = params["models"]["msm4sr"]
+    fine_tune_only = ("modalities", "use_ids", "pretrained", "pretrained_path", "freeze_transformer", "e2e_weight")
+    key = json.dumps({k: v for k, v in section.items() if k not in fine_tune_only}, sort_keys=True)
+    target = folder / "pretrain-cache" / str(abs(hash(key)))
+    if key not in PRETRAINED:
+        pretrain(params, folder / "prepared", folder / "features", target)
+        PRETRAINED.add(key)
+    if (folder / "pretrain").is_symlink() or (folder / "pretrain").exists():
+        (folder / "pretrain").unlink()
+    (folder / "pretrain").symlink_to(target)
+
+
+def extract_features(params: dict, folder: Path) -> None:
+    """The feature stages, as `dvc repro` would run them, into folder/features."""
+    from pipeline.features import image, keywords, text
+    from pipeline.features.common import open_stage
+
+    for name, module in (("text", text), ("image", image), ("keywords", keywords)):
+        module.run(open_stage(name, params, folder / "prepared", folder / "raw", folder / "features" / name))
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ from torch import nn
 from models.gru4rec import GRU4Rec
 from models.m2sr import M2SR
 from models.mlpmixer import MLPMixer
+from models.msm4sr import MSM4SR
 from models.nextitnet import NextItNet
 from models.pop import Pop
 from models.sasrec import SASRec
@@ -31,6 +32,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "nextitnet": NextItNet,
     "mlpmixer": MLPMixer,
     "m2sr": M2SR,
+    "msm4sr": MSM4SR,
 }
 
 

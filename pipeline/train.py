@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import polars as pl
+import torch
 
 from models import MODELS, build_model
 from pipeline.checkpoint import save_checkpoint
@@ -56,7 +57,20 @@ def model_features(cls, model_params: dict, features: Path, prepared: Path, num_
     return arrays
 
 
-def train(params: dict, prepared: Path, out: Path, features: Path | None = None) -> dict:
+def load_pretrained(model, name: str, pretrain: Path) -> None:
+    """Models with `load_m2se` and `pretrained: true` start from the pretrain stage's weights."""
+    if not (hasattr(model, "load_m2se") and getattr(model.cfg, "pretrained", False)):
+        return
+    path = Path(model.cfg.pretrained_path) if model.cfg.pretrained_path else pretrain / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no pre-trained weights; run the pretrain stage (dvc repro) or set "
+                                f"models.{name}.pretrained: false")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_m2se(ckpt["m2se"], str(path))
+    log.info("initialised %s's M²SE from %s (%s epochs of pre-training)", name, path, ckpt["meta"].get("epochs"))
+
+
+def train(params: dict, prepared: Path, out: Path, features: Path | None = None, pretrain: Path | None = None) -> dict:
     name, model_params = choose(params, "model", "models")
     if name not in MODELS:
         raise ValueError(f"params.yaml: model={name!r} has a section but no implementation; registered: {sorted(MODELS)}")
@@ -72,6 +86,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None)
     model = build_model(name, model_params, seq.num_items)
     for modality, (vectors, mask) in arrays.items():
         model.feats.load(modality, vectors, mask)
+    load_pretrained(model, name, pretrain or prepared.parent / "pretrain")
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(seq.lengths), seq.num_items)
     summary = fit(model, seq, cfg, protocol, pre.max_len)
@@ -92,10 +107,11 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--features", default="data/features")
+    ap.add_argument("--pretrain", default="data/pretrain")
     ap.add_argument("--out", default="data/model")
     args = ap.parse_args()
     setup_logging()
-    train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features))
+    train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,9 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
             neg = (torch.randint(1, seq.num_items + 1, (*y.shape, cfg.negatives), generator=gen).to(device)
                    if cfg.loss == "bce" else None)
             loss = sequence_loss(model.encode(x), y, model.item_vectors(), cfg.loss, neg)
+            extra = model.extra_loss(x, y) if hasattr(model, "extra_loss") else None  # e.g. MSM4SR_E2E
+            if extra is not None:
+                loss = loss + extra
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -54,22 +54,25 @@ def test_sasrec_beats_pop_on_demo(prepared):
     assert results["sasrec"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
 
 
-def test_m2sr_trains_on_cached_features_and_beats_pop(prepared):
-    from pipeline.features import image, text
+def test_feature_models_train_on_cached_features_and_beat_pop(prepared):
+    from pipeline.features import image, keywords, text
     from pipeline.features.common import open_stage
+    from pipeline.pretrain import pretrain
 
     tmp, p = prepared
-    for name, module in (("text", text), ("image", image)):
+    for name, module in (("text", text), ("image", image), ("keywords", keywords)):
         module.run(open_stage(name, p, tmp / "prepared", tmp / "raw", tmp / "features" / name))
+    info = pretrain(p, tmp / "prepared", tmp / "features", tmp / "pretrain")
+    assert info["history"][-1]["loss"] < info["history"][0]["loss"], info["history"]  # pre-training learns
     results = {}
-    for model in ("pop", "m2sr"):
+    for model in ("pop", "m2sr", "msm4sr"):
         out = tmp / model
-        train(p | {"model": model}, tmp / "prepared", out, tmp / "features")
+        train(p | {"model": model}, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
         results[model] = evaluate(p, tmp / "prepared", out / "model.pt", out / "metrics.json")
-    assert results["m2sr"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
-    with pytest.raises(FileNotFoundError, match="keyword_vectors.parquet"):
-        train(p | {"model": "m2sr", "models": p["models"] | {"m2sr": {"image_table": "keyword_vectors"}}},
-              tmp / "prepared", tmp / "x", tmp / "features")
+    for model in ("m2sr", "msm4sr"):
+        assert results[model]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
+    with pytest.raises(FileNotFoundError, match="text.parquet: table not found"):
+        train(p | {"model": "m2sr"}, tmp / "prepared", tmp / "x", tmp / "no-features")
 
 
 def test_unknown_model_is_a_clear_error(prepared):
@@ -110,7 +113,7 @@ def test_dvc_repro_then_exp_run_reuses_upstream_stages(tmp_path):
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], cwd=repo, check=True)
     out = dvc(repo, "exp", "run", "-S", "model=gru4rec")
-    for stage in ("download", "preprocess", "text_features", "image_features", "keywords"):
+    for stage in ("download", "preprocess", "text_features", "image_features", "keywords", "pretrain"):
         assert f"Stage '{stage}' didn't change, skipping" in out, out
     for stage in ("train", "evaluate"):
         assert f"Running stage '{stage}'" in out, out

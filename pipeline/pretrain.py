@@ -1,0 +1,127 @@
+"""Stage `pretrain`: MSM4SR's M²SE pre-trained with NIP + CMCL (§III-C) on the cached features.
+
+    python -m pipeline.pretrain --params params.yaml --prepared data/prepared --features data/features --out data/pretrain
+
+Reads `pretrain` (epochs, batch size, lr, seed, device) and `models.msm4sr` (the architecture and
+loss switches), never `model`: changing the fine-tuned model or any fine-tuning parameter reuses the
+cached pre-trained weights. Examples are every training (prefix, next item) pair: each training
+target with its last `max_len` items of history. Writes `msm4sr.pt` (the M²SE weights + the config
+they fit) and `pretrain.json` (loss per epoch, by term).
+
+Cross-domain (the paper's MSM4SR_Cross): run this command with `--prepared/--features` of the
+source data set, then fine-tune on the target with `models.msm4sr.pretrained_path` set to the
+checkpoint and `freeze_transformer: true`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models import MODELS, build_model, model_config
+from pipeline.data import train_windows
+from pipeline.device import resolve_device
+from pipeline.params import from_dict, load_params, setup_logging
+from pipeline.preprocess import PreprocessConfig
+from pipeline.tables import atomic_path, write_json
+from pipeline.train import load_sequences, model_features
+
+log = logging.getLogger("pipeline.pretrain")
+
+
+@dataclass
+class PretrainConfig:
+    model: str = "msm4sr"
+    epochs: int = 10  # the paper pre-trains 300 epochs on GPU; see docs/models/msm4sr.md
+    batch_size: int = 1024
+    pairs_per_epoch: int = 0  # 0 = every (prefix, next item) pair each epoch; n = a fresh random n of them
+    lr: float = 0.001
+    weight_decay: float = 0.0
+    seed: int = 42
+    device: str = "auto"
+    threads: int = 0
+
+
+def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
+    cfg = from_dict(PretrainConfig, params.get("pretrain"), "pretrain")
+    pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
+    if cfg.model not in MODELS or not hasattr(MODELS[cfg.model], "pretrain_loss"):
+        raise ValueError(f"pretrain.model={cfg.model!r}: only models with a pre-training loss can be pre-trained "
+                         f"({[m for m, c in MODELS.items() if hasattr(c, 'pretrain_loss')]})")
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    device = resolve_device(cfg.device, "pretrain.device")
+    seq = load_sequences(prepared)
+    model_params = dict((params.get("models") or {}).get(cfg.model) or {}) | {"max_len": pre.max_len}
+    arrays = model_features(MODELS[cfg.model], model_params, features, prepared, seq.num_items)
+    model = build_model(cfg.model, model_params, seq.num_items)
+    for m, (v, k) in arrays.items():
+        model.feats.load(m, v, k)
+    model.to(device)
+    inputs, targets = train_windows(seq, pre.max_len, stride=1)  # one window per training target
+    x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets[:, -1])
+    keep = y_all > 0
+    x_all, y_all = x_all[keep], y_all[keep]
+    params_to_train = [p for n, p in model.named_parameters() if not n.startswith("item_emb")]
+    opt = torch.optim.Adam(params_to_train, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, t0 = [], time.perf_counter()
+    log.info("pre-training %s on %d (prefix, next item) pairs, %d epochs, batch %d, %s", cfg.model, len(x_all),
+             cfg.epochs, cfg.batch_size, device)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        te = time.perf_counter()
+        sums: dict[str, float] = {}
+        perm = torch.randperm(len(x_all), generator=gen)
+        if cfg.pairs_per_epoch:
+            perm = perm[:cfg.pairs_per_epoch]
+        steps = 0
+        for s in tqdm(range(0, len(perm), cfg.batch_size), desc=f"pretrain {epoch}", unit="batch", leave=False,
+                      mininterval=2.0, disable=None):
+            idx = perm[s:s + cfg.batch_size]
+            if len(idx) < 2:
+                continue  # contrastive losses need in-batch negatives
+            losses = model.pretrain_loss(x_all[idx].to(device), y_all[idx].to(device), gen)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            steps += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+        row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}, "seconds": time.perf_counter() - te}
+        history.append(row)
+        log.info("pretrain epoch %d: %s", epoch, " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"model": cfg.model, "config": model_config(model), "num_items": seq.num_items,
+               "m2se": {k: v.detach().cpu() for k, v in model.m2se_state().items()},
+               "meta": {"pretrain": dataclasses.asdict(cfg), "epochs": len(history), "prepared": str(prepared)}}
+    with atomic_path(out / f"{cfg.model}.pt") as tmp:
+        torch.save(payload, tmp)
+    info = {"model": cfg.model, "pairs": len(x_all), "seconds": time.perf_counter() - t0, "device": str(device),
+            "s_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else 0.0, "history": history}
+    write_json(out / "pretrain.json", info)
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--features", default="data/features")
+    ap.add_argument("--out", default="data/pretrain")
+    args = ap.parse_args()
+    setup_logging()
+    pretrain(load_params(args.params), Path(args.prepared), Path(args.features), Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""MSM4SR: mixup, sequence dropout, the contrastive losses by hand, ablation switches, pre-trained init."""
+
+import math
+
+import pytest
+import torch
+
+from models import build_model
+from models.msm4sr import cmcl, complementary_mixup, drop_items, info_nce_pair
+from pipeline.train import load_pretrained
+from tests.test_models import N_ITEMS, TINY, batch, build
+
+
+def test_mixup_is_complementary_and_dominated_by_own_modality():
+    zt, zv = torch.zeros(64, 20, 4), torch.ones(64, 20, 4)
+    gen = torch.Generator().manual_seed(0)
+    ps = []
+    for _ in range(200):
+        mt, mv, p = complementary_mixup(zt, zv, gen)
+        ps.append(p)
+        assert 0.0 <= p <= 0.5
+        assert torch.equal(mt + mv, torch.ones_like(mt))  # every item: one copy of each modality
+        assert mt.mean() <= p + 0.08  # Mᵗ stays mostly text when p <= 0.5
+    assert max(ps) > 0.45 and min(ps) < 0.05  # p really spans [0, 0.5]
+
+
+def test_sequence_dropout_keeps_order_and_last_item():
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 9]])
+    out = drop_items(seqs, 0.5, torch.Generator().manual_seed(0))
+    for row, orig in zip(out.tolist(), seqs.tolist()):
+        kept = [x for x in row if x]
+        assert kept[-1] == orig[-1] and kept == [x for x in orig if x in kept]  # a subsequence, same order
+        assert row[: len(row) - len(kept)] == [0] * (len(row) - len(kept))  # re-left-padded
+    assert (out > 0).sum() < (seqs > 0).sum()
+    assert torch.equal(drop_items(seqs, 0.0), seqs)
+
+
+def f(a, b, tau):
+    cos = sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+    return math.exp(cos / tau)
+
+
+def test_contrastive_losses_match_hand_computation():
+    tau = 0.5
+    a = [[1.0, 0.0], [0.6, 0.8], [-1.0, 0.2]]
+    b = [[0.9, 0.1], [0.0, 1.0], [-0.5, -0.5]]
+    z = [[1.0, 0.2], [0.3, 0.9], [-0.7, 0.1]]
+    n = 3
+    nip = -sum(math.log((f(a[j], z[j], tau) + f(b[j], z[j], tau)) /
+                        sum(f(a[j], z[k], tau) + f(b[j], z[k], tau) for k in range(n))) for j in range(n)) / n
+
+    def ell(x, y, j):
+        den = sum(f(x[j], y[k], tau) for k in range(n)) + sum(f(x[j], x[k], tau) for k in range(n) if k != j)
+        return math.log(f(x[j], y[j], tau) / den)
+
+    cm = -0.5 * sum(ell(a, b, j) + ell(b, a, j) for j in range(n)) / n
+    ta, tb, tz = torch.tensor(a), torch.tensor(b), torch.tensor(z)
+    assert info_nce_pair(ta, tb, tz, tau).item() == pytest.approx(nip, rel=1e-5)
+    assert cmcl(ta, tb, tau).item() == pytest.approx(cm, rel=1e-5)
+
+
+SWITCHES = [{}, {"nip": False}, {"cmcl": False}, {"mixup": False}, {"e2e_weight": 0.5}, {"modalities": ["text"]},
+            {"modalities": ["image"]}, {"use_ids": False}, {"freeze_transformer": True}]
+
+
+@pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")
+def test_every_switch_pretrains_and_finetunes(switch):
+    torch.manual_seed(0)
+    model = build("msm4sr", **switch).train()
+    seqs, targets = batch()
+    out = model.pretrain_loss(seqs, targets[:, -1].clamp_min(1), torch.Generator().manual_seed(0))
+    assert set(out) == {"loss", "nip_t", "nip_v", "cmcl_t", "cmcl_v"} and torch.isfinite(out["loss"])
+    if switch.get("nip") is False:
+        assert out["nip_t"] == 0 and out["cmcl_t"] > 0
+    if switch.get("cmcl") is False:
+        assert out["cmcl_t"] == 0 and out["nip_t"] > 0
+    h, v = model.encode(seqs), model.item_vectors()
+    assert h.shape[-1] == v.shape[-1] == 16 * len(model.cfg.modalities)
+    loss = torch.nn.functional.cross_entropy((h[:, -1] @ v.T)[:, 1:], targets[:, -1].clamp_min(1) - 1)
+    extra = model.extra_loss(seqs, targets)
+    assert (extra is not None) == (switch.get("e2e_weight", 0) > 0)
+    (loss + (extra if extra is not None else 0) + out["loss"]).backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is None or torch.isfinite(g).all() for g in grads.values())
+    if switch.get("freeze_transformer"):
+        assert all(g is None for n, g in grads.items() if n.startswith("transformer"))
+
+
+def test_finetuning_has_no_mixup_or_sequence_dropout():
+    model = build("msm4sr", dropout=0.0, seq_dropout=0.9).train()
+    seqs, _ = batch()
+    a, b = model.encode(seqs), model.encode(seqs)
+    assert torch.equal(a, b) and torch.allclose(a, model.eval().encode(seqs))
+
+
+def test_pretrained_weights_change_outputs_and_bad_checkpoints_are_clear_errors(tmp_path):
+    torch.manual_seed(0)
+    source = build("msm4sr")
+    for p in source.m2se_state().values():
+        p.add_(0.1)
+    torch.save({"m2se": source.m2se_state(), "meta": {"epochs": 1}}, tmp_path / "msm4sr.pt")
+    model = build("msm4sr", pretrained=True).eval()
+    seqs, _ = batch()
+    before = model.encode(seqs).detach().clone()
+    load_pretrained(model, "msm4sr", tmp_path)
+    assert not torch.allclose(before, model.encode(seqs))
+    torch.testing.assert_close(model.m2se_state()["transformer.pos.weight"], source.m2se_state()["transformer.pos.weight"])
+    with pytest.raises(FileNotFoundError, match="pretrained: false"):
+        load_pretrained(build("msm4sr", pretrained=True), "msm4sr", tmp_path / "nowhere")
+    other = build_model("msm4sr", TINY["msm4sr"] | {"hidden": 8, "inner": 16}, N_ITEMS)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        other.load_m2se(source.m2se_state(), "src.pt")
+    with pytest.raises(ValueError, match="missing"):
+        model.load_m2se({k: v for k, v in source.m2se_state().items() if not k.startswith("proj")}, "src.pt")
