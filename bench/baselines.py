@@ -85,9 +85,10 @@ def main() -> None:
         v = np.array([r[key] for r in rows if r["model"] == model])
         return f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "")
 
-    print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "valid NDCG@10", "best epoch", "s/epoch",
-                 "wall s / run"],
+    print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "valid NDCG@10", "cold-item test NDCG@10",
+                 "best epoch", "s/epoch", "wall s / run"],
                 [[m, stat(m, "test/hr@10"), stat(m, "test/ndcg@10"), stat(m, "test/mrr@10"), stat(m, "valid/ndcg@10"),
+                  stat(m, "test_cold/ndcg@10"),
                   "/".join(str(r["best_epoch"]) for r in rows if r["model"] == m),
                   f"{np.mean([r['train_s_per_epoch'] for r in rows if r['model'] == m]):.1f}",
                   f"{np.mean([r['wall_s'] for r in rows if r['model'] == m]):.0f}"] for m in args.models]))

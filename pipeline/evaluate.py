@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.evaluation import ProtocolConfig, evaluate_split
+from pipeline.evaluation import ProtocolConfig, cold_users, evaluate_split
+from pipeline.metrics import metrics_from_ranks
 from pipeline.params import from_dict, load_params, setup_logging
 from pipeline.tables import read_json, write_json
 from pipeline.train import load_sequences
@@ -33,8 +34,12 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
     result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(seq.lengths),
               "items": seq.num_items}
     for split in ("valid", "test"):
-        metrics, _ = evaluate_split(model, seq, split, max_len, protocol, device)
+        metrics, ranks = evaluate_split(model, seq, split, max_len, protocol, device)
         result |= {f"{split}/{k}": round(v, 6) for k, v in metrics.items()}
+    cold = cold_users(seq, protocol.cold_threshold)
+    result["test_cold/users"] = int(cold.sum())
+    if cold.any():
+        result |= {f"test_cold/{k}": round(v, 6) for k, v in metrics_from_ranks(ranks[cold], protocol.ks).items()}
     result |= protocol.describe()
     write_json(out, result)
     log.info("%s on %s: test hr@10 %.4f ndcg@10 %.4f mrr@10 %.4f", result["model"], result["dataset"],

@@ -21,6 +21,7 @@ class ProtocolConfig:
     mask_history: bool = True  # exclude items seen before the target from the candidates
     ks: list[int] = field(default_factory=lambda: list(KS))
     select_metric: str = "ndcg@10"  # validation metric for early stopping / model selection
+    cold_threshold: int = 10  # test_cold/*: users whose test item has fewer training occurrences (MSM4SR §IV-F)
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 1:
@@ -36,7 +37,15 @@ class ProtocolConfig:
             "protocol/history_masking": ("items seen before the target are excluded (the target never is)"
                                          if self.mask_history else "none: seen items stay candidates"),
             "protocol/ties": "pessimistic: rank = #items scoring >= the target (target included)",
+            "protocol/cold": f"test_cold/*: the users whose test item occurs < {self.cold_threshold} times in training",
         }
+
+
+def cold_users(seq: Sequences, threshold: int) -> np.ndarray:
+    """(U,) bool: the test target occurs fewer than `threshold` times among training interactions."""
+    counts = np.bincount(seq.train_items(), minlength=seq.num_items + 1)
+    _, targets = last_window(seq, 1, HOLDOUT["test"])
+    return counts[targets] < threshold
 
 
 @torch.no_grad()

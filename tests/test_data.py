@@ -54,3 +54,14 @@ def test_overlapping_windows_keep_each_target_once_with_more_context():
     # with disjoint windows some targets see only 1 item
     assert min((bx[: t + 1] > 0).sum() for bx, by in zip(base_x, base_y) for t in np.nonzero(by)[0]) == 1
     assert len(x) > len(base_x)
+
+
+def test_cold_users_counts_training_occurrences_only():
+    from pipeline.evaluation import cold_users
+
+    # user 0: train [1, 1, 2], valid 3, test 2; user 1: train [3, 3, 3], valid 1, test 1.
+    # training counts: item 1 -> 2, item 2 -> 1, item 3 -> 3 (valid and test items are not counted)
+    seq = Sequences(np.array([1, 1, 2, 3, 2, 3, 3, 3, 1, 1]), np.array([0, 5, 10]), 3)
+    assert cold_users(seq, 2).tolist() == [True, False]
+    assert cold_users(seq, 3).tolist() == [True, True]
+    assert cold_users(seq, 1).tolist() == [False, False]
