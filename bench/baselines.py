@@ -74,7 +74,7 @@ def main() -> None:
                 out = tmp / f"{model}-{seed}".replace(":", "_").replace("=", "-").replace(";", "_")
                 info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
                 res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
-                rows.append({"model": model, "seed": seed, "wall_s": time.perf_counter() - t0, **info, **res})
+                rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model})
                 save(Path(args.out) / f"baselines-{args.dataset}.json", rows, dataset=args.dataset, seeds=seeds,
                      stats={k: stats[k] for k in ("users", "items", "interactions", "density")},
                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
