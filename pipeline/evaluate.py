@@ -33,13 +33,15 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
     stats = read_json(prepared / "stats.json")
     result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(seq.lengths),
               "items": seq.num_items}
+    ranks = {}
     for split in ("valid", "test"):
-        metrics, ranks = evaluate_split(model, seq, split, max_len, protocol, device)
+        metrics, ranks[split] = evaluate_split(model, seq, split, max_len, protocol, device)
         result |= {f"{split}/{k}": round(v, 6) for k, v in metrics.items()}
     cold = cold_users(seq, protocol.cold_threshold)
     result["test_cold/users"] = int(cold.sum())
     if cold.any():
-        result |= {f"test_cold/{k}": round(v, 6) for k, v in metrics_from_ranks(ranks[cold], protocol.ks).items()}
+        cold_metrics = metrics_from_ranks(ranks["test"][cold], protocol.ks)
+        result |= {f"test_cold/{k}": round(v, 6) for k, v in cold_metrics.items()}
     result |= protocol.describe()
     write_json(out, result)
     log.info("%s on %s: test hr@10 %.4f ndcg@10 %.4f mrr@10 %.4f", result["model"], result["dataset"],

@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import MODELS, build_model, model_config
+from models import MODELS, model_config
 from pipeline.data import train_windows
 from pipeline.device import resolve_device
 from pipeline.params import from_dict, load_params, setup_logging
 from pipeline.preprocess import PreprocessConfig
 from pipeline.tables import atomic_path, write_json
-from pipeline.train import load_sequences, model_features
+from pipeline.train import build_with_features, load_sequences
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -62,10 +62,7 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
     device = resolve_device(cfg.device, "pretrain.device")
     seq = load_sequences(prepared)
     model_params = dict((params.get("models") or {}).get(cfg.model) or {}) | {"max_len": pre.max_len}
-    arrays = model_features(MODELS[cfg.model], model_params, features, prepared, seq.num_items)
-    model = build_model(cfg.model, model_params, seq.num_items)
-    for m, (v, k) in arrays.items():
-        model.feats.load(m, v, k)
+    model = build_with_features(cfg.model, model_params, features, prepared, seq.num_items)
     model.to(device)
     inputs, targets = train_windows(seq, pre.max_len, stride=1)  # one window per training target
     x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets[:, -1])

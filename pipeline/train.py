@@ -36,25 +36,28 @@ FEATURE_DIRS = {"text": "text", "text_sentences": "text", "image": "image", "ima
                 "keyword_vectors": "keywords"}
 
 
-def model_features(cls, model_params: dict, features: Path, prepared: Path, num_items: int) -> dict:
-    """For a model with FEATURES: load each modality's table (checked against this items.parquet),
-    put their shapes into `model_params['features']` and return {modality: (vectors, mask)}."""
+def build_with_features(name: str, model_params: dict, features: Path, prepared: Path, num_items: int):
+    """Build `name`; for a model with FEATURES, first load each modality's table (checked against this
+    items.parquet), put their shapes into `model_params['features']`, then fill the model's buffers."""
+    cls = MODELS[name]
     arrays = {}
     defaults = cls.Config.__dataclass_fields__
-    source = file_sha256(prepared / "items.parquet")
+    source = file_sha256(prepared / "items.parquet") if hasattr(cls, "FEATURES") else None
     for modality in getattr(cls, "FEATURES", ()):
         key = f"{modality}_table"
         table = model_params.get(key, defaults[key].default)
         if table not in FEATURE_DIRS:
             raise ValueError(f"{key}={table!r}: use one of {sorted(FEATURE_DIRS)}")
         path = features / FEATURE_DIRS[table] / f"{table}.parquet"
-        arrays[modality] = load_item_matrix(path, table, num_items, expect={"source_sha256": source})
+        arrays[modality] = (table, *load_item_matrix(path, table, num_items, expect={"source_sha256": source}))
     if arrays:
-        model_params["features"] = {m: list(v.shape[1:]) for m, (v, _) in arrays.items()}
-        log.info("features: %s", {m: f"{model_params.get(f'{m}_table', defaults[f'{m}_table'].default)} "
-                                     f"{tuple(v.shape[1:])}, {int(k.reshape(len(k), -1).any(1).sum())} items"
-                                  for m, (v, k) in arrays.items()})
-    return arrays
+        model_params["features"] = {m: list(v.shape[1:]) for m, (_, v, _) in arrays.items()}
+        log.info("features: %s", {m: f"{t} {tuple(v.shape[1:])}, {int(k.reshape(len(k), -1).any(1).sum())} items"
+                                  for m, (t, v, k) in arrays.items()})
+    model = build_model(name, model_params, num_items)
+    for modality, (_, vectors, mask) in arrays.items():
+        model.feats.load(modality, vectors, mask)
+    return model
 
 
 def load_pretrained(model, name: str, pretrain: Path) -> None:
@@ -81,11 +84,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     model_params = dict(model_params)
     if "max_len" in {f.name for f in dataclasses.fields(MODELS[name].Config)}:
         model_params["max_len"] = pre.max_len
-    arrays = model_features(MODELS[name], model_params, features or prepared.parent / "features", prepared,
-                            seq.num_items)
-    model = build_model(name, model_params, seq.num_items)
-    for modality, (vectors, mask) in arrays.items():
-        model.feats.load(modality, vectors, mask)
+    model = build_with_features(name, model_params, features or prepared.parent / "features", prepared,
+                                seq.num_items)
     load_pretrained(model, name, pretrain or prepared.parent / "pretrain")
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(seq.lengths), seq.num_items)

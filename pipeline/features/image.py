@@ -66,7 +66,6 @@ def run(stage: Stage) -> dict:
 
     def compute(shard: pl.DataFrame) -> dict[str, pa.Table]:
         ids = shard["item_id"].to_numpy()
-        row_of = {int(i): r for r, i in enumerate(ids)}
         slots = slots_all.join(shard.select("item_id"), on="item_id", how="semi")
         vecs = np.zeros((shard.height, cfg.max_images, encoder.dim), np.float32)
         mask = np.zeros((shard.height, cfg.max_images), bool)
@@ -74,7 +73,7 @@ def run(stage: Stage) -> dict:
         for item_ids, index, pixels in image_batches(slots, stage.raw, encoder.preprocess, enc_cfg.batch_size,
                                                       counts, cfg.max_pixels):
             pooled, tokens = encoder.forward(pixels, grid=bool(grid))
-            rows = np.array([row_of[int(i)] for i in item_ids])
+            rows = np.searchsorted(ids, item_ids)  # shards are sorted by item_id
             vecs[rows, index] = pooled.numpy()
             mask[rows, index] = True
             if grid:

@@ -100,7 +100,6 @@ def run(stage: Stage) -> dict:
 
     def compute(shard: pl.DataFrame) -> dict[str, pa.Table]:
         ids = shard["item_id"].to_numpy()
-        row_of = {int(i): r for r, i in enumerate(ids)}
         slots = slots_all.join(shard.select("item_id"), on="item_id", how="semi")
         kw_ids, kw_idx, kw_words, kw_scores = [], [], [], []
         for item_ids, index, pixels in image_batches(slots, stage.raw, tagger.preprocess, tag_cfg.batch_size,
@@ -115,7 +114,7 @@ def run(stage: Stage) -> dict:
         vecs = np.zeros((shard.height, cfg.max_images, encoder.dim), np.float32)
         mask = np.zeros((shard.height, cfg.max_images), bool)
         if len(item_ids):
-            rows = np.array([row_of[int(i)] for i in item_ids])
+            rows = np.searchsorted(ids, item_ids)  # shards are sorted by item_id
             vecs[rows, index] = encoder.encode([" ".join(w) for w in kw_words])
             mask[rows, index] = True
         counts["encoded"] += int(mask.sum())
