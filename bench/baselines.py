@@ -19,6 +19,7 @@ import json
 import resource
 import sys
 import tempfile
+import logging
 import time
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from models import MODELS  # noqa: E402
 from pipeline.evaluate import evaluate  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
 from pipeline.train import train  # noqa: E402
+
+log = logging.getLogger("bench.baselines")
 
 
 def override(params: dict, assignments: list[str]) -> dict:
@@ -53,7 +56,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="overrides such as train.epochs=5")
     ap.add_argument("--seeds", nargs="+", type=int, help="train.seed values (default: params.yaml's)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--name", default=None, help="result file name (default baselines-<dataset>.json)")
+    ap.add_argument("--combine", nargs="+", metavar="JSON", help="only print one table from these result files")
     args = ap.parse_args()
+    if args.combine:
+        return combine(args.combine)
     setup_logging()
     params = override(load_params(args.params), args.set) | {"dataset": args.dataset}
     seeds = args.seeds or [params["train"].get("seed", 42)]
@@ -63,22 +70,34 @@ def main() -> None:
         specs = {label: parse_spec(label) for label in args.models}
         if any(hasattr(MODELS[name], "FEATURES") for name, _ in specs.values()):
             extract_features(params, tmp)
-        rows = []
+        rows, failed = [], []
         for model, (name, over) in specs.items():
             for seed in seeds:
                 t0 = time.perf_counter()
                 models = params["models"] | {name: (params["models"].get(name) or {}) | over}
                 run_params = params | {"model": name, "models": models, "train": params["train"] | {"seed": seed}}
-                if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True):
-                    pretrain_once(run_params, tmp)
-                out = tmp / f"{model}-{seed}".replace(":", "_").replace("=", "-").replace(";", "_")
-                info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
-                res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
-                rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model})
-                save(Path(args.out) / f"baselines-{args.dataset}.json", rows, dataset=args.dataset, seeds=seeds,
+                out = tmp / f"run-{len(rows) + len(failed)}"
+                try:
+                    if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True):
+                        pretrain_once(run_params, tmp)
+                    info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
+                    res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
+                except Exception as e:  # one failing variant must not lose the hours of rows around it
+                    log.exception("%s seed %d failed", model, seed)
+                    failed.append({"model": model, "seed": seed, "error": f"{type(e).__name__}: {e}"})
+                else:
+                    rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model})
+                save(Path(args.out) / (args.name or f"baselines-{args.dataset}.json"), rows, failed=failed,
+                     dataset=args.dataset, seeds=seeds,
                      stats={k: stats[k] for k in ("users", "items", "interactions", "density")},
                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(f"\n{args.dataset}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions, "
+    print_table(rows, [m for m in args.models if any(r["model"] == m for r in rows)], args.dataset, stats, seeds)
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed: {failed}")
+
+
+def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, seeds: list[int]) -> None:
+    print(f"\n{dataset}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions, "
           f"seeds {seeds}\n")
 
     def stat(model: str, key: str) -> str:
@@ -86,12 +105,21 @@ def main() -> None:
         return f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "")
 
     print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "valid NDCG@10", "cold-item test NDCG@10",
-                 "best epoch", "s/epoch", "wall s / run"],
+                 "cold-item test HR@50", "best epoch", "s/epoch", "wall s / run"],
                 [[m, stat(m, "test/hr@10"), stat(m, "test/ndcg@10"), stat(m, "test/mrr@10"), stat(m, "valid/ndcg@10"),
-                  stat(m, "test_cold/ndcg@10"),
+                  stat(m, "test_cold/ndcg@10"), stat(m, "test_cold/hr@50"),
                   "/".join(str(r["best_epoch"]) for r in rows if r["model"] == m),
                   f"{np.mean([r['train_s_per_epoch'] for r in rows if r['model'] == m]):.1f}",
-                  f"{np.mean([r['wall_s'] for r in rows if r['model'] == m]):.0f}"] for m in args.models]))
+                  f"{np.mean([r['wall_s'] for r in rows if r['model'] == m]):.0f}"] for m in models]))
+
+
+def combine(files: list[str]) -> None:
+    """Print one table from several result files (e.g. the halves of a run split over two cores)."""
+    payloads = [json.loads(Path(f).read_text()) for f in files]
+    rows = [r for p in payloads for r in p["rows"]]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    print_table(rows, models, payloads[0]["dataset"], payloads[0]["stats"], seeds)
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:

@@ -42,7 +42,7 @@ log = logging.getLogger("pipeline.pretrain")
 class PretrainConfig:
     model: str = "msm4sr"
     epochs: int = 10  # the paper pre-trains 300 epochs on GPU; see docs/models/msm4sr.md
-    batch_size: int = 1024
+    batch_size: int = 256
     pairs_per_epoch: int = 0  # 0 = every (prefix, next item) pair each epoch; n = a fresh random n of them
     lr: float = 0.001
     weight_decay: float = 0.0

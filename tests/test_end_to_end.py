@@ -54,16 +54,27 @@ def test_sasrec_beats_pop_on_demo(prepared):
     assert results["sasrec"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
 
 
-def test_feature_models_train_on_cached_features_and_beat_pop(prepared):
+def extract(p: dict, folder: Path) -> None:
     from pipeline.features import image, keywords, text
     from pipeline.features.common import open_stage
+
+    for name, module in (("text", text), ("image", image), ("keywords", keywords)):
+        module.run(open_stage(name, p, folder / "prepared", folder / "raw", folder / "features" / name))
+
+
+@pytest.fixture(scope="module")
+def pretrained(prepared):
     from pipeline.pretrain import pretrain
 
     tmp, p = prepared
-    for name, module in (("text", text), ("image", image), ("keywords", keywords)):
-        module.run(open_stage(name, p, tmp / "prepared", tmp / "raw", tmp / "features" / name))
+    extract(p, tmp)
     info = pretrain(p, tmp / "prepared", tmp / "features", tmp / "pretrain")
     assert info["history"][-1]["loss"] < info["history"][0]["loss"], info["history"]  # pre-training learns
+    return tmp, p
+
+
+def test_feature_models_train_on_cached_features_and_beat_pop(pretrained):
+    tmp, p = pretrained
     results = {}
     for model in ("pop", "m2sr", "msm4sr"):
         out = tmp / model
@@ -73,6 +84,32 @@ def test_feature_models_train_on_cached_features_and_beat_pop(prepared):
         assert results[model]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
     with pytest.raises(FileNotFoundError, match="text.parquet: table not found"):
         train(p | {"model": "m2sr"}, tmp / "prepared", tmp / "x", tmp / "no-features")
+
+
+def test_cross_domain_finetune_keeps_the_pretrained_transformer(pretrained, tmp_path):
+    """MSM4SR_Cross: pre-train on data set A, fine-tune on B (other items, other size) with the
+    Transformer frozen; only the modality encoders (and B's item IDs) move."""
+    import torch
+
+    src, p = pretrained
+    demo_b = {"format": "demo", "n_items": 220, "n_users": 200, "seed": 11, "image_size": 16}
+    pb = p | {"datasets": {"demo": demo_b}, "model": "msm4sr",
+              "models": p["models"] | {"msm4sr": p["models"]["msm4sr"] | {
+                  "pretrained_path": str(src / "pretrain" / "msm4sr.pt"), "freeze_transformer": True}}}
+    download(pb, tmp_path / "raw")
+    run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(**pb["preprocess"]))
+    extract(pb, tmp_path)
+    info = train(pb, tmp_path / "prepared", tmp_path / "model", tmp_path / "features", tmp_path / "no-pretrain-here")
+    res = evaluate(pb, tmp_path / "prepared", tmp_path / "model" / "model.pt", tmp_path / "metrics.json")
+    pre = torch.load(src / "pretrain" / "msm4sr.pt", weights_only=True)["m2se"]
+    tuned = torch.load(tmp_path / "model" / "model.pt", weights_only=True)["state_dict"]
+    assert tuned["item_emb.weight"].shape[0] != torch.load(src / "msm4sr" / "model.pt", weights_only=True)[
+        "state_dict"]["item_emb.weight"].shape[0]  # a different catalogue
+    for k in pre:
+        if k.startswith("transformer."):
+            torch.testing.assert_close(tuned[k], pre[k], msg=k)
+    assert any(not torch.allclose(tuned[k], pre[k]) for k in pre if k.startswith("enc."))
+    assert info["best_epoch"] >= 1 and res["test/ndcg@10"] > 0
 
 
 def test_unknown_model_is_a_clear_error(prepared):
