@@ -17,9 +17,11 @@ from typing import Any
 
 from torch import nn
 
+from models.automlp import AutoMLP
 from models.gru4rec import GRU4Rec
 from models.m2sr import M2SR
 from models.mlpmixer import MLPMixer
+from models.mmsr import MMSR
 from models.msm4sr import MSM4SR
 from models.nextitnet import NextItNet
 from models.pop import Pop
@@ -33,6 +35,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "mlpmixer": MLPMixer,
     "m2sr": M2SR,
     "msm4sr": MSM4SR,
+    "mmsr": MMSR,
+    "automlp": AutoMLP,
 }
 
 

@@ -42,6 +42,9 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
     if cold.any():
         cold_metrics = metrics_from_ranks(ranks["test"][cold], protocol.ks)
         result |= {f"test_cold/{k}": round(v, 6) for k, v in cold_metrics.items()}
+    if "search" in ckpt["meta"]:  # AutoMLP: the searched short-term length and softmax(α)
+        result["search/k"] = ckpt["meta"]["search"]["k"]
+        result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}
     result |= protocol.describe()
     write_json(out, result)
     log.info("%s on %s: test hr@10 %.4f ndcg@10 %.4f mrr@10 %.4f", result["model"], result["dataset"],

@@ -87,17 +87,31 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     model = build_with_features(name, model_params, features or prepared.parent / "features", prepared,
                                 seq.num_items)
     load_pretrained(model, name, pretrain or prepared.parent / "pretrain")
+    searched = None
+    if hasattr(model, "chosen_length") and len(model.cfg.short_lengths) > 1:  # AutoMLP: search, then retrain
+        from pipeline.search import search
+
+        searched = search(model, seq, cfg, pre.max_len)
+        model_params = model_params | {"short_lengths": [searched["k"]]}
+        model = build_with_features(name, model_params, features or prepared.parent / "features", prepared,
+                                    seq.num_items)
+        log.info("retraining %s with the chosen short-term length %d only", name, searched["k"])
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(seq.lengths), seq.num_items)
     summary = fit(model, seq, cfg, protocol, pre.max_len)
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "model.pt", name, model, seq.num_items,
-                    {"best_epoch": summary["best_epoch"], "max_len": pre.max_len})
+    meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len}
+    if searched:
+        meta["search"] = {k: searched[k] for k in ("k", "p", "seconds")}
+    save_checkpoint(out / "model.pt", name, model, seq.num_items, meta)
     with atomic_path(out / "curve.csv") as tmp:
         pl.DataFrame(summary["history"]).write_csv(tmp)
     info = {k: summary[k] for k in ("best_epoch", "best", "seconds", "device", "windows")}
     info |= {"model": name, "parameters": n_params, "epochs_run": len(summary["history"]),
              "train_s_per_epoch": sum(r["train_s"] for r in summary["history"]) / len(summary["history"])}
+    if searched:
+        info |= {"search_k": searched["k"], "search_p": searched["p"], "search_s": searched["seconds"],
+                 "search_history": searched["history"]}
     write_json(out / "train.json", info)
     return info
 

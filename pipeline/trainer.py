@@ -76,7 +76,12 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
         raise ConfigError("no training targets: every user has fewer than 4 interactions after preprocessing "
                           "(2 are held out); lower preprocess.user_core or use a larger data set")
     x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else model.parameters()  # e.g. MMSR §8.2
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_kind = getattr(model.cfg, "loss", None) or cfg.loss  # a model may fix its paper's loss (MMSR: bce)
+    if loss_kind != cfg.loss:
+        log.info("loss: %s from the model's own `loss` setting (train.loss=%s does not apply to it)", loss_kind,
+                 cfg.loss)
     gen = torch.Generator().manual_seed(cfg.seed)
     best, best_epoch, best_state, stale = -1.0, 0, None, 0
     key = f"valid/{protocol.select_metric}"
@@ -90,8 +95,13 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
             idx = perm[s:s + cfg.batch_size]
             x, y = x_all[idx].to(device), y_all[idx].to(device)
             neg = (torch.randint(1, seq.num_items + 1, (*y.shape, cfg.negatives), generator=gen).to(device)
-                   if cfg.loss == "bce" else None)
-            loss = sequence_loss(model.encode(x), y, model.item_vectors(), cfg.loss, neg)
+                   if loss_kind == "bce" else None)
+            if neg is not None and hasattr(model, "item_vectors_for"):  # content models: only the items needed
+                ids, inv = torch.unique(torch.cat([y.new_zeros(1), y.flatten(), neg.flatten()]), return_inverse=True)
+                y_local, neg_local = inv[1:1 + y.numel()].view_as(y), inv[1 + y.numel():].view_as(neg)
+                loss = sequence_loss(model.encode(x), y_local, model.item_vectors_for(ids), "bce", neg_local)
+            else:
+                loss = sequence_loss(model.encode(x), y, model.item_vectors(), loss_kind, neg)
             extra = model.extra_loss(x, y) if hasattr(model, "extra_loss") else None  # e.g. MSM4SR_E2E
             if extra is not None:
                 loss = loss + extra

@@ -76,12 +76,18 @@ def pretrained(prepared):
 def test_feature_models_train_on_cached_features_and_beat_pop(pretrained):
     tmp, p = pretrained
     results = {}
-    for model in ("pop", "m2sr", "msm4sr"):
+    infos = {}
+    for model in ("pop", "m2sr", "msm4sr", "mmsr", "automlp"):
         out = tmp / model
-        train(p | {"model": model}, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
+        infos[model] = train(p | {"model": model}, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
         results[model] = evaluate(p, tmp / "prepared", out / "model.pt", out / "metrics.json")
-    for model in ("m2sr", "msm4sr"):
-        assert results[model]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
+    for model in ("m2sr", "msm4sr", "mmsr", "automlp"):
+        assert results[model]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], {
+            m: (r["valid/ndcg@10"], r["test/ndcg@10"]) for m, r in results.items()}
+    # AutoMLP searched, then retrained with the chosen length only; both are in the metrics
+    assert infos["automlp"]["search_k"] in (2, 5, 10) and results["automlp"]["search/k"] == infos["automlp"]["search_k"]
+    assert sum(results["automlp"][f"search/p@{k}"] for k in (2, 5, 10)) == pytest.approx(1.0, abs=1e-4)
+    assert len(infos["automlp"]["search_history"]) == 2
     with pytest.raises(FileNotFoundError, match="text.parquet: table not found"):
         train(p | {"model": "m2sr"}, tmp / "prepared", tmp / "x", tmp / "no-features")
 

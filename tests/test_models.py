@@ -16,6 +16,10 @@ TINY = {"sasrec": {"hidden": 16, "heads": 2, "inner": 32, "layers": 2, "max_len"
         "m2sr": {"hidden": 16, "blocks": 1, "max_len": L, "features": {"text": [8], "image": [2, 12]}},
         "msm4sr": {"hidden": 16, "attn_dim": 8, "experts": 2, "layers": 1, "heads": 2, "inner": 32, "max_len": L,
                    "features": {"text": [3, 8], "image": [2, 12]}, "pretrained": False},
+        "mmsr": {"hidden": 16, "heads": 2, "inner": 32, "adapter_dim": 8, "max_len": L,
+                 "features": {"text": [3, 8], "image": [2, 12]}},
+        "automlp": {"hidden": 16, "layers": 2, "short_lengths": [2, 5], "max_len": L,
+                    "features": {"text": [3, 8], "image": [2, 12]}},
         "pop": {}}
 TRAINABLE = [m for m in MODELS if m != "pop"]
 

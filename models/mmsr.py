@@ -1,0 +1,245 @@
+"""MMSR: ID-agnostic multimodal sequential recommendation (../shared/papers/mmsr-empirical-study.md, §3).
+
+Items are represented only by their content: the cached text and image features (§3.1-3.2; the
+encoders ran once in the feature stages) -> a linear projection per modality to `hidden`, with an
+optional trainable residual adapter standing in for the study's top-block fine-tuning (§4.2, §8.1)
+-> a fusion module (§3.3) -> one item vector. A spine backbone (§3.5: SASRec, GRU4Rec or
+NextItNet, reused from their model files) runs over the sequence of item vectors, and every item's
+fused vector is also its output vector, so there is no table indexed by item id anywhere: an item
+added after training is scored from its features alone.
+
+Fusions (`fusion`), on each item's token sets (sentence stack / image stack, projected):
+  coarse (on the masked-mean vector t, v of each modality): `sum` t+v; `concat` W[t;v];
+    `gate` g⊙t+(1-g)⊙v with g = σ(W[t;v]); `film` (1+γ(v))⊙t + β(v);
+  Coarse+ (`<coarse>_dnn`): the same followed by a three-layer DNN;
+  `co_attention` (one layer): each modality's tokens attend to the other's, then a merging block;
+  `merge_attention` (`fusion_blocks` = n): [CLS; text tokens; image tokens] + modality-type
+    embeddings through n bidirectional Transformer blocks, the CLS output.
+
+Loss: the study's BCE with one sampled negative per position (§4.4) by default (`loss: bce`), full
+cross-entropy with `loss: ce`. `adapter_lr` / `fusion_lr` give the projections+adapter and the
+fusion their own learning rates (§8.2); the backbone uses train.lr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.common import LOSSES, ItemFeatures
+from models.gru4rec import GRU4RecEncoder
+from models.nextitnet import NextItNetEncoder
+from models.sasrec import Block, SASRecEncoder
+
+MODALITIES = ("text", "image")
+COARSE = ("sum", "concat", "gate", "film")
+FUSIONS = COARSE + tuple(f"{c}_dnn" for c in COARSE) + ("co_attention", "merge_attention")
+BACKBONES = {"sasrec": 2, "gru4rec": 4, "nextitnet": 2}  # the study's depths (§3.5)
+
+
+@dataclass
+class MMSRConfig:
+    hidden: int = 64  # item / sequence width (the study: 768)
+    fusion: str = "merge_attention"  # one of FUSIONS
+    fusion_blocks: int = 1  # merge-attention depth n (MergeAttn-n)
+    backbone: str = "sasrec"  # sasrec | gru4rec | nextitnet
+    layers: int = 0  # backbone depth; 0 = the study's (SASRec 2, GRU4Rec 4, NextItNet 2 blocks)
+    heads: int = 2
+    inner: int = 256
+    dropout: float = 0.2
+    adapter: bool = True  # trainable residual adapter on the frozen features (top-block fine-tuning stand-in)
+    adapter_dim: int = 128
+    modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # [text] = MMSR-T, [image] = MMSR-V
+    loss: str = "bce"  # the study's: BCE, one random negative per position | ce: full softmax
+    adapter_lr: float | None = None  # projections + adapters (§8.2 "Top"); null = train.lr
+    fusion_lr: float | None = None  # fusion module; null = train.lr
+    text_table: str = "text_sentences"  # token stack per item (text = one pooled vector)
+    image_table: str = "image"  # up to features.image.max_images pooled vectors per item
+    max_len: int = 50  # set from preprocess.max_len
+    features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train stage
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"mmsr.fusion={self.fusion!r}: use one of {list(FUSIONS)}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"mmsr.backbone={self.backbone!r}: use one of {list(BACKBONES)}")
+        if not self.modalities or set(self.modalities) - set(MODALITIES):
+            raise ValueError(f"mmsr.modalities={self.modalities!r}: a non-empty subset of {MODALITIES}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"mmsr.loss={self.loss!r}: use one of {LOSSES}")
+        if self.hidden % self.heads:
+            raise ValueError(f"mmsr: hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+
+class Adapter(nn.Module):
+    """x + W₂·GELU(W₁·LN(x)): a bottleneck adapter, zero-initialised output (starts as identity)."""
+
+    def __init__(self, d: int, inner: int, dropout: float):
+        super().__init__()
+        self.norm, self.down, self.up, self.drop = nn.LayerNorm(d), nn.Linear(d, inner), nn.Linear(inner, d), \
+            nn.Dropout(dropout)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop(self.up(F.gelu(self.down(self.norm(x)))))
+
+
+def dnn(d: int, dropout: float) -> nn.Sequential:
+    """Coarse+: the three-layer DNN after a coarse fusion."""
+    return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Dropout(dropout), nn.Linear(d, d), nn.GELU(),
+                         nn.Dropout(dropout), nn.Linear(d, d))
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    w = mask.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(-2) / w.sum(-2).clamp_min(1.0)
+
+
+def bidirectional_mask(valid: torch.Tensor) -> torch.Tensor:
+    """(n, S) valid slots -> (n, S, S) blocked keys for `sasrec.Block`: invalid keys, never self."""
+    s = valid.shape[1]
+    return ~valid[:, None, :] & ~torch.eye(s, dtype=torch.bool, device=valid.device)[None]
+
+
+class CrossLayer(nn.Module):
+    """Co-attention half: x attends to the other modality's tokens, then a feed-forward (pre-LN)."""
+
+    def __init__(self, d: int, heads: int, inner: int, dropout: float):
+        super().__init__()
+        self.ln_q, self.ln_kv, self.ln_f = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.att = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(d, inner), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner, d))
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor, other_valid: torch.Tensor) -> torch.Tensor:
+        keep = other_valid.any(1)  # items without the other modality skip the cross step
+        kv = self.ln_kv(other)
+        y, _ = self.att(self.ln_q(x), kv, kv, key_padding_mask=~(other_valid | ~keep[:, None]), need_weights=False)
+        x = x + y * keep[:, None, None]
+        return x + self.ff(self.ln_f(x))
+
+
+class Fusion(nn.Module):
+    """Per-item token sets {modality: ((n, S, d), (n, S) valid)} -> (n, d) item vectors."""
+
+    def __init__(self, cfg: MMSRConfig):
+        super().__init__()
+        d, kind = cfg.hidden, cfg.fusion
+        self.kind, self.base = kind, kind.removesuffix("_dnn")
+        self.both = len(cfg.modalities) == 2
+        if self.base in COARSE and self.both:
+            if self.base in ("concat", "gate"):
+                self.w = nn.Linear(2 * d, d)
+            if self.base == "film":
+                self.gamma, self.beta = nn.Linear(d, d), nn.Linear(d, d)
+        self.dnn = dnn(d, cfg.dropout) if kind.endswith("_dnn") else None
+        if self.base in ("co_attention", "merge_attention"):
+            self.cls = nn.Parameter(torch.randn(d) * 0.02)
+            self.modality_emb = nn.Embedding(len(MODALITIES), d)
+            n = cfg.fusion_blocks if self.base == "merge_attention" else 1
+            self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.inner, cfg.dropout) for _ in range(n))
+            self.norm = nn.LayerNorm(d)
+        if self.base == "co_attention" and self.both:
+            self.cross = nn.ModuleDict({m: CrossLayer(d, cfg.heads, cfg.inner, cfg.dropout) for m in MODALITIES})
+
+    def forward(self, tokens: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        if self.base in COARSE:
+            pooled = [masked_mean(x, v) for x, v in tokens.values()]
+            if not self.both:
+                e = pooled[0]
+            else:
+                t, v = pooled
+                if self.base == "sum":
+                    e = t + v
+                elif self.base == "concat":
+                    e = self.w(torch.cat([t, v], -1))
+                elif self.base == "gate":
+                    g = torch.sigmoid(self.w(torch.cat([t, v], -1)))
+                    e = g * t + (1 - g) * v
+                else:  # film: the image modulates the text features
+                    e = (1 + self.gamma(v)) * t + self.beta(v)
+            return self.dnn(e) if self.dnn is not None else e
+        if self.base == "co_attention" and self.both:
+            (t, tv), (v, vv) = tokens["text"], tokens["image"]
+            tokens = {"text": (self.cross["text"](t, v, vv), tv), "image": (self.cross["image"](v, t, tv), vv)}
+        xs = [x + self.modality_emb.weight[MODALITIES.index(m)] for m, (x, _) in tokens.items()]
+        valid = [v for _, v in tokens.values()]
+        n = xs[0].shape[0]
+        x = torch.cat([self.cls.expand(n, 1, -1), *xs], 1)  # merging block over [CLS; text; image]
+        ok = torch.cat([valid[0].new_ones(n, 1), *valid], 1)
+        blocked = bidirectional_mask(ok)
+        for block in self.blocks:
+            x = block(x, blocked)
+        return self.norm(x[:, 0])
+
+
+class MMSR(nn.Module):
+    Config = MMSRConfig
+    FEATURES = MODALITIES
+
+    def __init__(self, cfg: MMSRConfig, num_items: int):
+        super().__init__()
+        self.cfg = cfg
+        self.feats = ItemFeatures(cfg.features, num_items)
+        d = cfg.hidden
+        self.proj = nn.ModuleDict({m: nn.Linear(cfg.features[m][-1], d) for m in cfg.modalities})
+        self.adapter = nn.ModuleDict({m: Adapter(d, cfg.adapter_dim, cfg.dropout) for m in cfg.modalities}) \
+            if cfg.adapter else None
+        self.fusion = Fusion(cfg)
+        depth = cfg.layers or BACKBONES[cfg.backbone]
+        if cfg.backbone == "sasrec":
+            self.backbone = SASRecEncoder(d, depth, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len)
+        elif cfg.backbone == "gru4rec":
+            self.backbone = GRU4RecEncoder(d, 2 * d, depth, cfg.dropout)
+        else:
+            self.backbone = NextItNetEncoder(d, 3, [1, 4], depth, cfg.dropout)
+
+    def tokens(self, ids: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Item ids (n,) -> {modality: (n, S, d) projected (+adapted) tokens, (n, S) valid}."""
+        out = {}
+        for m in self.cfg.modalities:
+            mu, sd = self.feature_stats(m)
+            x, valid = (getattr(self.feats, m)[ids] - mu) / sd, getattr(self.feats, f"{m}_mask")[ids]
+            if x.dim() == 2:  # a pooled vector is one token
+                x, valid = x.unsqueeze(1), valid.unsqueeze(1)
+            h = self.proj[m](x)
+            out[m] = (self.adapter[m](h) if self.adapter is not None else h, valid)
+        return out
+
+    def feature_stats(self, m: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension mean and std of a modality's valid vectors over the catalogue: frozen encoder
+        outputs share a large common direction (MiniLM sentences: mean cosine ≈ 0.6), which the
+        standardisation removes before the projection (UniSRec's whitening, without its parameters)."""
+        x, valid = getattr(self.feats, m), getattr(self.feats, f"{m}_mask")
+        v = x[valid]  # (n valid vectors, D)
+        if len(v) < 2:
+            return x.new_zeros(x.shape[-1]), x.new_ones(x.shape[-1])
+        return v.mean(0), v.std(0).clamp_min(1e-6)
+
+    def item_vectors_for(self, ids: torch.Tensor) -> torch.Tensor:
+        """(n,) item ids -> (n, d) fused content vectors; id 0 (padding) -> zeros."""
+        e = self.fusion(self.tokens(ids))
+        return e * (ids > 0).unsqueeze(-1)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(N+1, d): every item's fused vector, in chunks (ranking computes the whole catalogue)."""
+        first = self.cfg.modalities[0]
+        ids = torch.arange(getattr(self.feats, f"{first}_mask").shape[0], device=self.proj[first].weight.device)
+        return torch.cat([self.item_vectors_for(c) for c in ids.split(4096)])
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        ids, inverse = torch.unique(seqs, return_inverse=True)  # fuse each distinct item once per batch
+        x = self.item_vectors_for(ids)[inverse]  # (B, L, d)
+        return self.backbone(x, seqs == 0)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """§8.2: the adapter (projections + adapters) and the fusion at their own rates, the rest at lr."""
+        adapter = [p for n, p in self.named_parameters() if n.startswith(("proj.", "adapter."))]
+        fusion = list(self.fusion.parameters())
+        taken = {id(p) for p in adapter + fusion}
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        return [{"params": adapter, "lr": self.cfg.adapter_lr or lr}, {"params": fusion, "lr": self.cfg.fusion_lr or lr},
+                {"params": rest, "lr": lr}]
