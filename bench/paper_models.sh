@@ -20,8 +20,8 @@ pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name half-a.json --models \
     msm4sr "msm4sr:nip=false" "msm4sr:cmcl=false" m2sr mlpmixer sasrec pop > "$OUT/half-a.log" 2>&1 &
 A=$!
 pin 1 "$PY" bench/baselines.py "${COMMON[@]}" --name half-b.json --models \
-    "msm4sr:mixup=false" 'msm4sr:image_table="image"' 'msm4sr:modalities=["text"]' 'msm4sr:modalities=["image"]' \
-    "msm4sr:pretrained=false" "msm4sr:pretrained=false;e2e_weight=1" > "$OUT/half-b.log" 2>&1 &
+    "msm4sr:pretrained=false" "msm4sr:mixup=false" 'msm4sr:modalities=["text"]' 'msm4sr:modalities=["image"]' \
+    "msm4sr:pretrained=false;e2e_weight=1" 'msm4sr:image_table="image"' > "$OUT/half-b.log" 2>&1 &
 B=$!
 wait $A; wait $B
 "$PY" bench/baselines.py --combine "$OUT/half-a.json" "$OUT/half-b.json" | tee "$OUT/table.md"

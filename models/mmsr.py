@@ -186,6 +186,9 @@ class MMSR(nn.Module):
         self.feats = ItemFeatures(cfg.features, num_items)
         d = cfg.hidden
         self.proj = nn.ModuleDict({m: nn.Linear(cfg.features[m][-1], d) for m in cfg.modalities})
+        for m in cfg.modalities:  # feature standardisation, set by `features_loaded`
+            self.register_buffer(f"mu_{m}", torch.zeros(cfg.features[m][-1]))
+            self.register_buffer(f"sd_{m}", torch.ones(cfg.features[m][-1]))
         self.adapter = nn.ModuleDict({m: Adapter(d, cfg.adapter_dim, cfg.dropout) for m in cfg.modalities}) \
             if cfg.adapter else None
         self.fusion = Fusion(cfg)
@@ -201,7 +204,7 @@ class MMSR(nn.Module):
         """Item ids (n,) -> {modality: (n, S, d) projected (+adapted) tokens, (n, S) valid}."""
         out = {}
         for m in self.cfg.modalities:
-            mu, sd = self.feature_stats(m)
+            mu, sd = getattr(self, f"mu_{m}"), getattr(self, f"sd_{m}")
             x, valid = (getattr(self.feats, m)[ids] - mu) / sd, getattr(self.feats, f"{m}_mask")[ids]
             if x.dim() == 2:  # a pooled vector is one token
                 x, valid = x.unsqueeze(1), valid.unsqueeze(1)
@@ -209,15 +212,18 @@ class MMSR(nn.Module):
             out[m] = (self.adapter[m](h) if self.adapter is not None else h, valid)
         return out
 
-    def feature_stats(self, m: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-dimension mean and std of a modality's valid vectors over the catalogue: frozen encoder
-        outputs share a large common direction (MiniLM sentences: mean cosine ≈ 0.6), which the
-        standardisation removes before the projection (UniSRec's whitening, without its parameters)."""
-        x, valid = getattr(self.feats, m), getattr(self.feats, f"{m}_mask")
-        v = x[valid]  # (n valid vectors, D)
-        if len(v) < 2:
-            return x.new_zeros(x.shape[-1]), x.new_ones(x.shape[-1])
-        return v.mean(0), v.std(0).clamp_min(1e-6)
+    def features_loaded(self) -> None:
+        """Freeze each modality's per-dimension mean and std over the catalogue's valid vectors (called by
+        the train stage after filling `feats`; kept in the checkpoint, so items added later are
+        standardised the same way). Frozen encoder outputs share a large common direction (MiniLM
+        sentences: mean cosine ≈ 0.6) that this removes before the projection (UniSRec-style whitening
+        without its parameters); without it MMSR stayed at chance on the demo."""
+        for m in self.cfg.modalities:
+            x, valid = getattr(self.feats, m), getattr(self.feats, f"{m}_mask")
+            v = x[valid]
+            if len(v) >= 2:
+                getattr(self, f"mu_{m}").copy_(v.mean(0))
+                getattr(self, f"sd_{m}").copy_(v.std(0).clamp_min(1e-6))
 
     def item_vectors_for(self, ids: torch.Tensor) -> torch.Tensor:
         """(n,) item ids -> (n, d) fused content vectors; id 0 (padding) -> zeros."""

@@ -57,6 +57,8 @@ def build_with_features(name: str, model_params: dict, features: Path, prepared:
     model = build_model(name, model_params, num_items)
     for modality, (_, vectors, mask) in arrays.items():
         model.feats.load(modality, vectors, mask)
+    if arrays and hasattr(model, "features_loaded"):  # e.g. MMSR freezes its feature statistics
+        model.features_loaded()
     return model
 
 

@@ -90,6 +90,7 @@ def test_mmsr_learns_on_structured_data(tmp_path):
     text = centers[cl].unsqueeze(1) + 0.1 * torch.randn(n_items + 1, 2, 8)
     model.feats.load("text", text, torch.ones(n_items + 1, 2, dtype=torch.bool))
     model.feats.load("image", torch.randn(n_items + 1, 12), torch.ones(n_items + 1, dtype=torch.bool))
+    model.features_loaded()
     protocol = ProtocolConfig(mask_history=False, ks=[10])
     fit(model, seq, TrainConfig(epochs=15, batch_size=32, lr=3e-3, patience=15, seed=0), protocol, 10)
     ours, _ = evaluate_split(model, seq, "test", 10, protocol, torch.device("cpu"))

@@ -34,6 +34,8 @@ def build(name, **over):
             mask = torch.rand(getattr(model.feats, f"{m}_mask").shape, generator=g) > 0.2
             mask[0] = False
             model.feats.load(m, torch.randn(x.shape, generator=g), mask)
+        if hasattr(model, "features_loaded"):
+            model.features_loaded()
     return model
 
 
