@@ -57,3 +57,22 @@ def test_recbole_atomic_writer_round_trip(tmp_path):
     got = {row["orig_id"]: [int(to_orig[i]) for i in row["item_ids"]] for row in back.iter_rows(named=True)}
     want = dict(zip(seqs["user_id"].cast(pl.String).to_list(), seqs["item_ids"].to_list()))
     assert got == want
+
+
+def test_automlp_report_picks_autmlp_s_by_validation_and_sums_its_search_time():
+    from bench.automlp_report import summarise
+
+    rows = []
+    for seed in (0, 1):
+        base = {"seed": seed, "test/hr@10": 0.1, "test/mrr@10": 0.03}
+        rows.append(base | {"model": "automlp", "search_k": 5, "search_s": 10.0, "wall_s": 30.0,
+                            "test/ndcg@10": 0.05, "valid/ndcg@10": 0.05})
+        for k, valid in ((2, 0.02), (5, 0.07), (10, 0.04)):
+            rows.append(base | {"model": f"automlp:short_lengths=[{k}]", "wall_s": 20.0 + k,
+                                "test/ndcg@10": k / 100, "valid/ndcg@10": valid})
+        rows.append(base | {"model": "sasrec", "wall_s": 20.0, "test/ndcg@10": 0.04, "valid/ndcg@10": 0.05})
+    auto, exhaustive, sasrec = summarise(rows)
+    assert auto[4] == "5/5" and auto[5].startswith("10 ")
+    assert exhaustive[4] == "5/5" and exhaustive[2].startswith("0.0500")  # k=5 has the best validation
+    assert exhaustive[5].startswith("77 ")  # 22 + 25 + 30 s: every candidate was trained
+    assert sasrec[4] == "—"

@@ -1,0 +1,55 @@
+"""AutoMLP vs AutoMLP-s vs SASRec from one `bench/automlp_search.sh` result file.
+
+AutoMLP-s for a seed = the single-length run (`automlp:short_lengths=[k]`) with the best validation
+NDCG@10 among all candidate k; its search time = the sum of those runs' wall times (every
+candidate trained to early stopping). AutoMLP's search time = its search phase; its total = search
++ retraining.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.report import table  # noqa: E402
+
+
+def summarise(rows: list[dict]) -> list[list[str]]:
+    seeds = sorted({r["seed"] for r in rows})
+    out: dict[str, list[dict]] = {"AutoMLP": [], "AutoMLP-s": [], "SASRec": []}
+    for s in seeds:
+        mine = [r for r in rows if r["seed"] == s]
+        auto = next(r for r in mine if r["model"] == "automlp")
+        out["AutoMLP"].append(auto | {"k": auto["search_k"], "search": auto["search_s"], "total": auto["wall_s"]})
+        singles = [r for r in mine if re.fullmatch(r"automlp:short_lengths=\[\d+\]", r["model"])]
+        best = max(singles, key=lambda r: r["valid/ndcg@10"])
+        total = sum(r["wall_s"] for r in singles)
+        out["AutoMLP-s"].append(best | {"k": int(best["model"].split("[")[1][:-1]), "search": total, "total": total})
+        out["SASRec"].append(next(r for r in mine if r["model"] == "sasrec"))
+
+    def stat(rs: list[dict], key: str, fmt: str = "{:.4f}") -> str:
+        v = np.array([r[key] for r in rs], dtype=float)
+        return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
+
+    lines = []
+    for name, rs in out.items():
+        lines.append([name, stat(rs, "test/hr@10"), stat(rs, "test/ndcg@10"), stat(rs, "test/mrr@10"),
+                      "/".join(str(r["k"]) for r in rs) if "k" in rs[0] else "—",
+                      stat(rs, "search", "{:.0f}") if "search" in rs[0] else "—",
+                      stat(rs, "total" if "total" in rs[0] else "wall_s", "{:.0f}")])
+    return lines
+
+
+def main() -> None:
+    payload = json.loads(Path(sys.argv[1]).read_text())
+    print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "chosen k (per seed)", "search s",
+                 "total s"], summarise(payload["rows"])))
+
+
+if __name__ == "__main__":
+    main()

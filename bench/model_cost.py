@@ -1,0 +1,106 @@
+"""Benchmark: time per epoch and peak memory of every model on one dataset, one fresh process each.
+
+    python bench/model_cost.py --dataset ml-100k --threads 1 --epochs 3
+
+Prepares the data and the three feature tables once under --work (kept between runs), then for
+each model spec starts a new Python process that builds the model from the cached tables, trains
+`--epochs` epochs (early stopping off) and reports its training seconds per epoch, validation
+seconds per epoch and its own peak RSS (ru_maxrss: interpreter + torch + tables + model +
+activations; a fresh process, so nothing carries over from another model). `pretrain` measures
+one MSM4SR pre-training epoch the same way. Writes bench/results/model-cost-<dataset>.json and
+prints the Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.baselines import extract_features, override, parse_spec  # noqa: E402
+from bench.report import prepare, save, table  # noqa: E402
+from pipeline.params import load_params, setup_logging  # noqa: E402
+
+DEFAULT = ["pop", "sasrec", "gru4rec", "nextitnet", "mlpmixer", "m2sr", "msm4sr:pretrained=false", "mmsr",
+           "automlp:short_lengths=[10]", "automlp", "pretrain"]
+
+
+def child(spec: str, params: dict, work: Path, epochs: int) -> dict:
+    """Runs inside the fresh process."""
+    if spec == "pretrain":
+        from pipeline.pretrain import pretrain
+
+        p = params | {"pretrain": params["pretrain"] | {"epochs": 1}}
+        info = pretrain(p, work / "prepared", work / "features", work / "pretrain-cost")
+        out = {"train_s_per_epoch": info["s_per_epoch"], "eval_s_per_epoch": 0.0, "epochs": 1}
+    else:
+        from pipeline.train import train
+
+        name, over = parse_spec(spec)
+        models = params["models"] | {name: (params["models"].get(name) or {}) | over}
+        if name == "automlp":
+            models[name] = models[name] | {"search_epochs": epochs}
+        p = params | {"model": name, "models": models,
+                      "train": params["train"] | {"epochs": epochs, "patience": epochs + 1}}
+        t0 = time.perf_counter()
+        info = train(p, work / "prepared", work / "cost-run", work / "features", work / "pretrain-cost")
+        curve = (work / "cost-run" / "curve.csv").read_text().splitlines()
+        header = curve[0].split(",")
+        rows = [dict(zip(header, line.split(","))) for line in curve[1:]]
+        out = {"train_s_per_epoch": info["train_s_per_epoch"],
+               "eval_s_per_epoch": sum(float(r["eval_s"]) for r in rows) / len(rows), "epochs": len(rows),
+               "parameters": info["parameters"], "wall_s": time.perf_counter() - t0}
+        if "search_s" in info:
+            out["search_s_per_epoch"] = info["search_s"] / epochs
+    return out | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--models", nargs="+", default=DEFAULT)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default=str(ROOT / "bench" / ".work"))
+    ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    setup_logging()
+    params = override(load_params(ROOT / "params.yaml"), args.set + [
+        f"train.threads={args.threads}", f"pretrain.threads={args.threads}", f"features.threads={args.threads}"])
+    params |= {"dataset": args.dataset}
+    work = Path(args.work) / args.dataset
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, params, work, args.epochs)))
+        return
+    if not (work / "features" / "keywords").is_dir():
+        prepare(params, work)
+        extract_features(params, work)
+    rows = []
+    for spec in args.models:
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs), "--threads",
+               str(args.threads), "--work", args.work, "--child", spec, "--set", *args.set]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if proc.returncode or line is None:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{spec}: the measuring process failed (exit {proc.returncode})")
+        rows.append({"model": spec, **json.loads(line[7:])})
+        save(ROOT / "bench" / "results" / f"model-cost-{args.dataset}.json", rows, dataset=args.dataset,
+             epochs=args.epochs, threads=args.threads)
+        print(f"{spec}: {rows[-1]}", flush=True)
+    print(table(["model", "parameters", "train s/epoch", "eval s/epoch", "peak RSS (MB)"],
+                [[r["model"], r.get("parameters", "—"), f"{r['train_s_per_epoch']:.1f}"
+                  + (f" (+ search {r['search_s_per_epoch']:.1f})" if "search_s_per_epoch" in r else ""),
+                  f"{r['eval_s_per_epoch']:.2f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]))
+
+
+if __name__ == "__main__":
+    main()
