@@ -59,7 +59,7 @@ def test_recbole_atomic_writer_round_trip(tmp_path):
     assert got == want
 
 
-def test_automlp_report_picks_autmlp_s_by_validation_and_sums_its_search_time():
+def test_automlp_report_picks_automlp_s_by_validation_and_sums_its_search_time():
     from bench.automlp_report import summarise
 
     rows = []
