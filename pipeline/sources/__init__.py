@@ -13,7 +13,7 @@ so downstream code reads it exactly as it reads a user's RecBole data.
 
 from __future__ import annotations
 
-from pipeline.sources import demo, movielens, recbole
+from pipeline.sources import demo, movielens, recbole, sequences
 from pipeline.sources.common import RawData, SourceError
 
 # dataset format -> (config dataclass, fetch function)
@@ -21,12 +21,16 @@ FETCHERS = {
     "demo": (demo.DemoConfig, demo.fetch),
     "ml-100k": (movielens.MovieLensConfig, movielens.fetch),
     "recbole": (recbole.RecBoleConfig, recbole.fetch),
+    "unisrec": (sequences.UniSRecConfig, sequences.fetch_unisrec),
+    "sasrec": (sequences.SASRecTextConfig, sequences.fetch_sasrec),
 }
 
 # raw layout (written into source.json by fetch) -> reader
 READERS = {
     "ml-100k": movielens.read,
     "recbole": recbole.read,
+    "unisrec": sequences.read_unisrec,
+    "sasrec": sequences.read_sasrec,
 }
 
 __all__ = ["FETCHERS", "READERS", "RawData", "SourceError"]
