@@ -13,14 +13,16 @@ so downstream code reads it exactly as it reads a user's RecBole data.
 
 from __future__ import annotations
 
-from pipeline.sources import demo, movielens, recbole, sequences
+from pipeline.sources import amazon, demo, movielens, recbole, sequences
 from pipeline.sources.common import RawData, SourceError
 
 # dataset format -> (config dataclass, fetch function)
 FETCHERS = {
     "demo": (demo.DemoConfig, demo.fetch),
     "ml-100k": (movielens.MovieLensConfig, movielens.fetch),
+    "ml-1m": (movielens.MovieLens1MConfig, movielens.fetch_1m),
     "recbole": (recbole.RecBoleConfig, recbole.fetch),
+    "amazon": (amazon.AmazonConfig, amazon.fetch),
     "unisrec": (sequences.UniSRecConfig, sequences.fetch_unisrec),
     "sasrec": (sequences.SASRecTextConfig, sequences.fetch_sasrec),
 }
@@ -28,7 +30,9 @@ FETCHERS = {
 # raw layout (written into source.json by fetch) -> reader
 READERS = {
     "ml-100k": movielens.read,
+    "ml-1m": movielens.read_1m,
     "recbole": recbole.read,
+    "amazon": amazon.read,
     "unisrec": sequences.read_unisrec,
     "sasrec": sequences.read_sasrec,
 }

@@ -144,3 +144,64 @@ def read(raw: Path, meta: dict) -> RawData:
     if (raw / "posters").is_dir():
         report["items_without_poster"] = int((items["image_paths"].list.len() == 0).sum())
     return RawData(inter, items.drop("year"), report)
+
+
+# ---------------------------------------------------------------- MovieLens-1M
+URL_1M = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+MD5_1M = "c4d9eecfca2ab87c1945afe126590906"  # GroupLens publishes it beside the zip (ml-1m.zip.md5)
+FILES_1M = ["ratings.dat", "movies.dat", "users.dat", "README"]
+
+
+@dataclass
+class MovieLens1MConfig:
+    source: str | None = None  # unpacked ml-1m folder; null downloads the official zip
+    url: str = URL_1M
+    md5: str = MD5_1M
+    posters: str | None = None  # optional folder with posters/<movie_id>.jpg (+ tmdb_overviews.csv)
+
+
+def fetch_1m(cfg: MovieLens1MConfig, out: Path) -> dict:
+    fix = ("Point `datasets.<name>.source` at the unpacked ml-1m folder (ratings.dat, movies.dat, ...), "
+           "or set it to null to download the official archive.")
+    if cfg.source:
+        files = copy_files(Path(cfg.source), out, FILES_1M, ["ratings.dat", "movies.dat"], fix)
+        origin = str(cfg.source)
+    else:
+        archive = net.download(cfg.url, net.CACHE / "ml-1m.zip", cfg.md5)
+        files = net.safe_extract(archive, out, FILES_1M)
+        origin = cfg.url
+    meta = {"format": "ml-1m", "origin": origin, "files": files, "posters": None}
+    if cfg.posters:
+        src = Path(cfg.posters)
+        copy_files(src, out, ["tmdb_overviews.csv"], [], "")
+        if (src / "posters").is_dir():
+            shutil.copytree(src / "posters", out / "posters")
+        meta["posters"] = str(src)
+    return meta
+
+
+def read_1m(raw: Path, meta: dict) -> RawData:
+    """`ratings.dat` UserID::MovieID::Rating::Timestamp and `movies.dat` MovieID::Title (Year)::A|B, latin-1."""
+    path = raw / "ratings.dat"
+    df, rep = split_lines(path, "::", ["user", "item", "rating", "timestamp"], "latin-1")
+    report = {f"inter_{k}": v for k, v in rep.items()}
+    df = parse_int_column(df, "timestamp", path, report, "inter_bad_timestamp")
+    inter = df.select(pl.col("user").str.strip_chars(), pl.col("item").str.strip_chars(),
+                      pl.col("rating").str.strip_chars().cast(pl.Float64, strict=False), pl.col("timestamp"),
+                      (pl.col("line") - 1).cast(pl.Int64).alias("row"))
+    mpath = raw / "movies.dat"
+    movies, rep = split_lines(mpath, "::", ["item", "title_year", "genres"], "latin-1")
+    report.update({f"item_{k}": v for k, v in rep.items()})
+    items = movies.select(
+        pl.col("item").str.strip_chars(),
+        pl.col("title_year").str.replace(r"\s*\(\d{4}\)\s*$", "").str.strip_chars().alias("title"),
+        pl.col("genres").fill_null("").str.split("|").list.eval(pl.element().filter(pl.element() != ""))
+        .alias("categories"))
+    overviews = raw / "tmdb_overviews.csv"
+    if overviews.is_file():
+        text = pl.read_csv(io.StringIO(decode(overviews, "utf-8")), schema={"movie_id": pl.String, "overview": pl.String})
+        items = items.join(text.rename({"movie_id": "item", "overview": "description"}), on="item", how="left")
+    else:
+        items = items.with_columns(pl.lit("").alias("description"))
+    items = items.with_columns(pl.col("description").fill_null(""), image_paths_for(items["item"], raw, "posters"))
+    return RawData(inter, items, report)

@@ -1,0 +1,194 @@
+"""Amazon review data (McAuley lab): the 2018 per-category 5-core files and the 2014 layout.
+
+2018: `<Category>_5.json.gz` (JSON lines: reviewerID, asin, overall, unixReviewTime, ...) and
+`meta_<Category>.json.gz` (JSON lines: asin, title, description [list], brand, category [list],
+imageURLHighRes [list]). 2014: `reviews_<Category>_5.json.gz` (same review keys) and
+`meta_<Category>.json.gz` whose lines are Python dict literals (asin, title, description,
+brand, categories [[...]], imUrl), parsed with `ast.literal_eval` (never `eval`).
+
+Offline, `source` is a folder holding those files; online (`source: null`) they are downloaded
+over https (the publisher gives no checksums). Item images are the metadata's URLs; with
+`images: true` they are fetched by `pipeline.sources.images` into `images/<asin>.<ext>` with a
+manifest of every failure, and items without a fetched image are masked downstream.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import logging
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.sources import fetch as net
+from pipeline.sources.common import MAX_BAD_LINE_SHARE, RawData, SourceError, copy_files, image_paths_for
+
+log = logging.getLogger(__name__)
+
+URLS = {
+    2018: ("https://jmcauley.ucsd.edu/data/amazon_v2/categoryFilesSmall/{c}_5.json.gz",
+           "https://jmcauley.ucsd.edu/data/amazon_v2/metaFiles2/meta_{c}.json.gz"),
+    2014: ("https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/reviews_{c}_5.json.gz",
+           "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/meta_{c}.json.gz"),
+}
+
+
+@dataclass
+class AmazonConfig:
+    category: str = "Industrial_and_Scientific"  # file stem: 2018 `Industrial_and_Scientific`, 2014 `Beauty`
+    version: int = 2018  # 2018 | 2014
+    source: str | None = None  # folder with the two .json.gz files; null downloads them
+    images: bool = False  # download each item's first image URL (online only)
+    max_images: int = 1
+    image_workers: int = 8
+
+    def __post_init__(self) -> None:
+        if self.version not in URLS:
+            raise SourceError(f"amazon.version={self.version}: use 2018 or 2014")
+
+
+def file_names(cfg: AmazonConfig) -> tuple[str, str]:
+    c = cfg.category
+    return (f"{c}_5.json.gz" if cfg.version == 2018 else f"reviews_{c}_5.json.gz"), f"meta_{c}.json.gz"
+
+
+def fetch(cfg: AmazonConfig, out: Path) -> dict:
+    reviews, meta_file = file_names(cfg)
+    if cfg.source:
+        fix = (f"Set `source` to a folder with {reviews} and {meta_file} (the {cfg.version} per-category files), "
+               "or null to download them.")
+        copy_files(Path(cfg.source), out, [reviews, meta_file], [reviews], fix)
+        origin = str(cfg.source)
+    else:
+        r_url, m_url = (u.format(c=cfg.category) for u in URLS[cfg.version])
+        for url, name in ((r_url, reviews), (m_url, meta_file)):
+            shutil.copy2(net.download(url, net.CACHE / "amazon" / name), out / name)
+        origin = r_url
+    meta = {"format": "amazon", "origin": origin, "version": cfg.version, "reviews": reviews, "meta": meta_file,
+            "images": None}
+    if cfg.source and (Path(cfg.source) / "images").is_dir():  # a local mirror of the images
+        shutil.copytree(Path(cfg.source) / "images", out / "images")
+        meta["images"] = "images"
+    elif cfg.images and (out / meta_file).is_file():
+        from pipeline.sources.images import download_images
+
+        urls = read_meta(out / meta_file, cfg.version, {}).select("item", pl.col("image_urls").list.head(cfg.max_images))
+        cache = net.CACHE / "amazon" / f"{cfg.category}-images"  # persistent: a rerun keeps what it fetched
+        meta["image_manifest"] = download_images(dict(zip(urls["item"], urls["image_urls"].to_list())), cache,
+                                                 workers=cfg.image_workers)
+        shutil.copytree(cache, out / "images", ignore=shutil.ignore_patterns("*.part", "manifest.json"))
+        meta["images"] = "images"
+    return meta
+
+
+def gz_lines(path: Path) -> pl.DataFrame:
+    """Decompress a .json.gz into a `text` column with 1-based `line` numbers; a truncated or corrupt
+    archive is an error naming the file (never a silently shorter data set)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as e:
+        raise SourceError(f"{path}: not a complete gzip file ({e}); the download was cut short or the file is "
+                          "corrupt — delete it and fetch it again") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SourceError(f"{path}:{line}: not valid UTF-8 ({e.reason}); the publisher's files are UTF-8") from None
+    lines = pl.Series("text", text.splitlines(), dtype=pl.String)
+    return pl.DataFrame([lines]).with_row_index("line", offset=1)
+
+
+def _too_many_bad(path: Path, bad: pl.DataFrame, total: int, what: str) -> None:
+    if bad.height == 0:
+        return
+    first = bad.row(0, named=True)
+    msg = f"{path}:{first['line']}: {what}: {first['text'][:120]!r}"
+    if bad.height > MAX_BAD_LINE_SHARE * max(total, 1):
+        raise SourceError(f"{msg}. {bad.height} of {total} lines are bad: is this the right file?")
+    log.warning("%s — skipping %d such line(s) of %d", msg, bad.height, total)
+
+
+def read_reviews(path: Path, report: dict) -> pl.DataFrame:
+    lines = gz_lines(path).filter(pl.col("text").str.strip_chars() != "")
+    fields = lines.with_columns(
+        pl.col("text").str.json_path_match("$.reviewerID").alias("user"),
+        pl.col("text").str.json_path_match("$.asin").alias("item"),
+        pl.col("text").str.json_path_match("$.overall").cast(pl.Float64, strict=False).alias("rating"),
+        pl.col("text").str.json_path_match("$.unixReviewTime").cast(pl.Int64, strict=False).alias("timestamp"))
+    bad = fields.filter(pl.col("user").is_null() | pl.col("item").is_null() | pl.col("timestamp").is_null())
+    _too_many_bad(path, bad, lines.height, "not a JSON review with reviewerID, asin and unixReviewTime")
+    report["reviews_malformed_lines"] = bad.height
+    good = fields.filter(pl.col("user").is_not_null() & pl.col("item").is_not_null() & pl.col("timestamp").is_not_null())
+    return good.select(pl.col("user").str.strip_chars(), pl.col("item").str.strip_chars(), "rating", "timestamp",
+                       (pl.col("line") - 1).cast(pl.Int64).alias("row"))
+
+
+def _literal(line: str) -> dict | None:
+    try:
+        value = ast.literal_eval(line)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_meta(path: Path, version: int, report: dict) -> pl.DataFrame:
+    """item, title, categories, description, image_urls — one row per asin (the first line wins)."""
+    lines = gz_lines(path).filter(pl.col("text").str.strip_chars() != "")
+    if version == 2018:
+        parsed = lines.with_columns(pl.col("text").str.json_path_match("$.asin").alias("asin"))
+        ok = parsed["asin"].is_not_null().to_list()
+        texts = lines["text"].to_list()
+        dicts = [json.loads(t) if k else None for t, k in zip(texts, ok)]
+    else:
+        dicts = [_literal(t) for t in lines["text"].to_list()]
+    good = [d is not None and isinstance(d.get("asin"), str) for d in dicts]
+    bad = lines.filter(~pl.Series(good))
+    _too_many_bad(path, bad, lines.height, "not a metadata record with an asin")
+    report["meta_malformed_lines"] = bad.height
+
+    def text_of(v) -> str:
+        if isinstance(v, list):
+            return " ".join(str(x) for x in v if x)
+        return str(v) if v else ""
+
+    rows = []
+    for d in (d for d, g in zip(dicts, good) if g):
+        if version == 2018:
+            cats = [c for c in d.get("category") or [] if isinstance(c, str)]
+            urls = d.get("imageURLHighRes") or d.get("imageURL") or []
+        else:
+            cats = [c for path_ in d.get("categories") or [] for c in (path_ if isinstance(path_, list) else [path_])]
+            urls = [d["imUrl"]] if d.get("imUrl") else []
+        brand = d.get("brand") or ""
+        desc = text_of(d.get("description"))
+        rows.append({"item": d["asin"].strip(), "title": text_of(d.get("title")).strip(), "categories": cats,
+                     "description": (desc + (f" Brand: {brand}." if brand else "")).strip(),
+                     "image_urls": [u for u in urls if isinstance(u, str)]})
+    frame = pl.DataFrame(rows, schema={"item": pl.String, "title": pl.String, "categories": pl.List(pl.String),
+                                       "description": pl.String, "image_urls": pl.List(pl.String)})
+    dup = frame.height - frame["item"].n_unique()
+    report["meta_duplicate_asins"] = dup
+    return frame.unique("item", keep="first", maintain_order=True)
+
+
+def read(raw: Path, meta: dict) -> RawData:
+    report: dict = {}
+    inter = read_reviews(raw / meta["reviews"], report)
+    meta_path = raw / meta["meta"]
+    if meta_path.is_file():
+        items = read_meta(meta_path, meta["version"], report)
+    else:
+        report["note_no_meta"] = f"{meta['meta']} absent: items have no text or images"
+        items = pl.DataFrame(schema={"item": pl.String, "title": pl.String, "categories": pl.List(pl.String),
+                                     "description": pl.String, "image_urls": pl.List(pl.String)})
+    images = image_paths_for(items["item"], raw, meta["images"]) if meta.get("images") else pl.Series(
+        "image_paths", [[] for _ in range(items.height)], dtype=pl.List(pl.String))
+    items = items.drop("image_urls").with_columns(images)
+    return RawData(inter, items, report)
+
