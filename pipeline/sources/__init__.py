@@ -13,7 +13,7 @@ so downstream code reads it exactly as it reads a user's RecBole data.
 
 from __future__ import annotations
 
-from pipeline.sources import amazon, demo, movielens, recbole, sequences
+from pipeline.sources import amazon, demo, hm, movielens, recbole, sequences
 from pipeline.sources.common import RawData, SourceError
 
 # dataset format -> (config dataclass, fetch function)
@@ -23,6 +23,7 @@ FETCHERS = {
     "ml-1m": (movielens.MovieLens1MConfig, movielens.fetch_1m),
     "recbole": (recbole.RecBoleConfig, recbole.fetch),
     "amazon": (amazon.AmazonConfig, amazon.fetch),
+    "hm": (hm.HMConfig, hm.fetch),
     "unisrec": (sequences.UniSRecConfig, sequences.fetch_unisrec),
     "sasrec": (sequences.SASRecTextConfig, sequences.fetch_sasrec),
 }
@@ -33,6 +34,7 @@ READERS = {
     "ml-1m": movielens.read_1m,
     "recbole": recbole.read,
     "amazon": amazon.read,
+    "hm": hm.read,
     "unisrec": sequences.read_unisrec,
     "sasrec": sequences.read_sasrec,
 }
