@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.evaluation import ProtocolConfig, cold_users, evaluate_split
+from pipeline.evaluation import ProtocolConfig, cold_users, evaluate_split, length_groups
 from pipeline.metrics import metrics_from_ranks
 from pipeline.params import from_dict, load_params, setup_logging
 from pipeline.tables import read_json, write_json
@@ -35,8 +35,16 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
               "items": seq.num_items}
     ranks = {}
     for split in ("valid", "test"):
-        metrics, ranks[split] = evaluate_split(model, seq, split, max_len, protocol, device)
+        extra: dict = {}
+        metrics, ranks[split] = evaluate_split(model, seq, split, max_len, protocol, device,
+                                               extra if split == "test" else None)
         result |= {f"{split}/{k}": round(v, 6) for k, v in metrics.items()}
+        result |= {f"{split}_{k}": round(v, 6) for k, v in extra.items()}  # test_sampled100_popularity/hr@10
+    for name, members in length_groups(seq, protocol.length_groups).items():
+        result[f"test_len_{name}/users"] = int(members.sum())
+        if members.any():
+            result |= {f"test_len_{name}/{k}": round(v, 6)
+                       for k, v in metrics_from_ranks(ranks["test"][members], protocol.ks).items()}
     cold = cold_users(seq, protocol.cold_threshold)
     result["test_cold/users"] = int(cold.sum())
     if cold.any():

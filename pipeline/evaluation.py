@@ -22,10 +22,19 @@ class ProtocolConfig:
     ks: list[int] = field(default_factory=lambda: list(KS))
     select_metric: str = "ndcg@10"  # validation metric for early stopping / model selection
     cold_threshold: int = 10  # test_cold/*: users whose test item has fewer training occurrences (MSM4SR §IV-F)
+    length_groups: list[int] = field(default_factory=lambda: [20, 50, 100, 200])  # test_len_<lo>-<hi>/* edges
+    sampled: int = 0  # > 0: also test_sampled<n>_<by>/* metrics against n sampled negatives (labelled as such)
+    sampled_by: str = "popularity"  # popularity (AutoMLP's protocol) | uniform
+    sampled_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 1:
             raise ConfigError(f"protocol.ks={self.ks}: give positive cut-offs, e.g. [5, 10, 20, 50]")
+        if self.sampled < 0 or self.sampled_by not in ("popularity", "uniform"):
+            raise ConfigError(f"protocol.sampled={self.sampled}, sampled_by={self.sampled_by!r}: a count >= 0 and "
+                              "'popularity' or 'uniform'")
+        if sorted(self.length_groups) != list(self.length_groups) or min(self.length_groups, default=1) < 1:
+            raise ConfigError(f"protocol.length_groups={self.length_groups}: increasing positive edges")
         names = [f"{m}@{k}" for k in self.ks for m in ("hr", "ndcg", "mrr")]
         if self.select_metric not in names:
             raise ConfigError(f"protocol.select_metric={self.select_metric!r}: use one of {names}")
@@ -38,7 +47,52 @@ class ProtocolConfig:
                                          if self.mask_history else "none: seen items stay candidates"),
             "protocol/ties": "pessimistic: rank = #items scoring >= the target (target included)",
             "protocol/cold": f"test_cold/*: the users whose test item occurs < {self.cold_threshold} times in training",
-        }
+            "protocol/length_groups": "test_len_<lo>-<hi>/*: users grouped by training-sequence length, lo <= n < hi",
+        } | ({"protocol/sampled": (f"test_sampled{self.sampled}_{self.sampled_by}/*: SAMPLED metrics — the target "
+                                   f"ranked against {self.sampled} {self.sampled_by}-sampled items the user has not "
+                                   "seen (no repeats), ties against the target; not comparable with full ranking")}
+              if self.sampled else {})
+
+
+def length_groups(seq: Sequences, edges: list[int]) -> dict[str, np.ndarray]:
+    """{"<lo>-<hi>": (U,) bool} by the number of training interactions (before valid and test)."""
+    n = seq.lengths - 2
+    bounds = [0, *edges, np.inf]
+    return {f"{lo}-{'inf' if hi == np.inf else int(hi)}": (n >= lo) & (n < hi) for lo, hi in zip(bounds, bounds[1:])}
+
+
+def sample_negatives(seq: Sequences, targets: np.ndarray, holdout: int, n: int, by: str, seed: int,
+                     mask_history: bool = True, max_rounds: int = 50) -> np.ndarray:
+    """(U, n) item ids: per user, n distinct items that are neither the target nor (with masking)
+    seen before it, drawn uniformly or by training popularity; rejection-sampled, vectorised."""
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(seq.train_items(), minlength=seq.num_items + 1)[1:].astype(np.float64)
+    p = (counts + 1e-12) / (counts + 1e-12).sum() if by == "popularity" else np.full(seq.num_items, 1 / seq.num_items)
+    users = len(targets)
+    indptr, seen = history(seq, holdout)
+    owner = np.repeat(np.arange(users), np.diff(indptr))
+    forbidden = np.unique(np.concatenate([np.arange(users) * (seq.num_items + 1) + targets,
+                                          (owner * (seq.num_items + 1) + seen) if mask_history else []]).astype(np.int64))
+    out = rng.choice(seq.num_items, size=(users, n), p=p) + 1
+    for _ in range(max_rounds):
+        bad = np.isin(np.arange(users)[:, None] * (seq.num_items + 1) + out, forbidden)
+        order = np.argsort(out, axis=1, kind="stable")
+        srt = np.take_along_axis(out, order, 1)
+        dup = np.zeros_like(bad)
+        np.put_along_axis(dup, order[:, 1:], srt[:, 1:] == srt[:, :-1], 1)
+        bad |= dup
+        if not bad.any():
+            return out
+        out[bad] = rng.choice(seq.num_items, size=int(bad.sum()), p=p) + 1
+    raise ValueError(f"could not draw {n} distinct unseen negatives for every user in {max_rounds} rounds; "
+                     f"lower protocol.sampled (catalogue: {seq.num_items} items)")
+
+
+def sampled_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """Rank of the target among itself + its negatives: 1 + #(negatives scoring >= the target)."""
+    t = np.einsum("ud,ud->u", queries, items[targets - 1])
+    neg = np.einsum("ud,usd->us", queries, items[negatives - 1])
+    return 1.0 + (neg >= t[:, None]).sum(1)
 
 
 def cold_users(seq: Sequences, threshold: int) -> np.ndarray:
@@ -61,12 +115,19 @@ def user_vectors(model: nn.Module, inputs: np.ndarray, device: torch.device, bat
 
 @torch.no_grad()
 def evaluate_split(model: nn.Module, seq: Sequences, split: str, max_len: int, protocol: ProtocolConfig,
-                   device: torch.device) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics and per-user ranks for `split` ("valid" or "test")."""
+                   device: torch.device, extra: dict | None = None) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics and per-user ranks for `split` ("valid" or "test"). With `extra` (a dict) and
+    `protocol.sampled`, the sampled-negative metrics are put there, their keys labelled."""
     holdout = HOLDOUT[split]
     inputs, targets = last_window(seq, max_len, holdout)
     queries = user_vectors(model, inputs, device)
     items = model.item_vectors()[1:].float().cpu().numpy()  # row r = item id r+1
+    if extra is not None and protocol.sampled:
+        neg = sample_negatives(seq, targets, holdout, protocol.sampled, protocol.sampled_by, protocol.sampled_seed,
+                               protocol.mask_history)
+        ranks_s = sampled_ranks(queries, items, targets, neg)
+        extra |= {f"sampled{protocol.sampled}_{protocol.sampled_by}/{k}": v
+                  for k, v in metrics_from_ranks(ranks_s, protocol.ks).items()}
     exclude = None
     if protocol.mask_history:
         indptr, seen = history(seq, holdout)

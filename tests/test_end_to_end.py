@@ -51,6 +51,11 @@ def test_sasrec_beats_pop_on_demo(prepared):
         assert (out / "curve.csv").read_text().startswith("epoch,")
         assert info["best_epoch"] >= 1
     assert "history_masking" in " ".join(results["pop"])
+    # on request: sampled metrics, labelled, easier than full ranking; length groups always
+    q = p | {"protocol": p["protocol"] | {"sampled": 50, "sampled_by": "uniform"}}
+    sampled = evaluate(q, tmp / "prepared", tmp / "sasrec" / "model.pt", tmp / "sampled.json")
+    assert sampled["test_sampled50_uniform/hr@10"] >= sampled["test/hr@10"] and "SAMPLED" in sampled["protocol/sampled"]
+    assert sum(v for k, v in sampled.items() if k.startswith("test_len_") and k.endswith("/users")) == sampled["users"]
     assert results["sasrec"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
 
 
