@@ -21,7 +21,7 @@ from pipeline.params import choose, from_dict, load_params, setup_logging
 from pipeline.preprocess import PreprocessConfig
 from pipeline.features.store import load_item_matrix
 from pipeline.tables import atomic_path, file_sha256, read_table, write_json
-from pipeline.trainer import TrainConfig, fit
+from pipeline.trainer import TrainConfig, fit, seed_everything
 
 log = logging.getLogger("pipeline.train")
 
@@ -86,6 +86,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     model_params = dict(model_params)
     if "max_len" in {f.name for f in dataclasses.fields(MODELS[name].Config)}:
         model_params["max_len"] = pre.max_len
+    seed_everything(cfg.seed)  # the initial weights too: two runs with one seed are the same run
     model = build_with_features(name, model_params, features or prepared.parent / "features", prepared,
                                 seq.num_items)
     load_pretrained(model, name, pretrain or prepared.parent / "pretrain")
@@ -100,8 +101,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
         log.info("retraining %s with the chosen short-term length %d only", name, searched["k"])
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(seq.lengths), seq.num_items)
-    summary = fit(model, seq, cfg, protocol, pre.max_len)
     out.mkdir(parents=True, exist_ok=True)
+    summary = fit(model, seq, cfg, protocol, pre.max_len, state_path=out / "resume.pt")
     meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len}
     if searched:
         meta["search"] = {k: searched[k] for k in ("k", "p", "seconds")}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import random
+import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,6 +23,7 @@ from pipeline.data import Sequences, train_windows
 from pipeline.device import resolve_device  # noqa: F401  (re-exported for stages and benches)
 from pipeline.evaluation import ProtocolConfig, evaluate_split
 from pipeline.params import ConfigError
+from pipeline.tables import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +55,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _resume_key(model: nn.Module, cfg: TrainConfig, n_windows: int, num_items: int) -> str:
+    cfg_model = {k: v for k, v in vars(model.cfg).items() if k != "features"} if hasattr(model, "cfg") else {}
+    return json.dumps({"model": type(model).__name__, "cfg": cfg_model, "train": vars(cfg), "windows": n_windows,
+                       "items": num_items}, sort_keys=True, default=str)
+
+
 def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolConfig, max_len: int,
-        on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train `model` in place (ending on its best validation state) and return the run summary."""
+        on_epoch: Callable[[dict], None] | None = None, state_path: Path | None = None) -> dict:
+    """Train `model` in place (ending on its best validation state) and return the run summary.
+
+    With `state_path`, the full training state (model, optimizer, RNGs, early-stopping state,
+    history) is written atomically after every epoch; a later call with the same settings resumes
+    after the last completed epoch and ends exactly where an uninterrupted run would. The file is
+    removed when training finishes. (`MMREC_KILL_AFTER_EPOCHS=n` SIGKILLs the process after epoch
+    n's state is saved: the interruption test.)
+    """
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     device = resolve_device(cfg.device)
@@ -85,7 +102,25 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
     gen = torch.Generator().manual_seed(cfg.seed)
     best, best_epoch, best_state, stale = -1.0, 0, None, 0
     key = f"valid/{protocol.select_metric}"
-    for epoch in range(1, cfg.epochs + 1):
+    start = 1
+    resume_key = _resume_key(model, cfg, len(x_all), seq.num_items)
+    if state_path is not None and state_path.is_file():
+        saved = torch.load(state_path, map_location=device, weights_only=True)
+        if saved.get("key") == resume_key:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            gen.set_state(saved["gen"])
+            torch.set_rng_state(saved["torch_rng"])
+            best, best_epoch, best_state, stale = saved["best"], saved["best_epoch"], saved["best_state"], saved["stale"]
+            history, start = saved["history"], saved["epoch"] + 1
+            log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", state_path, saved["epoch"], key,
+                     best, best_epoch)
+        else:
+            log.warning("ignoring %s: it was saved by a run with other settings", state_path)
+    kill_after = int(os.environ.get("MMREC_KILL_AFTER_EPOCHS", "0") or 0)
+    if start > 1 and stale >= cfg.patience:
+        start = cfg.epochs + 1  # the saved run had already stopped early
+    for epoch in range(start, cfg.epochs + 1):
         model.train()
         te = time.perf_counter()
         perm = torch.randperm(len(x_all), generator=gen)
@@ -124,10 +159,20 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-            if stale >= cfg.patience:
-                log.info("early stop: no %s improvement for %d epochs (best %.4f at epoch %d)", key, stale, best,
-                         best_epoch)
-                break
+        if state_path is not None:
+            state = {"key": resume_key, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
+                     "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best,
+                     "best_epoch": best_epoch, "best_state": best_state, "stale": stale, "history": history}
+            with atomic_path(state_path) as tmp:
+                torch.save(state, tmp)
+            if kill_after and epoch >= kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if stale >= cfg.patience:
+            log.info("early stop: no %s improvement for %d epochs (best %.4f at epoch %d)", key, stale, best,
+                     best_epoch)
+            break
     model.load_state_dict(best_state)
+    if state_path is not None and state_path.exists():
+        state_path.unlink()
     return {"history": history, "best_epoch": best_epoch, "best": best, "seconds": time.perf_counter() - t0,
             "device": str(device), "windows": len(x_all)}
