@@ -183,7 +183,16 @@ class MSM4SR(nn.Module):
         """seqs (B, L) prefixes, targets (B,) next items -> {"loss", "nip_t", "nip_v", "cmcl_t", "cmcl_v"}."""
         cfg = self.cfg
         seqs = drop_items(seqs, cfg.seq_dropout if self.training else 0.0, gen)
-        ft, fv = self.item_modal("text"), self.item_modal("image")
+        ft = self.item_modal("text")
+        if not bool(self.feats.image_mask.any()):  # a text-only catalogue: NIP on the text view alone
+            if not cfg.nip:
+                raise ValueError("msm4sr: no item has image features, so CMCL and mixup have nothing to pair and "
+                                 "nip is off: nothing to pre-train; set nip: true or pretrained: false")
+            m = self.proj["text"](self.run(ft[seqs], seqs)[:, -1])
+            zero = m.new_zeros(())
+            nip_t = info_nce_pair(m, m, ft[targets], cfg.tau)  # eqs. 7-8 with one view
+            return {"nip_t": nip_t, "nip_v": zero, "cmcl_t": zero, "cmcl_v": zero, "loss": nip_t}
+        fv = self.item_modal("image")
         zt, zv = ft[seqs], fv[seqs]
         if cfg.mixup and self.training:
             zt, zv, _ = complementary_mixup(zt, zv, gen)

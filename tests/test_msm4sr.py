@@ -112,3 +112,18 @@ def test_pretrained_weights_change_outputs_and_bad_checkpoints_are_clear_errors(
         other.load_m2se(source.m2se_state(), "src.pt")
     with pytest.raises(ValueError, match="missing"):
         model.load_m2se({k: v for k, v in source.m2se_state().items() if not k.startswith("proj")}, "src.pt")
+
+
+def test_text_only_catalogue_pretrains_nip_on_text_alone():
+    torch.manual_seed(0)
+    model = build("msm4sr").train()
+    model.feats.image_mask.zero_()  # no item has an image (e.g. the Amazon text-only sets)
+    seqs, targets = batch()
+    out = model.pretrain_loss(seqs, targets[:, -1].clamp_min(1), torch.Generator().manual_seed(0))
+    assert out["nip_t"] > 0 and out["nip_v"] == 0 and out["cmcl_t"] == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert model.enc["text"].experts.weight.grad.abs().sum() > 0
+    no_nip = build("msm4sr", nip=False)
+    no_nip.feats.image_mask.zero_()
+    with pytest.raises(ValueError, match="nothing to pre-train"):
+        no_nip.pretrain_loss(seqs, targets[:, -1].clamp_min(1))
