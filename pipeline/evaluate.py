@@ -53,6 +53,8 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
     if "search" in ckpt["meta"]:  # AutoMLP: the searched short-term length and softmax(α)
         result["search/k"] = ckpt["meta"]["search"]["k"]
         result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}
+        result |= {f"search/alpha@{k}": round(a, 6) for k, a in zip(ckpt["meta"]["search"]["p"],
+                                                                    ckpt["meta"]["search"]["alpha"])}
     result |= protocol.describe()
     write_json(out, result)
     log.info("%s on %s: test hr@10 %.4f ndcg@10 %.4f mrr@10 %.4f", result["model"], result["dataset"],

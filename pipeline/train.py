@@ -105,7 +105,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     summary = fit(model, seq, cfg, protocol, pre.max_len, state_path=out / "resume.pt")
     meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len}
     if searched:
-        meta["search"] = {k: searched[k] for k in ("k", "p", "seconds")}
+        meta["search"] = {k: searched[k] for k in ("k", "p", "alpha", "seconds")}
     save_checkpoint(out / "model.pt", name, model, seq.num_items, meta)
     with atomic_path(out / "curve.csv") as tmp:
         pl.DataFrame(summary["history"]).write_csv(tmp)

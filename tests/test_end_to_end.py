@@ -92,7 +92,7 @@ def test_feature_models_train_on_cached_features_and_beat_pop(pretrained):
     # AutoMLP searched, then retrained with the chosen length only; both are in the metrics
     assert infos["automlp"]["search_k"] in (2, 5, 10) and results["automlp"]["search/k"] == infos["automlp"]["search_k"]
     assert sum(results["automlp"][f"search/p@{k}"] for k in (2, 5, 10)) == pytest.approx(1.0, abs=1e-4)
-    assert len(infos["automlp"]["search_history"]) == 2
+    assert len(infos["automlp"]["search_history"]) == 2 and "search/alpha@5" in results["automlp"]
     with pytest.raises(FileNotFoundError, match="text.parquet: table not found"):
         train(p | {"model": "m2sr"}, tmp / "prepared", tmp / "x", tmp / "no-features")
 
