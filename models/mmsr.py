@@ -238,7 +238,11 @@ class MMSR(nn.Module):
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         ids, inverse = torch.unique(seqs, return_inverse=True)  # fuse each distinct item once per batch
-        x = self.item_vectors_for(ids)[inverse]  # (B, L, d)
+        return self.run_backbone(self.item_vectors_for(ids)[inverse], seqs)
+
+    def run_backbone(self, x: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) already-fused item vectors -> states; the trainer fuses a batch's inputs, targets
+        and negatives in one call and passes the inputs' rows here."""
         return self.backbone(x, seqs == 0)
 
     def param_groups(self, lr: float) -> list[dict]:

@@ -131,10 +131,19 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
             x, y = x_all[idx].to(device), y_all[idx].to(device)
             neg = (torch.randint(1, seq.num_items + 1, (*y.shape, cfg.negatives), generator=gen).to(device)
                    if loss_kind == "bce" else None)
-            if neg is not None and hasattr(model, "item_vectors_for"):  # content models: only the items needed
-                ids, inv = torch.unique(torch.cat([y.new_zeros(1), y.flatten(), neg.flatten()]), return_inverse=True)
-                y_local, neg_local = inv[1:1 + y.numel()].view_as(y), inv[1 + y.numel():].view_as(neg)
-                loss = sequence_loss(model.encode(x), y_local, model.item_vectors_for(ids), "bce", neg_local)
+            if hasattr(model, "run_backbone"):  # content models (MMSR): fuse each needed item once per step
+                parts = [y.new_zeros(1), x.flatten(), y.flatten()] + ([neg.flatten()] if neg is not None else [])
+                if neg is None:  # full softmax: every item is needed anyway
+                    vecs = model.item_vectors()
+                    h = model.run_backbone(vecs[x], x)
+                    loss = sequence_loss(h, y, vecs, loss_kind)
+                else:
+                    ids, inv = torch.unique(torch.cat(parts), return_inverse=True)
+                    n_x, n_y = x.numel(), y.numel()
+                    vecs = model.item_vectors_for(ids)
+                    h = model.run_backbone(vecs[inv[1:1 + n_x].view_as(x)], x)
+                    loss = sequence_loss(h, inv[1 + n_x:1 + n_x + n_y].view_as(y), vecs, "bce",
+                                         inv[1 + n_x + n_y:].view_as(neg))
             else:
                 loss = sequence_loss(model.encode(x), y, model.item_vectors(), loss_kind, neg)
             extra = model.extra_loss(x, y) if hasattr(model, "extra_loss") else None  # e.g. MSM4SR_E2E

@@ -98,3 +98,11 @@ def test_mmsr_learns_on_structured_data(tmp_path):
     pop.fit_counts(torch.as_tensor(seq.train_items()))
     base, _ = evaluate_split(pop, seq, "test", 10, protocol, torch.device("cpu"))
     assert ours["ndcg@10"] > 1.5 * base["ndcg@10"], (ours, base)
+
+
+def test_fusing_a_batch_once_gives_the_same_states_as_encode():
+    """The trainer fuses inputs, targets and negatives in one call and runs the backbone on the
+    gathered rows; that must equal `encode` (which fuses the inputs on its own)."""
+    model = build("mmsr").eval()
+    seqs, _ = batch()
+    torch.testing.assert_close(model.run_backbone(model.item_vectors()[seqs], seqs), model.encode(seqs))
