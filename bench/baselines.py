@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, help="train.seed values (default: params.yaml's)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--name", default=None, help="result file name (default baselines-<dataset>.json)")
+    ap.add_argument("--work", help="keep prepared/ and features/ in this folder and reuse them when present (same "
+                    "params!), e.g. bench/.work/ml-100k from model_cost.py; default: a scratch folder")
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="only print one table from these result files")
     args = ap.parse_args()
     if args.combine:
@@ -64,12 +66,22 @@ def main() -> None:
     setup_logging()
     params = override(load_params(args.params), args.set) | {"dataset": args.dataset}
     seeds = args.seeds or [params["train"].get("seed", 42)]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        stats = prepare(params, tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
         specs = {label: parse_spec(label) for label in args.models}
-        if any(hasattr(MODELS[name], "FEATURES") for name, _ in specs.values()):
-            extract_features(params, tmp)
+        needs_features = any(hasattr(MODELS[name], "FEATURES") for name, _ in specs.values())
+        data = Path(args.work) if args.work else tmp  # prepared/ and features/ live here
+        if not (data / "prepared" / "stats.json").is_file():
+            prepare(params, data)
+        else:
+            log.info("reusing %s/prepared", data)
+        stats = json.loads((data / "prepared" / "stats.json").read_text())
+        if needs_features and not (data / "features" / "keywords").is_dir():
+            extract_features(params, data)
+        if data != tmp:
+            for sub in ("prepared", "features"):
+                if (data / sub).is_dir():
+                    (tmp / sub).symlink_to((data / sub).resolve())
         rows, failed = [], []
         for model, (name, over) in specs.items():
             for seed in seeds:
