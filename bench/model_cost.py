@@ -7,8 +7,9 @@ each model spec starts a new Python process that builds the model from the cache
 `--epochs` epochs (early stopping off) and reports its training seconds per epoch, validation
 seconds per epoch and its own peak RSS (ru_maxrss: interpreter + torch + tables + model +
 activations; a fresh process, so nothing carries over from another model). `pretrain` measures
-one MSM4SR pre-training epoch the same way. Writes bench/results/model-cost-<dataset>.json and
-prints the Markdown table for docs/benchmarks.md.
+one MSM4SR pre-training epoch the same way. Writes bench/results/model-cost-<dataset>.json (rows of
+models not named this time are kept, so one model can be re-measured) and prints the Markdown
+table for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def main() -> None:
     if not (work / "features" / "keywords").is_dir():
         prepare(params, work)
         extract_features(params, work)
-    rows = []
+    out_file = ROOT / "bench" / "results" / f"model-cost-{args.dataset}.json"
+    rows = [r for r in (json.loads(out_file.read_text())["rows"] if out_file.is_file() else [])
+            if r["model"] not in args.models]  # earlier rows for other models stay; re-measured ones are replaced
     for spec in args.models:
         cmd = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs), "--threads",
                str(args.threads), "--work", args.work, "--child", spec, "--set", *args.set]
@@ -93,8 +96,7 @@ def main() -> None:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{spec}: the measuring process failed (exit {proc.returncode})")
         rows.append({"model": spec, **json.loads(line[7:])})
-        save(ROOT / "bench" / "results" / f"model-cost-{args.dataset}.json", rows, dataset=args.dataset,
-             epochs=args.epochs, threads=args.threads)
+        save(out_file, rows, dataset=args.dataset, epochs=args.epochs, threads=args.threads)
         print(f"{spec}: {rows[-1]}", flush=True)
     print(table(["model", "parameters", "train s/epoch", "eval s/epoch", "peak RSS (MB)"],
                 [[r["model"], r.get("parameters", "—"), f"{r['train_s_per_epoch']:.1f}"
