@@ -46,16 +46,34 @@ class MovieLensConfig:
     tmdb: bool = False  # with posters null: fetch posters/overviews from TMDB ($TMDB_API_KEY)
 
 
+def local_or_download(source: str | None, url: str, md5: str, out: Path, files: list[str], required: list[str],
+                      fix: str) -> tuple[list[str], str]:
+    """Copy `files` from a local unpacked folder, or download the archive (MD5-checked) and extract them."""
+    if source:
+        return copy_files(Path(source), out, files, required, fix), str(source)
+    archive = net.download(url, net.CACHE / Path(urllib.parse.urlparse(url).path).name, md5)
+    return net.safe_extract(archive, out, files), url
+
+
+def with_overviews_and_posters(items: pl.DataFrame, raw: Path, report: dict) -> pl.DataFrame:
+    """Join TMDB overviews (tmdb_overviews.csv) as descriptions and posters/<id>.jpg as images, when present."""
+    overviews = raw / "tmdb_overviews.csv"
+    if overviews.is_file():
+        text = pl.read_csv(io.StringIO(decode(overviews, "utf-8")), schema={"movie_id": pl.String, "overview": pl.String})
+        items = items.join(text.rename({"movie_id": "item", "overview": "description"}), on="item", how="left")
+        report["items_without_overview"] = int(items["description"].fill_null("").str.strip_chars().eq("").sum())
+    else:
+        items = items.with_columns(pl.lit("").alias("description"))
+    items = items.with_columns(pl.col("description").fill_null(""), image_paths_for(items["item"], raw, "posters"))
+    if (raw / "posters").is_dir():
+        report["items_without_poster"] = int((items["image_paths"].list.len() == 0).sum())
+    return items
+
+
 def fetch(cfg: MovieLensConfig, out: Path) -> dict:
     fix = ("Point `datasets.<name>.source` at the unpacked ml-100k folder (u.data, u.item, ...), "
            "or set it to null to download the official archive.")
-    if cfg.source:
-        files = copy_files(Path(cfg.source), out, FILES, REQUIRED, fix)
-        origin = str(cfg.source)
-    else:
-        archive = net.download(cfg.url, net.CACHE / "ml-100k.zip", cfg.md5)
-        files = net.safe_extract(archive, out, FILES)
-        origin = cfg.url
+    files, origin = local_or_download(cfg.source, cfg.url, cfg.md5, out, FILES, REQUIRED, fix)
     meta = {"format": "ml-100k", "origin": origin, "files": files, "posters": None}
     if cfg.posters:
         src = Path(cfg.posters)
@@ -132,17 +150,7 @@ def read(raw: Path, meta: dict) -> RawData:
         pl.col("timestamp"),
         (pl.col("line") - 1).cast(pl.Int64).alias("row"),
     )
-    items = read_items(raw, report)
-    overviews = raw / "tmdb_overviews.csv"
-    if overviews.is_file():
-        text = pl.read_csv(io.StringIO(decode(overviews, "utf-8")), schema={"movie_id": pl.String, "overview": pl.String})
-        items = items.join(text.rename({"movie_id": "item", "overview": "description"}), on="item", how="left")
-        report["items_without_overview"] = int(items["description"].fill_null("").str.strip_chars().eq("").sum())
-    else:
-        items = items.with_columns(pl.lit("").alias("description"))
-    items = items.with_columns(pl.col("description").fill_null(""), image_paths_for(items["item"], raw, "posters"))
-    if (raw / "posters").is_dir():
-        report["items_without_poster"] = int((items["image_paths"].list.len() == 0).sum())
+    items = with_overviews_and_posters(read_items(raw, report), raw, report)
     return RawData(inter, items.drop("year"), report)
 
 
@@ -163,13 +171,7 @@ class MovieLens1MConfig:
 def fetch_1m(cfg: MovieLens1MConfig, out: Path) -> dict:
     fix = ("Point `datasets.<name>.source` at the unpacked ml-1m folder (ratings.dat, movies.dat, ...), "
            "or set it to null to download the official archive.")
-    if cfg.source:
-        files = copy_files(Path(cfg.source), out, FILES_1M, ["ratings.dat", "movies.dat"], fix)
-        origin = str(cfg.source)
-    else:
-        archive = net.download(cfg.url, net.CACHE / "ml-1m.zip", cfg.md5)
-        files = net.safe_extract(archive, out, FILES_1M)
-        origin = cfg.url
+    files, origin = local_or_download(cfg.source, cfg.url, cfg.md5, out, FILES_1M, ["ratings.dat", "movies.dat"], fix)
     meta = {"format": "ml-1m", "origin": origin, "files": files, "posters": None}
     if cfg.posters:
         src = Path(cfg.posters)
@@ -197,11 +199,4 @@ def read_1m(raw: Path, meta: dict) -> RawData:
         pl.col("title_year").str.replace(r"\s*\(\d{4}\)\s*$", "").str.strip_chars().alias("title"),
         pl.col("genres").fill_null("").str.split("|").list.eval(pl.element().filter(pl.element() != ""))
         .alias("categories"))
-    overviews = raw / "tmdb_overviews.csv"
-    if overviews.is_file():
-        text = pl.read_csv(io.StringIO(decode(overviews, "utf-8")), schema={"movie_id": pl.String, "overview": pl.String})
-        items = items.join(text.rename({"movie_id": "item", "overview": "description"}), on="item", how="left")
-    else:
-        items = items.with_columns(pl.lit("").alias("description"))
-    items = items.with_columns(pl.col("description").fill_null(""), image_paths_for(items["item"], raw, "posters"))
-    return RawData(inter, items, report)
+    return RawData(inter, with_overviews_and_posters(items, raw, report), report)
