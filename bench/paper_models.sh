@@ -17,9 +17,9 @@ COMMON=(--dataset ml-100k --seeds $SEEDS --out "$OUT"
 mkdir -p "$OUT"
 pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
 (  # lane 0: MSM4SR + two loss ablations, then the baselines, reusing the lane's prepared data and features
-    pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name half-a.json --work "$OUT/work" --models \
+    pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name half-a.json --work bench/.work/ml-100k --models \
         msm4sr "msm4sr:nip=false" "msm4sr:cmcl=false" > "$OUT/half-a.log" 2>&1
-    pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name half-c.json --work "$OUT/work" --models \
+    pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name half-c.json --work bench/.work/ml-100k --models \
         m2sr mlpmixer sasrec pop > "$OUT/half-c.log" 2>&1
 ) &
 A=$!
