@@ -19,7 +19,6 @@ import torch
 from torch.func import functional_call
 from tqdm import tqdm
 
-from models.common import sequence_loss
 from pipeline.data import Sequences, last_window, train_windows
 from pipeline.device import resolve_device
 from pipeline.trainer import TrainConfig, seed_everything
@@ -29,10 +28,8 @@ log = logging.getLogger("pipeline.search")
 
 def batch_loss(model, params: dict | None, x: torch.Tensor, y: torch.Tensor, kind: str,
                neg: torch.Tensor | None) -> torch.Tensor:
-    """The training loss, optionally with substituted parameters (for the unrolled step)."""
-    if params is None:
-        return sequence_loss(model.encode(x), y, model.item_vectors(), kind, neg)
-    return functional_call(model, params, (x, y, kind, neg))
+    """The model's training loss (its `forward`), optionally with substituted parameters (the unrolled step)."""
+    return model(x, y, kind, neg) if params is None else functional_call(model, params, (x, y, kind, neg))
 
 
 def search_step(model, w_opt, a_opt, train: tuple, valid: tuple, kind: str, xi: float) -> tuple[float, float]:

@@ -86,9 +86,9 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     model_params = dict(model_params)
     if "max_len" in {f.name for f in dataclasses.fields(MODELS[name].Config)}:
         model_params["max_len"] = pre.max_len
+    features = features or prepared.parent / "features"
     seed_everything(cfg.seed)  # the initial weights too: two runs with one seed are the same run
-    model = build_with_features(name, model_params, features or prepared.parent / "features", prepared,
-                                seq.num_items)
+    model = build_with_features(name, model_params, features, prepared, seq.num_items)
     load_pretrained(model, name, pretrain or prepared.parent / "pretrain")
     searched = None
     if hasattr(model, "chosen_length") and len(model.cfg.short_lengths) > 1:  # AutoMLP: search, then retrain
@@ -96,8 +96,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
 
         searched = search(model, seq, cfg, pre.max_len)
         model_params = model_params | {"short_lengths": [searched["k"]]}
-        model = build_with_features(name, model_params, features or prepared.parent / "features", prepared,
-                                    seq.num_items)
+        model = build_with_features(name, model_params, features, prepared, seq.num_items)
         log.info("retraining %s with the chosen short-term length %d only", name, searched["k"])
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(seq.lengths), seq.num_items)

@@ -132,13 +132,13 @@ def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolCo
             neg = (torch.randint(1, seq.num_items + 1, (*y.shape, cfg.negatives), generator=gen).to(device)
                    if loss_kind == "bce" else None)
             if hasattr(model, "run_backbone"):  # content models (MMSR): fuse each needed item once per step
-                parts = [y.new_zeros(1), x.flatten(), y.flatten()] + ([neg.flatten()] if neg is not None else [])
                 if neg is None:  # full softmax: every item is needed anyway
                     vecs = model.item_vectors()
                     h = model.run_backbone(vecs[x], x)
                     loss = sequence_loss(h, y, vecs, loss_kind)
                 else:
-                    ids, inv = torch.unique(torch.cat(parts), return_inverse=True)
+                    ids, inv = torch.unique(torch.cat([y.new_zeros(1), x.flatten(), y.flatten(), neg.flatten()]),
+                                            return_inverse=True)
                     n_x, n_y = x.numel(), y.numel()
                     vecs = model.item_vectors_for(ids)
                     h = model.run_backbone(vecs[inv[1:1 + n_x].view_as(x)], x)

@@ -129,6 +129,14 @@ def read_reviews(path: Path, report: dict) -> pl.DataFrame:
                        (pl.col("line") - 1).cast(pl.Int64).alias("row"))
 
 
+def _json(line: str) -> dict | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _literal(line: str) -> dict | None:
     try:
         value = ast.literal_eval(line)
@@ -140,13 +148,8 @@ def _literal(line: str) -> dict | None:
 def read_meta(path: Path, version: int, report: dict) -> pl.DataFrame:
     """item, title, categories, description, image_urls — one row per asin (the first line wins)."""
     lines = gz_lines(path).filter(pl.col("text").str.strip_chars() != "")
-    if version == 2018:
-        parsed = lines.with_columns(pl.col("text").str.json_path_match("$.asin").alias("asin"))
-        ok = parsed["asin"].is_not_null().to_list()
-        texts = lines["text"].to_list()
-        dicts = [json.loads(t) if k else None for t, k in zip(texts, ok)]
-    else:
-        dicts = [_literal(t) for t in lines["text"].to_list()]
+    parse = _json if version == 2018 else _literal  # 2014 lines are Python literals, never eval'd
+    dicts = [parse(t) for t in lines["text"].to_list()]
     good = [d is not None and isinstance(d.get("asin"), str) for d in dicts]
     bad = lines.filter(~pl.Series(good))
     _too_many_bad(path, bad, lines.height, "not a metadata record with an asin")
