@@ -45,6 +45,8 @@ def test_unisrec_sequences_are_rebuilt_exactly_even_past_the_list_cap(tmp_path):
     raw = fetch_read(tmp_path, "unisrec", {"source": str(tmp_path / "src"), "name": "S"})
     got = raw.interactions.sort("row").group_by("user", maintain_order=True).agg("item")
     assert dict(zip(got["user"], got["item"].to_list())) == SEQS  # u1 has 6 items, lists hold 3
+    # u1 (6 items) is longer than its test line's 3-item list + target: 2 earlier events
+    assert raw.report["users_longer_than_test_list"] == 1 and raw.report["events_before_test_list"] == 2
     assert raw.interactions["rating"].is_null().all()
     assert "no timestamps" in raw.report["note_no_timestamps"]
     assert raw.items.filter(pl.col("item") == "i7")["title"][0] == "the item i7"
@@ -87,6 +89,9 @@ def test_real_amazon_scientific_unisrec_files(shared_datasets, tmp_path):
     download(params, tmp_path / "raw")
     stats = run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(user_core=5, item_core=5, max_len=50))
     assert stats["users"] == 8442 and stats["items"] == 4385
+    # the README's 59,384 sums the test lines, whose lists UniSRec caps at 50 items: 3 users are longer
+    assert stats["interactions"] == 59427
+    assert stats["parse"]["users_longer_than_test_list"] == 3 and stats["parse"]["events_before_test_list"] == 43
     items = read_table(tmp_path / "prepared" / "items.parquet", "items")
     assert (items["title"].str.len_chars() > 0).mean() > 0.99
     assert "no timestamps" in json_dumps(read_json(tmp_path / "prepared" / "stats.json"))

@@ -105,6 +105,12 @@ def read_unisrec(raw: Path, meta: dict) -> RawData:
         pl.concat_list([pl.concat_list("first"), pl.col("middle").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                         pl.concat_list("valid"), pl.concat_list("test")]).alias("seq"))
     _check_windows(raw, name, parts, seqs)
+    # The test line's list is capped (UniSRec: 50), so summing test lines undercounts long users;
+    # their earlier events come from the train lines. Counted so a total that differs is explained.
+    capped = seqs.join(parts["test"].select("user", pl.col("items").list.len().alias("test_list")), on="user") \
+        .select(pl.col("seq").list.len() - 1 - pl.col("test_list")).to_series()
+    report["users_longer_than_test_list"] = int((capped > 0).sum())
+    report["events_before_test_list"] = int(capped.clip(lower_bound=0).sum())
     items_map = _index_map(raw / f"{name}.item2index", enc)
     users_map = _index_map(raw / f"{name}.user2index", enc)
     inter = seqs.select("user", "seq").explode("seq").with_columns(
