@@ -1,4 +1,4 @@
-"""AutoMLP vs AutoMLP-s vs SASRec from one `bench/automlp_search.sh` result file.
+"""AutoMLP vs AutoMLP-s vs SASRec from `bench/automlp_search.sh` result files (one, or one per seed).
 
 AutoMLP-s for a seed = the single-length run (`automlp:short_lengths=[k]`) with the best validation
 NDCG@10 among all candidate k; its search time = the sum of those runs' wall times (every
@@ -46,9 +46,9 @@ def summarise(rows: list[dict]) -> list[list[str]]:
 
 
 def main() -> None:
-    payload = json.loads(Path(sys.argv[1]).read_text())
+    rows = [r for f in sys.argv[1:] for r in json.loads(Path(f).read_text())["rows"]]  # one file per seed is fine
     print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "chosen k (per seed)", "search s",
-                 "total s"], summarise(payload["rows"])))
+                 "total s"], summarise(rows)))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.evaluation import ProtocolConfig, cold_users, evaluate_split, length_groups
+from pipeline.evaluation import ProtocolConfig, cold_users, evaluate_cold_subsequences, evaluate_split, length_groups
 from pipeline.metrics import metrics_from_ranks
 from pipeline.params import from_dict, load_params, setup_logging
 from pipeline.tables import read_json, write_json
@@ -50,6 +50,8 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
     if cold.any():
         cold_metrics = metrics_from_ranks(ranks["test"][cold], protocol.ks)
         result |= {f"test_cold/{k}": round(v, 6) for k, v in cold_metrics.items()}
+    result |= {f"cold_seq/{k}": round(v, 6) for k, v in
+               evaluate_cold_subsequences(model, seq, max_len, protocol, device).items()}
     if "search" in ckpt["meta"]:  # AutoMLP: the searched short-term length and softmax(α)
         result["search/k"] = ckpt["meta"]["search"]["k"]
         result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}

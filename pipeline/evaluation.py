@@ -47,6 +47,9 @@ class ProtocolConfig:
                                          if self.mask_history else "none: seen items stay candidates"),
             "protocol/ties": "pessimistic: rank = #items scoring >= the target (target included)",
             "protocol/cold": f"test_cold/*: the users whose test item occurs < {self.cold_threshold} times in training",
+            "protocol/cold_seq": (f"cold_seq/*: every prefix of every complete sequence whose next item occurs "
+                                  f"< {self.cold_threshold} times in training (MMSR study's cold scenario; "
+                                  "positions inside the training data included)"),
             "protocol/length_groups": "test_len_<lo>-<hi>/*: users grouped by training-sequence length, lo <= n < hi",
         } | ({"protocol/sampled": (f"test_sampled{self.sampled}_{self.sampled_by}/*: SAMPLED metrics — the target "
                                    f"ranked against {self.sampled} {self.sampled_by}-sampled items the user has not "
@@ -128,12 +131,50 @@ def evaluate_split(model: nn.Module, seq: Sequences, split: str, max_len: int, p
         ranks_s = sampled_ranks(queries, items, targets, neg)
         extra |= {f"sampled{protocol.sampled}_{protocol.sampled_by}/{k}": v
                   for k, v in metrics_from_ranks(ranks_s, protocol.ks).items()}
-    exclude = None
-    if protocol.mask_history:
-        indptr, seen = history(seq, holdout)
-        owner = np.repeat(np.arange(len(targets)), np.diff(indptr))
-        keep = seen != targets[owner]  # the target is never masked
-        exclude = (np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(targets)))]), seen[keep] - 1)
-    scores, ids = exact_topk(queries, items, max(protocol.ks) + 1, exclude, use_gpu=device.type == "cuda")
-    ranks = ranks_from_topk(scores, ids + 1, targets)
+    ranks = full_ranks(queries, items, targets, history(seq, holdout) if protocol.mask_history else None,
+                       protocol, device)
     return metrics_from_ranks(ranks, protocol.ks), ranks
+
+
+def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray] | None,
+               protocol: ProtocolConfig, device: torch.device) -> np.ndarray:
+    """Exact full-ranking rank of each target; `seen` = CSR (indptr, item ids) masked per query (never the target)."""
+    exclude = None
+    if seen is not None:
+        indptr, items_seen = seen
+        owner = np.repeat(np.arange(len(targets)), np.diff(indptr))
+        keep = items_seen != targets[owner]  # the target is never masked
+        exclude = (np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(targets)))]),
+                   items_seen[keep] - 1)
+    scores, ids = exact_topk(queries, items, max(protocol.ks) + 1, exclude, use_gpu=device.type == "cuda")
+    return ranks_from_topk(scores, ids + 1, targets)
+
+
+def cold_subsequences(seq: Sequences, threshold: int, max_len: int
+                      ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The MMSR study's cold scenario (§3 / §7.1): every prefix s[:t] (t >= 1) of every user's complete
+    sequence whose next item s[t] occurs < `threshold` times among training interactions.
+    Returns inputs (Q, max_len) left-padded, targets (Q,), and the CSR history s[:t] of each query."""
+    counts = np.bincount(seq.train_items(), minlength=seq.num_items + 1)
+    pos = seq._position()
+    pick = np.flatnonzero((pos >= 1) & (counts[seq.flat] < threshold))  # flat index of each cold target
+    t = pos[pick]
+    start = pick - t  # flat index of the user's first item
+    rel = t[:, None] - max_len + np.arange(max_len)[None]
+    inputs = np.where(rel >= 0, seq.flat[start[:, None] + np.maximum(rel, 0)], 0)
+    indptr = np.concatenate([[0], np.cumsum(t)])
+    seen = seq.flat[np.arange(indptr[-1]) - np.repeat(indptr[:-1], t) + np.repeat(start, t)]
+    return inputs, seq.flat[pick], (indptr, seen)
+
+
+@torch.no_grad()
+def evaluate_cold_subsequences(model: nn.Module, seq: Sequences, max_len: int, protocol: ProtocolConfig,
+                               device: torch.device) -> dict[str, float]:
+    """Metrics over `cold_subsequences` (`cold_seq/*`), with the split's masking rule; {} when there are none."""
+    inputs, targets, seen = cold_subsequences(seq, protocol.cold_threshold, max_len)
+    if not len(targets):
+        return {"queries": 0}
+    items = model.item_vectors()[1:].float().cpu().numpy()
+    ranks = full_ranks(user_vectors(model, inputs, device), items, targets,
+                       seen if protocol.mask_history else None, protocol, device)
+    return {"queries": len(targets), **metrics_from_ranks(ranks, protocol.ks)}

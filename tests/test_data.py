@@ -65,3 +65,19 @@ def test_cold_users_counts_training_occurrences_only():
     assert cold_users(seq, 2).tolist() == [True, False]
     assert cold_users(seq, 3).tolist() == [True, True]
     assert cold_users(seq, 1).tolist() == [False, False]
+
+
+def test_cold_subsequences_are_every_prefix_ending_in_a_cold_item():
+    from pipeline.evaluation import cold_subsequences
+
+    # same sequences as above; training counts: item 1 -> 2, item 2 -> 1, item 3 -> 3
+    seq = Sequences(np.array([1, 1, 2, 3, 2, 3, 3, 3, 1, 1]), np.array([0, 5, 10]), 3)
+    inputs, targets, (indptr, seen) = cold_subsequences(seq, 2, max_len=3)
+    # threshold 2: only item 2 is cold -> user 0 positions 2 and 4 (position 0 has no prefix)
+    assert targets.tolist() == [2, 2]
+    assert inputs.tolist() == [[0, 1, 1], [1, 2, 3]]
+    assert indptr.tolist() == [0, 2, 6] and seen.tolist() == [1, 1, 1, 1, 2, 3]
+    _, targets, (indptr, _) = cold_subsequences(seq, 3, max_len=3)
+    # threshold 3: items 1 and 2 are cold -> user 0 positions 1, 2, 4; user 1 positions 3, 4
+    assert targets.tolist() == [1, 2, 2, 1, 1] and np.diff(indptr).tolist() == [1, 2, 4, 3, 4]
+    assert len(cold_subsequences(seq, 1, 3)[1]) == 0

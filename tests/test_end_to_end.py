@@ -57,6 +57,9 @@ def test_sasrec_beats_pop_on_demo(prepared):
     assert sampled["test_sampled50_uniform/hr@10"] >= sampled["test/hr@10"] and "SAMPLED" in sampled["protocol/sampled"]
     assert sum(v for k, v in sampled.items() if k.startswith("test_len_") and k.endswith("/users")) == sampled["users"]
     assert results["sasrec"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
+    # the MMSR study's cold scenario: every prefix ending in a rare item, far more queries than cold test users
+    assert results["sasrec"]["cold_seq/queries"] > results["sasrec"]["test_cold/users"]
+    assert 0 <= results["sasrec"]["cold_seq/ndcg@10"] <= results["sasrec"]["cold_seq/hr@10"] <= 1
 
 
 def extract(p: dict, folder: Path) -> None:
