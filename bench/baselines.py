@@ -128,9 +128,10 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
 
 
 def combine(files: list[str]) -> None:
-    """Print one table from several result files (e.g. the halves of a run split over two cores)."""
+    """Print one table from several result files (e.g. the halves of a run split over two cores).
+    A (model, seed) run present in several files counts once: the later file's row wins (a re-run)."""
     payloads = [json.loads(Path(f).read_text()) for f in files]
-    rows = [r for p in payloads for r in p["rows"]]
+    rows = list({(r["model"], r["seed"]): r for p in payloads for r in p["rows"]}.values())
     models = list(dict.fromkeys(r["model"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
     print_table(rows, models, payloads[0]["dataset"], payloads[0]["stats"], seeds)

@@ -76,3 +76,22 @@ def test_automlp_report_picks_automlp_s_by_validation_and_sums_its_search_time()
     assert exhaustive[4] == "5/5" and exhaustive[2].startswith("0.0500")  # k=5 has the best validation
     assert exhaustive[5].startswith("77 ")  # 22 + 25 + 30 s: every candidate was trained
     assert sasrec[4] == "—"
+
+
+def test_combine_counts_a_rerun_once_and_keeps_the_later_row(tmp_path, capsys):
+    import json
+
+    from bench.baselines import combine
+
+    def row(seed, ndcg):
+        return {"model": "sasrec", "seed": seed, "test/hr@10": 0.2, "test/ndcg@10": ndcg, "test/mrr@10": 0.05,
+                "valid/ndcg@10": 0.1, "test_cold/ndcg@10": 0.0, "test_cold/hr@50": 0.0, "best_epoch": 3,
+                "train_s_per_epoch": 1.0, "wall_s": 5.0}
+
+    stats = {"users": 3, "items": 4, "interactions": 12, "density": 1.0}
+    for name, rows in (("a.json", [row(0, 0.10), row(1, 0.20)]), ("b.json", [row(0, 0.30)])):
+        (tmp_path / name).write_text(json.dumps({"dataset": "x", "stats": stats, "rows": rows}))
+    combine([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    out = capsys.readouterr().out
+    assert "| sasrec | 0.2000 ± 0.0000 | 0.2500 ± 0.0707 |" in out  # seeds 0 (re-run: 0.30) and 1 (0.20)
+    assert "seeds [0, 1]" in out and "| — |" in out  # no cold_seq column values in these rows
