@@ -95,3 +95,15 @@ def test_combine_counts_a_rerun_once_and_keeps_the_later_row(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| sasrec | 0.2000 ± 0.0000 | 0.2500 ± 0.0707 |" in out  # seeds 0 (re-run: 0.30) and 1 (0.20)
     assert "seeds [0, 1]" in out and "| — |" in out  # no cold_seq column values in these rows
+
+
+def test_exp_table_groups_seeds_by_experiment_name():
+    from bench.exp_table import METRICS, summarise
+
+    cols = {"Experiment": ["sci-sasrec-s0", "sci-sasrec-s1", "sci-mmsr-s0", "other-s0", ""],
+            "data/metrics.json:model": ["sasrec", "sasrec", "mmsr", "pop", "sasrec"]}
+    for key in METRICS:
+        cols[key] = ["0.1", "0.3", "0.2", "0.9", "0.5"]
+    rows = summarise(pl.DataFrame(cols), "sci")
+    assert [r[0] for r in rows] == ["sasrec", "mmsr"] and [r[1] for r in rows] == ["2", "1"]
+    assert rows[0][2] == "0.2000 ± 0.1414" and rows[1][2] == "0.2000"

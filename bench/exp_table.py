@@ -1,0 +1,54 @@
+"""One mean ± std table from `dvc exp show --csv`: experiments named `<prefix>-<label>-s<seed>`.
+
+    python bench/exp_table.py bench/results/amazon-scientific/dvc-exps.csv --prefix sci
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.report import table  # noqa: E402
+
+METRICS = ["test/hr@10", "test/ndcg@10", "test/mrr@10", "valid/ndcg@10", "test_cold/ndcg@10", "cold_seq/ndcg@10"]
+
+
+def column(df: pl.DataFrame, key: str) -> str:
+    """`dvc exp show` prefixes a file's first column with its path (`data/metrics.json:model`)."""
+    hits = [c for c in df.columns if c == key or c.endswith(f":{key}")]
+    if not hits:
+        raise SystemExit(f"no column {key!r} in the CSV; columns: {df.columns[:12]}…")
+    return hits[0]
+
+
+def summarise(df: pl.DataFrame, prefix: str) -> list[list[str]]:
+    runs = df.filter(pl.col("Experiment").str.starts_with(f"{prefix}-"))
+    labels = runs["Experiment"].map_elements(lambda n: re.sub(r"-s\d+$", "", n[len(prefix) + 1:]), return_dtype=pl.String)
+    runs = runs.with_columns(labels.alias("label"))
+    out = []
+    for label in dict.fromkeys(runs["label"].to_list()):
+        mine = runs.filter(pl.col("label") == label)
+        cells = []
+        for key in METRICS:
+            v = mine[column(df, key)].cast(pl.Float64, strict=False).drop_nulls()
+            cells.append("—" if v.is_empty() else f"{v.mean():.4f}" + (f" ± {v.std():.4f}" if v.len() > 1 else ""))
+        out.append([label, str(mine.height), *cells])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("csv")
+    ap.add_argument("--prefix", required=True)
+    args = ap.parse_args()
+    df = pl.read_csv(args.csv, infer_schema_length=0)
+    print(table(["experiment", "runs", *METRICS], summarise(df, args.prefix)))
+
+
+if __name__ == "__main__":
+    main()
