@@ -1,32 +1,41 @@
 #!/usr/bin/env bash
 # Amazon "Industrial and Scientific" (UniSRec's files, text only) through DVC experiments: SASRec,
 # MSM4SR-T and MMSR-T, each seed one `dvc exp run` of the whole graph (download → preprocess →
-# features → pretrain → train → evaluate; unchanged stages come from DVC's run cache), queued and
-# run JOBS at a time, then one table from `dvc exp show` (docs/benchmarks.md).
+# features → pretrain → train → evaluate; stages the change does not touch are skipped), then one
+# table from `dvc exp show` (docs/benchmarks.md).
 #
-#   bash bench/amazon_exps.sh             # EPOCHS=30 SEEDS="0 1 2" JOBS=1
+# The experiments run in a scratch clone of the committed project (WORK) that shares this
+# project's DVC cache, so the workspace here is never touched; see them with
+# `cd bench/.work/exps && dvc exp show`. (`dvc exp run --queue` would work too, but each queued run
+# starts from an empty scratch copy and recomputes the features and the pre-training.)
+#
+#   bash bench/amazon_exps.sh             # EPOCHS=30 SEEDS="0 1 2"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH"
-OUT=${OUT:-bench/results/amazon-scientific}
+ROOT=$PWD
+export PATH="$ROOT/.venv/bin:$PATH"
+OUT=$ROOT/${OUT:-bench/results/amazon-scientific}
+WORK=${WORK:-bench/.work/exps}
 EPOCHS=${EPOCHS:-30}
 SEEDS=${SEEDS:-"0 1 2"}
-JOBS=${JOBS:-1}
 PREFIX=${PREFIX:-sci}
 MODELS=${MODELS:-"msm4sr sasrec mmsr"}
-# queued experiments run in a scratch copy of the project, so the source path must be absolute
-SRC=$(cd "${SRC:-../shared/datasets/amazon-scientific-unisrec}" && pwd)
+SRC=$(cd "${SRC:-../shared/datasets/amazon-scientific-unisrec}" && pwd)  # absolute: the clone lives elsewhere
+if [ ! -d "$WORK/.git" ]; then
+    git clone -q "$ROOT" "$WORK"
+    (cd "$WORK" && dvc cache dir --local "$ROOT/.dvc/cache" && ln -s "$ROOT/.venv" .venv)
+fi
+cd "$WORK"
+git checkout -q -- .  # the last experiment left its params and lock here
+git pull -q --ff-only  # run the committed code of the project
 COMMON=(-S dataset=amazon-scientific -S "datasets.amazon-scientific.source=$SRC" -S "train.epochs=$EPOCHS"
         -S train.threads=1 -S pretrain.threads=1 -S features.threads=1
         -S 'models.msm4sr.modalities=[text]' -S 'models.mmsr.modalities=[text]')
 for seed in $SEEDS; do
     for model in $MODELS; do
-        dvc exp run --queue -f -n "$PREFIX-$model-s$seed" "${COMMON[@]}" -S "model=$model" -S "train.seed=$seed"
+        dvc exp run -f -n "$PREFIX-$model-s$seed" "${COMMON[@]}" -S "model=$model" -S "train.seed=$seed"
     done
 done
-dvc queue start -j "$JOBS"
-while dvc queue status | grep -qE 'Queued|Running'; do sleep 60; done
-dvc queue status
 mkdir -p "$OUT"
 dvc exp show --csv > "$OUT/dvc-exps.csv"
-python bench/exp_table.py "$OUT/dvc-exps.csv" --prefix "$PREFIX" | tee "$OUT/table.md"
+python "$ROOT/bench/exp_table.py" "$OUT/dvc-exps.csv" --prefix "$PREFIX" | tee "$OUT/table.md"
