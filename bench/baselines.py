@@ -118,10 +118,12 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
             return "—"
         return f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "")
 
-    print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "valid NDCG@10", "cold-item test NDCG@10",
-                 "cold-item test HR@50", "cold sub-seq NDCG@10", "best epoch", "s/epoch", "wall s / run"],
-                [[m, stat(m, "test/hr@10"), stat(m, "test/ndcg@10"), stat(m, "test/mrr@10"), stat(m, "valid/ndcg@10"),
-                  stat(m, "test_cold/ndcg@10"), stat(m, "test_cold/hr@50"), stat(m, "cold_seq/ndcg@10"),
+    metric_cols = {"test HR@10": "test/hr@10", "test NDCG@10": "test/ndcg@10", "test MRR@10": "test/mrr@10",
+                   "valid NDCG@10": "valid/ndcg@10", "cold-item test NDCG@10": "test_cold/ndcg@10",
+                   "cold-item test HR@50": "test_cold/hr@50", "cold sub-seq NDCG@10": "cold_seq/ndcg@10",
+                   "cold sub-seq HR@50": "cold_seq/hr@50"}
+    print(table(["model", *metric_cols, "best epoch", "s/epoch", "wall s / run"],
+                [[m, *(stat(m, key) for key in metric_cols.values()),
                   "/".join(str(r["best_epoch"]) for r in rows if r["model"] == m),
                   f"{np.mean([r['train_s_per_epoch'] for r in rows if r['model'] == m]):.1f}",
                   f"{np.mean([r['wall_s'] for r in rows if r['model'] == m]):.0f}"] for m in models]))
