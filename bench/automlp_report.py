@@ -13,10 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.report import table  # noqa: E402
+from bench.report import mean_std, table  # noqa: E402
 
 
 def summarise(rows: list[dict]) -> list[list[str]]:
@@ -33,8 +31,7 @@ def summarise(rows: list[dict]) -> list[list[str]]:
         out["SASRec"].append(next(r for r in mine if r["model"] == "sasrec"))
 
     def stat(rs: list[dict], key: str, fmt: str = "{:.4f}") -> str:
-        v = np.array([r[key] for r in rs], dtype=float)
-        return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
+        return mean_std([r[key] for r in rs], fmt)
 
     lines = []
     for name, rs in out.items():

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench.report import prepare, save, table  # noqa: E402
+from bench.report import mean_std, prepare, save, table  # noqa: E402
 from models import MODELS  # noqa: E402
 from pipeline.evaluate import evaluate  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
@@ -113,10 +113,7 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
           f"seeds {seeds}\n")
 
     def stat(model: str, key: str) -> str:
-        v = np.array([r[key] for r in rows if r["model"] == model and key in r])
-        if not len(v):
-            return "—"
-        return f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "")
+        return mean_std([r[key] for r in rows if r["model"] == model and key in r])
 
     metric_cols = {"test HR@10": "test/hr@10", "test NDCG@10": "test/ndcg@10", "test MRR@10": "test/mrr@10",
                    "valid NDCG@10": "valid/ndcg@10", "cold-item test NDCG@10": "test_cold/ndcg@10",

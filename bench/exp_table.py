@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.report import table  # noqa: E402
+from bench.report import mean_std, table  # noqa: E402
 
 METRICS = ["test/hr@10", "test/ndcg@10", "test/mrr@10", "valid/ndcg@10", "test_cold/ndcg@10", "cold_seq/ndcg@10"]
 
@@ -35,8 +35,7 @@ def summarise(df: pl.DataFrame, prefix: str) -> list[list[str]]:
         mine = runs.filter(pl.col("label") == label)
         cells = []
         for key in METRICS:
-            v = mine[column(df, key)].cast(pl.Float64, strict=False).drop_nulls()
-            cells.append("—" if v.is_empty() else f"{v.mean():.4f}" + (f" ± {v.std():.4f}" if v.len() > 1 else ""))
+            cells.append(mean_std(mine[column(df, key)].cast(pl.Float64, strict=False).drop_nulls().to_numpy()))
         out.append([label, str(mine.height), *cells])
     return out
 

@@ -7,6 +7,8 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def prepare(params: dict, folder: Path) -> dict:
     """download -> preprocess of `params['dataset']` into folder/raw and folder/prepared; returns stats."""
@@ -32,6 +34,14 @@ def save(path: str | Path, rows: list[dict], **extra) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"command": "python " + " ".join(sys.argv), "machine": machine(), **extra, "rows": rows}
     path.write_text(json.dumps(payload, indent=2))
+
+
+def mean_std(values, fmt: str = "{:.4f}") -> str:
+    """`mean ± sample std` of the values (only the mean for one value, "—" for none)."""
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        return "—"
+    return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
 
 
 def table(header: list[str], lines: list[list]) -> str:

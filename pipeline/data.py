@@ -36,6 +36,10 @@ class Sequences:
         """Every training interaction's item id (the first n-holdout items of each user)."""
         return self.flat[self._position() < np.repeat(self.lengths - holdout, self.lengths)]
 
+    def train_counts(self, holdout: int = 2) -> np.ndarray:
+        """(num_items + 1,) how often each item id occurs among training interactions."""
+        return np.bincount(self.train_items(holdout), minlength=self.num_items + 1)
+
     def _position(self) -> np.ndarray:
         return np.arange(self.flat.size) - np.repeat(self.offsets[:-1], self.lengths)
 
@@ -71,9 +75,28 @@ def last_window(seq: Sequences, max_len: int, holdout: int) -> tuple[np.ndarray,
     end = seq.lengths - holdout
     if (end < 1).any():
         raise ValueError("every user needs at least holdout+1 items (preprocess drops shorter users)")
+    return window_before(seq.flat, seq.offsets[:-1], end, max_len), seq.flat[seq.offsets[:-1] + end]
+
+
+def window_before(flat: np.ndarray, first: np.ndarray, end: np.ndarray, max_len: int) -> np.ndarray:
+    """(Q, max_len) left-padded: the last max_len items before position end[q] of the sequence that
+    starts at flat index first[q]."""
     rel = end[:, None] - max_len + np.arange(max_len)[None]
-    inputs = np.where(rel >= 0, seq.flat[seq.offsets[:-1][:, None] + np.maximum(rel, 0)], 0)
-    return inputs, seq.flat[seq.offsets[:-1] + end]
+    return np.where(rel >= 0, flat[first[:, None] + np.maximum(rel, 0)], 0)
+
+
+def prefixes_ending_in(seq: Sequences, flagged: np.ndarray, max_len: int
+                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Every position t >= 1 of every user's complete sequence whose item s[t] is flagged
+    (`flagged`: (num_items + 1,) bool). Returns the input windows (Q, max_len) before each, the
+    targets s[t] (Q,) and the CSR (indptr, item ids) of each whole prefix s[:t]."""
+    pos = seq._position()
+    at = np.flatnonzero((pos >= 1) & flagged[seq.flat])
+    t = pos[at]
+    first = at - t  # flat index of the user's first item
+    indptr = np.concatenate([[0], np.cumsum(t)])
+    seen = seq.flat[np.arange(indptr[-1]) - np.repeat(indptr[:-1], t) + np.repeat(first, t)]
+    return window_before(seq.flat, first, t, max_len), seq.flat[at], (indptr, seen)
 
 
 def history(seq: Sequences, holdout: int) -> tuple[np.ndarray, np.ndarray]:

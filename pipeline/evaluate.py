@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.evaluation import ProtocolConfig, cold_users, evaluate_cold_subsequences, evaluate_split, length_groups
+from pipeline.evaluation import (ProtocolConfig, catalogue, cold_users, evaluate_cold_subsequences, evaluate_split,
+                                 length_groups)
 from pipeline.metrics import metrics_from_ranks
 from pipeline.params import from_dict, load_params, setup_logging
 from pipeline.tables import read_json, write_json
@@ -34,10 +35,11 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
     result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(seq.lengths),
               "items": seq.num_items}
     ranks = {}
+    items = catalogue(model)  # once for every query set below
     for split in ("valid", "test"):
         extra: dict = {}
         metrics, ranks[split] = evaluate_split(model, seq, split, max_len, protocol, device,
-                                               extra if split == "test" else None)
+                                               extra if split == "test" else None, items)
         result |= {f"{split}/{k}": round(v, 6) for k, v in metrics.items()}
         result |= {f"{split}_{k}": round(v, 6) for k, v in extra.items()}  # test_sampled100_popularity/hr@10
     for name, members in length_groups(seq, protocol.length_groups).items():
@@ -51,7 +53,7 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
         cold_metrics = metrics_from_ranks(ranks["test"][cold], protocol.ks)
         result |= {f"test_cold/{k}": round(v, 6) for k, v in cold_metrics.items()}
     result |= {f"cold_seq/{k}": round(v, 6) for k, v in
-               evaluate_cold_subsequences(model, seq, max_len, protocol, device).items()}
+               evaluate_cold_subsequences(model, seq, max_len, protocol, device, items).items()}
     if "search" in ckpt["meta"]:  # AutoMLP: the searched short-term length and softmax(α)
         result["search/k"] = ckpt["meta"]["search"]["k"]
         result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}

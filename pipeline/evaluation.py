@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.data import Sequences, history, last_window
+from pipeline.data import Sequences, history, last_window, prefixes_ending_in
 from pipeline.metrics import KS, metrics_from_ranks, ranks_from_topk
 from pipeline.params import ConfigError
 from pipeline.retrieval import exact_topk
@@ -100,9 +100,8 @@ def sampled_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, n
 
 def cold_users(seq: Sequences, threshold: int) -> np.ndarray:
     """(U,) bool: the test target occurs fewer than `threshold` times among training interactions."""
-    counts = np.bincount(seq.train_items(), minlength=seq.num_items + 1)
     _, targets = last_window(seq, 1, HOLDOUT["test"])
-    return counts[targets] < threshold
+    return seq.train_counts()[targets] < threshold
 
 
 @torch.no_grad()
@@ -117,14 +116,23 @@ def user_vectors(model: nn.Module, inputs: np.ndarray, device: torch.device, bat
 
 
 @torch.no_grad()
+def catalogue(model: nn.Module) -> np.ndarray:
+    """Every item's vector, (N, D) float32; row r = item id r+1."""
+    model.eval()
+    return model.item_vectors()[1:].float().cpu().numpy()
+
+
+@torch.no_grad()
 def evaluate_split(model: nn.Module, seq: Sequences, split: str, max_len: int, protocol: ProtocolConfig,
-                   device: torch.device, extra: dict | None = None) -> tuple[dict[str, float], np.ndarray]:
+                   device: torch.device, extra: dict | None = None, items: np.ndarray | None = None
+                   ) -> tuple[dict[str, float], np.ndarray]:
     """Metrics and per-user ranks for `split` ("valid" or "test"). With `extra` (a dict) and
-    `protocol.sampled`, the sampled-negative metrics are put there, their keys labelled."""
+    `protocol.sampled`, the sampled-negative metrics are put there, their keys labelled. `items`:
+    the model's `catalogue` when the caller already has it (computed here otherwise)."""
     holdout = HOLDOUT[split]
     inputs, targets = last_window(seq, max_len, holdout)
     queries = user_vectors(model, inputs, device)
-    items = model.item_vectors()[1:].float().cpu().numpy()  # row r = item id r+1
+    items = catalogue(model) if items is None else items
     if extra is not None and protocol.sampled:
         neg = sample_negatives(seq, targets, holdout, protocol.sampled, protocol.sampled_by, protocol.sampled_seed,
                                protocol.mask_history)
@@ -155,26 +163,18 @@ def cold_subsequences(seq: Sequences, threshold: int, max_len: int
     """The MMSR study's cold scenario (§3 / §7.1): every prefix s[:t] (t >= 1) of every user's complete
     sequence whose next item s[t] occurs < `threshold` times among training interactions.
     Returns inputs (Q, max_len) left-padded, targets (Q,), and the CSR history s[:t] of each query."""
-    counts = np.bincount(seq.train_items(), minlength=seq.num_items + 1)
-    pos = seq._position()
-    pick = np.flatnonzero((pos >= 1) & (counts[seq.flat] < threshold))  # flat index of each cold target
-    t = pos[pick]
-    start = pick - t  # flat index of the user's first item
-    rel = t[:, None] - max_len + np.arange(max_len)[None]
-    inputs = np.where(rel >= 0, seq.flat[start[:, None] + np.maximum(rel, 0)], 0)
-    indptr = np.concatenate([[0], np.cumsum(t)])
-    seen = seq.flat[np.arange(indptr[-1]) - np.repeat(indptr[:-1], t) + np.repeat(start, t)]
-    return inputs, seq.flat[pick], (indptr, seen)
+    return prefixes_ending_in(seq, seq.train_counts() < threshold, max_len)
 
 
 @torch.no_grad()
 def evaluate_cold_subsequences(model: nn.Module, seq: Sequences, max_len: int, protocol: ProtocolConfig,
-                               device: torch.device) -> dict[str, float]:
-    """Metrics over `cold_subsequences` (`cold_seq/*`), with the split's masking rule; {} when there are none."""
+                               device: torch.device, items: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics over `cold_subsequences` (`cold_seq/*`) with the protocol's masking rule, and their
+    count (`queries`; only the count when there are none). `items` as for `evaluate_split`."""
     inputs, targets, seen = cold_subsequences(seq, protocol.cold_threshold, max_len)
     if not len(targets):
         return {"queries": 0}
-    items = model.item_vectors()[1:].float().cpu().numpy()
+    items = catalogue(model) if items is None else items
     ranks = full_ranks(user_vectors(model, inputs, device), items, targets,
                        seen if protocol.mask_history else None, protocol, device)
     return {"queries": len(targets), **metrics_from_ranks(ranks, protocol.ks)}
