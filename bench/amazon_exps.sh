@@ -10,6 +10,7 @@
 # starts from an empty scratch copy and recomputes the features and the pre-training.)
 #
 #   bash bench/amazon_exps.sh             # EPOCHS=30 SEEDS="0 1 2"
+#   CORE=1 bash bench/amazon_exps.sh      # pinned to core 1 (beside another benchmark on core 0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,12 +20,14 @@ WORK=${WORK:-bench/.work/exps}
 EPOCHS=${EPOCHS:-30}
 SEEDS=${SEEDS:-"0 1 2"}
 PREFIX=${PREFIX:-sci}
+CORE=${CORE:-}  # e.g. CORE=1 pins every run to one core (leave empty to use any)
 MODELS=${MODELS:-"msm4sr sasrec mmsr"}
 SRC=$(cd "${SRC:-../shared/datasets/amazon-scientific-unisrec}" && pwd)  # absolute: the clone lives elsewhere
 if [ ! -d "$WORK/.git" ]; then
     git clone -q "$ROOT" "$WORK"
     (cd "$WORK" && dvc cache dir --local "$ROOT/.dvc/cache" && ln -s "$ROOT/.venv" .venv)
 fi
+pin() { if [ -n "$CORE" ] && command -v taskset >/dev/null; then taskset -c "$CORE" "$@"; else "$@"; fi; }
 cd "$WORK"
 git checkout -q -- .  # the last experiment left its params and lock here
 git pull -q --ff-only  # run the committed code of the project
@@ -33,7 +36,10 @@ COMMON=(-S dataset=amazon-scientific -S "datasets.amazon-scientific.source=$SRC"
         -S 'models.msm4sr.modalities=[text]' -S 'models.mmsr.modalities=[text]')
 for seed in $SEEDS; do
     for model in $MODELS; do
-        dvc exp run -f -n "$PREFIX-$model-s$seed" "${COMMON[@]}" -S "model=$model" -S "train.seed=$seed"
+        name="$PREFIX-$model-s$seed"
+        dvc exp remove "$name" >/dev/null 2>&1 || true  # a re-run replaces the old one
+        # no -f: `dvc exp run -f` reruns every stage, features included; without it unchanged stages are skipped
+        pin dvc exp run -n "$name" "${COMMON[@]}" -S "model=$model" -S "train.seed=$seed"
     done
 done
 mkdir -p "$OUT"
