@@ -14,7 +14,6 @@ import logging
 import os
 import time
 
-import numpy as np
 import torch
 from torch.func import functional_call
 from tqdm import tqdm
@@ -22,6 +21,11 @@ from tqdm import tqdm
 from pipeline.data import Sequences, last_window, train_windows
 from pipeline.device import resolve_device
 from pipeline.trainer import TrainConfig, seed_everything
+
+def _shares(lengths, weights) -> str:
+    """'2:0.293 5:0.320 …' — softmax(α) per candidate length, for the log."""
+    return " ".join(f"{k}:{float(w):.3f}" for k, w in zip(lengths, weights))
+
 
 log = logging.getLogger("pipeline.search")
 
@@ -113,11 +117,11 @@ def search(model, seq: Sequences, cfg: TrainConfig, max_len: int) -> dict:
                "seconds": time.perf_counter() - te, **{f"p@{k}": w for k, w in zip(mc.short_lengths, weights)}}
         history.append(row)
         log.info("search epoch %d: train %.4f valid %.4f softmax(α) %s", epoch, row["train_loss"], row["valid_loss"],
-                 " ".join(f"{k}:{w:.3f}" for k, w in zip(mc.short_lengths, weights)))
+                 _shares(mc.short_lengths, weights))
     k = model.chosen_length()
     probs = model.alpha.detach().softmax(0).cpu().numpy()
-    log.info("search chose short-term length k=%d (softmax(α) %s) in %.1fs", k, np.round(probs, 3).tolist(),
-             time.perf_counter() - t0)
+    log.info("search chose short-term length k=%d (softmax(α) %s) in %.1fs", k,
+             _shares(mc.short_lengths, probs), time.perf_counter() - t0)
     return {"k": k, "alpha": model.alpha.detach().cpu().tolist(),
             "p": {str(kk): float(p) for kk, p in zip(mc.short_lengths, probs)},
             "seconds": time.perf_counter() - t0, "history": history}
