@@ -42,10 +42,27 @@ def summarise(rows: list[dict]) -> list[list[str]]:
     return lines
 
 
+def per_length(rows: list[dict]) -> list[list[str]]:
+    """One line per candidate k: the single-length model's validation / test NDCG@10 and wall time
+    (AutoMLP-s's whole grid) beside AutoMLP's final softmax(α) share for k, mean ± std over seeds."""
+    singles = [r for r in rows if re.fullmatch(r"automlp:short_lengths=\[\d+\]", r["model"])]
+    searched = [r for r in rows if r["model"] == "automlp"]
+    lines = []
+    for k in sorted({int(r["model"].split("[")[1][:-1]) for r in singles}):
+        mine = [r for r in singles if r["model"] == f"automlp:short_lengths=[{k}]"]
+        lines.append([str(k), mean_std([r["valid/ndcg@10"] for r in mine]), mean_std([r["test/ndcg@10"] for r in mine]),
+                      mean_std([r["wall_s"] for r in mine], "{:.0f}"),
+                      mean_std([r["search_p"][str(k)] for r in searched], "{:.3f}")])
+    return lines
+
+
 def main() -> None:
     rows = [r for f in sys.argv[1:] for r in json.loads(Path(f).read_text())["rows"]]  # one file per seed is fine
     print(table(["model", "test HR@10", "test NDCG@10", "test MRR@10", "chosen k (per seed)", "search s",
                  "total s"], summarise(rows)))
+    print()
+    print(table(["k", "single-length valid NDCG@10", "single-length test NDCG@10", "single-length wall s",
+                 "AutoMLP softmax(α) after search"], per_length(rows)))
 
 
 if __name__ == "__main__":

@@ -60,13 +60,14 @@ def test_recbole_atomic_writer_round_trip(tmp_path):
 
 
 def test_automlp_report_picks_automlp_s_by_validation_and_sums_its_search_time():
-    from bench.automlp_report import summarise
+    from bench.automlp_report import per_length, summarise
 
     rows = []
     for seed in (0, 1):
         base = {"seed": seed, "test/hr@10": 0.1, "test/mrr@10": 0.03}
         rows.append(base | {"model": "automlp", "search_k": 5, "search_s": 10.0, "wall_s": 30.0,
-                            "test/ndcg@10": 0.05, "valid/ndcg@10": 0.05})
+                            "test/ndcg@10": 0.05, "valid/ndcg@10": 0.05,
+                            "search_p": {"2": 0.2 + seed / 10, "5": 0.5, "10": 0.3 - seed / 10}})
         for k, valid in ((2, 0.02), (5, 0.07), (10, 0.04)):
             rows.append(base | {"model": f"automlp:short_lengths=[{k}]", "wall_s": 20.0 + k,
                                 "test/ndcg@10": k / 100, "valid/ndcg@10": valid})
@@ -76,6 +77,10 @@ def test_automlp_report_picks_automlp_s_by_validation_and_sums_its_search_time()
     assert exhaustive[4] == "5/5" and exhaustive[2].startswith("0.0500")  # k=5 has the best validation
     assert exhaustive[5].startswith("77 ")  # 22 + 25 + 30 s: every candidate was trained
     assert sasrec[4] == "—"
+    grid = per_length(rows)
+    assert [line[0] for line in grid] == ["2", "5", "10"]
+    assert grid[1][1].startswith("0.0700") and grid[2][2].startswith("0.1000") and grid[0][3].startswith("22")
+    assert grid[0][4].startswith("0.250 ± 0.071")  # α shares 0.2 and 0.3 over the two seeds
 
 
 def test_combine_counts_a_rerun_once_and_keeps_the_later_row(tmp_path, capsys):
