@@ -1,6 +1,10 @@
-"""One mean ± std table from `dvc exp show --csv`: experiments named `<prefix>-<label>-s<seed>`.
+"""One mean ± std table from `dvc exp show --all-commits --csv`: experiments named
+`<prefix>-<label>-s<seed>`.
 
     python bench/exp_table.py bench/results/amazon-scientific/dvc-exps.csv --prefix sci
+
+The `workspace` row is skipped (it repeats an applied experiment, or shows stale metrics while
+one runs), and a name that appears under several baseline commits counts once: its newest run.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ def column(df: pl.DataFrame, key: str) -> str:
 
 def summarise(df: pl.DataFrame, prefix: str) -> list[list[str]]:
     runs = df.filter(pl.col("Experiment").str.starts_with(f"{prefix}-"))
+    if "rev" in runs.columns:
+        runs = runs.filter(pl.col("rev") != "workspace")
+    if "Created" in runs.columns:  # ISO timestamps: the string order is the time order
+        runs = runs.sort("Created", descending=True, nulls_last=True).unique("Experiment", keep="first",
+                                                                            maintain_order=True)
+        runs = runs.sort("Created", nulls_last=True)
     labels = runs["Experiment"].map_elements(lambda n: re.sub(r"-s\d+$", "", n[len(prefix) + 1:]), return_dtype=pl.String)
     runs = runs.with_columns(labels.alias("label"))
     out = []

@@ -105,10 +105,14 @@ def test_combine_counts_a_rerun_once_and_keeps_the_later_row(tmp_path, capsys):
 def test_exp_table_groups_seeds_by_experiment_name():
     from bench.exp_table import METRICS, summarise
 
-    cols = {"Experiment": ["sci-sasrec-s0", "sci-sasrec-s1", "sci-mmsr-s0", "other-s0", ""],
-            "data/metrics.json:model": ["sasrec", "sasrec", "mmsr", "pop", "sasrec"]}
+    cols = {"Experiment": ["sci-sasrec-s0", "sci-sasrec-s1", "sci-mmsr-s0", "other-s0", "", "sci-mmsr-s1",
+                           "sci-sasrec-s0"],
+            "rev": ["a1", "a2", "a3", "a4", "main", "workspace", "b1"],  # a workspace row repeats or is stale
+            "Created": ["2026-11-24T07:00:00", "2026-11-24T08:00:00", "2026-11-24T09:00:00", "2026-11-24T07:00:00",
+                        "", "", "2026-11-24T06:00:00"],  # the last row: an older run of sci-sasrec-s0
+            "data/metrics.json:model": ["sasrec", "sasrec", "mmsr", "pop", "sasrec", "mmsr", "sasrec"]}
     for key in METRICS:
-        cols[key] = ["0.1", "0.3", "0.2", "0.9", "0.5"]
+        cols[key] = ["0.1", "0.3", "0.2", "0.9", "0.5", "0.7", "0.8"]
     rows = summarise(pl.DataFrame(cols), "sci")
     assert [r[0] for r in rows] == ["sasrec", "mmsr"] and [r[1] for r in rows] == ["2", "1"]
     assert rows[0][2] == "0.2000 ± 0.1414" and rows[1][2] == "0.2000"
