@@ -6,7 +6,7 @@
 #
 # The experiments run in a scratch clone of the committed project (WORK) that shares this
 # project's DVC cache, so the workspace here is never touched; see them with
-# `cd bench/.work/exps && dvc exp show`. (`dvc exp run --queue` would work too, but each queued run
+# `cd bench/.work/exps && dvc exp show -A`. (`dvc exp run --queue` would work too, but each queued run
 # starts from an empty scratch copy and recomputes the features and the pre-training.)
 #
 #   bash bench/amazon_exps.sh             # EPOCHS=30 SEEDS="0 1 2"
@@ -43,5 +43,5 @@ for seed in $SEEDS; do
     done
 done
 mkdir -p "$OUT"
-dvc exp show --csv > "$OUT/dvc-exps.csv"
+dvc exp show --all-commits --csv > "$OUT/dvc-exps.csv"  # every seed, whichever commit it ran on
 python "$ROOT/bench/exp_table.py" "$OUT/dvc-exps.csv" --prefix "$PREFIX" | tee "$OUT/table.md"
