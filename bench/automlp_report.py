@@ -17,6 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.report import mean_std, table  # noqa: E402
 
 
+def single_length(model: str) -> int | None:
+    """k of an AutoMLP-s run (`automlp:short_lengths=[k]`), None for any other model."""
+    m = re.fullmatch(r"automlp:short_lengths=\[(\d+)\]", model)
+    return int(m.group(1)) if m else None
+
+
 def summarise(rows: list[dict]) -> list[list[str]]:
     seeds = sorted({r["seed"] for r in rows})
     out: dict[str, list[dict]] = {"AutoMLP": [], "AutoMLP-s": [], "SASRec": []}
@@ -24,10 +30,10 @@ def summarise(rows: list[dict]) -> list[list[str]]:
         mine = [r for r in rows if r["seed"] == s]
         auto = next(r for r in mine if r["model"] == "automlp")
         out["AutoMLP"].append(auto | {"k": auto["search_k"], "search": auto["search_s"], "total": auto["wall_s"]})
-        singles = [r for r in mine if re.fullmatch(r"automlp:short_lengths=\[\d+\]", r["model"])]
+        singles = [r for r in mine if single_length(r["model"]) is not None]
         best = max(singles, key=lambda r: r["valid/ndcg@10"])
         total = sum(r["wall_s"] for r in singles)
-        out["AutoMLP-s"].append(best | {"k": int(best["model"].split("[")[1][:-1]), "search": total, "total": total})
+        out["AutoMLP-s"].append(best | {"k": single_length(best["model"]), "search": total, "total": total})
         out["SASRec"].append(next(r for r in mine if r["model"] == "sasrec"))
 
     def stat(rs: list[dict], key: str, fmt: str = "{:.4f}") -> str:
@@ -45,11 +51,10 @@ def summarise(rows: list[dict]) -> list[list[str]]:
 def per_length(rows: list[dict]) -> list[list[str]]:
     """One line per candidate k: the single-length model's validation / test NDCG@10 and wall time
     (AutoMLP-s's whole grid) beside AutoMLP's final softmax(α) share for k, mean ± std over seeds."""
-    singles = [r for r in rows if re.fullmatch(r"automlp:short_lengths=\[\d+\]", r["model"])]
     searched = [r for r in rows if r["model"] == "automlp"]
     lines = []
-    for k in sorted({int(r["model"].split("[")[1][:-1]) for r in singles}):
-        mine = [r for r in singles if r["model"] == f"automlp:short_lengths=[{k}]"]
+    for k in sorted({single_length(r["model"]) for r in rows} - {None}):
+        mine = [r for r in rows if single_length(r["model"]) == k]
         lines.append([str(k), mean_std([r["valid/ndcg@10"] for r in mine]), mean_std([r["test/ndcg@10"] for r in mine]),
                       mean_std([r["wall_s"] for r in mine], "{:.0f}"),
                       mean_std([r["search_p"][str(k)] for r in searched], "{:.3f}")])

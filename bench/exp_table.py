@@ -35,9 +35,7 @@ def summarise(df: pl.DataFrame, prefix: str) -> list[list[str]]:
     if "rev" in runs.columns:
         runs = runs.filter(pl.col("rev") != "workspace")
     if "Created" in runs.columns:  # ISO timestamps: the string order is the time order
-        runs = runs.sort("Created", descending=True, nulls_last=True).unique("Experiment", keep="first",
-                                                                            maintain_order=True)
-        runs = runs.sort("Created", nulls_last=True)
+        runs = runs.sort("Created", nulls_last=True).unique("Experiment", keep="last", maintain_order=True)
     labels = runs["Experiment"].map_elements(lambda n: re.sub(r"-s\d+$", "", n[len(prefix) + 1:]), return_dtype=pl.String)
     runs = runs.with_columns(labels.alias("label"))
     out = []

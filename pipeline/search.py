@@ -22,12 +22,12 @@ from pipeline.data import Sequences, last_window, train_windows
 from pipeline.device import resolve_device
 from pipeline.trainer import TrainConfig, seed_everything
 
+log = logging.getLogger("pipeline.search")
+
+
 def _shares(lengths, weights) -> str:
     """'2:0.293 5:0.320 …' — softmax(α) per candidate length, for the log."""
     return " ".join(f"{k}:{float(w):.3f}" for k, w in zip(lengths, weights))
-
-
-log = logging.getLogger("pipeline.search")
 
 
 def batch_loss(model, params: dict | None, x: torch.Tensor, y: torch.Tensor, kind: str,
