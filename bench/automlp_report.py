@@ -25,11 +25,14 @@ def single_length(model: str) -> int | None:
 
 def summarise(rows: list[dict]) -> list[list[str]]:
     seeds = sorted({r["seed"] for r in rows})
-    out: dict[str, list[dict]] = {"AutoMLP": [], "AutoMLP-s": [], "SASRec": []}
+    out: dict[str, list[dict]] = {"AutoMLP": [], "AutoMLP, first-order search (`automlp:xi=0`)": [], "AutoMLP-s": [],
+                                  "SASRec": []}
     for s in seeds:
         mine = [r for r in rows if r["seed"] == s]
-        auto = next(r for r in mine if r["model"] == "automlp")
-        out["AutoMLP"].append(auto | {"k": auto["search_k"], "search": auto["search_s"], "total": auto["wall_s"]})
+        for name, spec in (("AutoMLP", "automlp"), ("AutoMLP, first-order search (`automlp:xi=0`)", "automlp:xi=0")):
+            auto = next((r for r in mine if r["model"] == spec), None)
+            if auto is not None:
+                out[name].append(auto | {"k": auto["search_k"], "search": auto["search_s"], "total": auto["wall_s"]})
         singles = [r for r in mine if single_length(r["model"]) is not None]
         best = max(singles, key=lambda r: r["valid/ndcg@10"])
         total = sum(r["wall_s"] for r in singles)
@@ -41,6 +44,8 @@ def summarise(rows: list[dict]) -> list[list[str]]:
 
     lines = []
     for name, rs in out.items():
+        if not rs:
+            continue
         lines.append([name, stat(rs, "test/hr@10"), stat(rs, "test/ndcg@10"), stat(rs, "test/mrr@10"),
                       "/".join(str(r["k"]) for r in rs) if "k" in rs[0] else "—",
                       stat(rs, "search", "{:.0f}") if "search" in rs[0] else "—",

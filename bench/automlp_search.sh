@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# AutoMLP (DARTS search of the short-term length, then retraining) vs AutoMLP-s (one model per
-# candidate length, picked by validation) vs SASRec on ML-100K, 3 seeds, exact full ranking; prints
-# the metrics, the chosen k and the search time of each (docs/benchmarks.md). All runs of one call
-# share one process, one core and one thread, so their times compare.
+# AutoMLP (DARTS search of the short-term length, α on the validation items, then retraining) vs
+# AutoMLP with the first-order step (ξ = 0) vs AutoMLP-s (one model per candidate length, picked by
+# validation) vs SASRec on ML-100K, exact full ranking, every run to early stopping (params.yaml's
+# train: patience 10, up to 200 epochs). One seed = one job = one process on one core with one
+# thread, so every time inside a seed compares; seeds run side by side, one per core.
 #
-#   bash bench/automlp_search.sh          # EPOCHS=30 SEEDS="0 1 2" by default
-#   SEEDS=1 TAG=-s1 CORE=1 WORK=bench/.work/ml-100k bash bench/automlp_search.sh   # one seed, reusing features
+#   bash bench/automlp_search.sh                 # SEEDS="0 1 2", then the table
+#   LIST=1 SEEDS="0 1 2" bash bench/automlp_search.sh   # only print the jobs (for bench/run_queue.py)
+#   python bench/automlp_report.py bench/results/automlp-search/runs-s*.json   # the table again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-bench/results/automlp-search}
-EPOCHS=${EPOCHS:-30}
 SEEDS=${SEEDS:-"0 1 2"}
-TAG=${TAG:-}
-CORE=${CORE:-0}
-ARGS=(--dataset ml-100k --seeds $SEEDS --out "$OUT" --name "runs$TAG.json"
-      --set "train.epochs=$EPOCHS" train.threads=1 features.threads=1)
-if [ -n "${WORK:-}" ]; then ARGS+=(--work "$WORK"); fi
-mkdir -p "$OUT"
-pin() { if command -v taskset >/dev/null; then taskset -c "$CORE" "$@"; else "$@"; fi; }
-pin "$PY" bench/baselines.py "${ARGS[@]}" --models automlp "automlp:short_lengths=[2]" "automlp:short_lengths=[5]" \
-    "automlp:short_lengths=[10]" "automlp:short_lengths=[20]" "automlp:short_lengths=[30]" sasrec \
-    | tee "$OUT/runs$TAG.md"
-"$PY" bench/automlp_report.py "$OUT"/runs*.json | tee "$OUT/table.md"
+WORK=${WORK:-bench/.work/ml-100k}
+MODELS=(automlp 'automlp:xi=0' 'automlp:short_lengths=[2]' 'automlp:short_lengths=[5]' 'automlp:short_lengths=[10]'
+        'automlp:short_lengths=[20]' 'automlp:short_lengths=[30]' sasrec)
+jobs() {
+    for seed in $SEEDS; do
+        printf '%s bench/baselines.py --dataset ml-100k --seeds %s --work %s --out %s --name runs-s%s.json --set train.threads=1 features.threads=1 --models' \
+            "$PY" "$seed" "$WORK" "$OUT" "$seed"
+        printf " '%s'" "${MODELS[@]}"
+        echo
+    done
+}
+if [ -n "${LIST:-}" ]; then jobs; exit 0; fi
+"$PY" bench/baselines.py --dataset ml-100k --work "$WORK" --prepare-only
+"$PY" bench/run_queue.py --logs "$OUT/logs" <(jobs)
+"$PY" bench/automlp_report.py "$OUT"/runs-s*.json | tee "$OUT/table.md"

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
+import shutil
 import sys
 import tempfile
 import logging
@@ -60,16 +62,20 @@ def main() -> None:
     ap.add_argument("--work", help="keep prepared/ and features/ in this folder and reuse them when present (same "
                     "params!), e.g. bench/.work/ml-100k from model_cost.py; default: a scratch folder")
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="only print one table from these result files")
+    ap.add_argument("--prepare-only", action="store_true", help="only build --work's prepared/ and features/ "
+                    "(before several jobs share them)")
     args = ap.parse_args()
     if args.combine:
         return combine(args.combine)
+    if args.prepare_only and not args.work:
+        raise SystemExit("--prepare-only needs --work (the folder the later jobs reuse)")
     setup_logging()
     params = override(load_params(args.params), args.set) | {"dataset": args.dataset}
     seeds = args.seeds or [params["train"].get("seed", 42)]
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         specs = {label: parse_spec(label) for label in args.models}
-        needs_features = any(hasattr(MODELS[name], "FEATURES") for name, _ in specs.values())
+        needs_features = args.prepare_only or any(hasattr(MODELS[name], "FEATURES") for name, _ in specs.values())
         data = Path(args.work) if args.work else tmp  # prepared/ and features/ live here
         if not (data / "prepared" / "stats.json").is_file():
             prepare(params, data)
@@ -78,6 +84,8 @@ def main() -> None:
         stats = json.loads((data / "prepared" / "stats.json").read_text())
         if needs_features and not (data / "features" / "keywords").is_dir():
             extract_features(params, data)
+        if args.prepare_only:
+            return
         if data != tmp:
             for sub in ("prepared", "features"):
                 if (data / sub).is_dir():
@@ -98,7 +106,9 @@ def main() -> None:
                     log.exception("%s seed %d failed", model, seed)
                     failed.append({"model": model, "seed": seed, "error": f"{type(e).__name__}: {e}"})
                 else:
-                    rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model})
+                    ranks = keep_ranks(out / "ranks.parquet", Path(args.out), args.name or args.dataset, model, seed)
+                    rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model,
+                                 "ranks": ranks})
                 save(Path(args.out) / (args.name or f"baselines-{args.dataset}.json"), rows, failed=failed,
                      dataset=args.dataset, seeds=seeds,
                      stats={k: stats[k] for k in ("users", "items", "interactions", "density")},
@@ -106,6 +116,16 @@ def main() -> None:
     print_table(rows, [m for m in args.models if any(r["model"] == m for r in rows)], args.dataset, stats, seeds)
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: {failed}")
+
+
+def keep_ranks(src: Path, out: Path, name: str, model: str, seed: int) -> str:
+    """Copy a run's per-query ranks (evaluate stage) under out/ranks/; returns the path relative to out,
+    which `python -m pipeline.compare` reads for paired statistics."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{Path(name).stem}-{model}-s{seed}").strip("_")
+    dst = out / "ranks" / f"{slug}.parquet"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return str(dst.relative_to(out))
 
 
 def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, seeds: list[int]) -> None:

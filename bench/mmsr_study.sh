@@ -1,29 +1,30 @@
 #!/usr/bin/env bash
-# The MMSR fusion study on ML-100K (posters + overviews), 3 seeds, exact full ranking: every fusion
-# with the SASRec backbone, merge-attention with all three backbones, MMSR-T / MMSR-V, and the
-# ID-based SASRec; the cold-item columns are the study's §7.1 comparison (docs/benchmarks.md).
-# Split over two processes pinned to one core each.
+# The MMSR fusion study's headline rows on ML-100K (posters + overviews), 3 seeds, exact full
+# ranking, every run to early stopping (patience 10, up to 200 epochs): the four coarse fusions,
+# merge- and co-attention, MMSR-T / MMSR-V, merge-attention on the GRU4Rec backbone, and the ID
+# baselines SASRec and GRU4Rec under MMSR's loss (BCE, one uniform negative per position) beside
+# SASRec under full-softmax CE. One job per (row, seed), one core and one thread each.
 #
-#   bash bench/mmsr_study.sh              # EPOCHS=30 SEEDS="0 1 2" by default
-#   SEEDS=1 TAG=-s1 WORK=bench/.work/ml-100k bash bench/mmsr_study.sh   # one seed, reusing prepared features
+#   bash bench/mmsr_study.sh                  # SEEDS="0 1 2", then the table
+#   LIST=1 bash bench/mmsr_study.sh           # only print the jobs (for bench/run_queue.py)
+#   python bench/baselines.py --combine bench/results/mmsr-study/*.json   # the table again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-bench/results/mmsr-study}
-EPOCHS=${EPOCHS:-30}
 SEEDS=${SEEDS:-"0 1 2"}
-TAG=${TAG:-}
-COMMON=(--dataset ml-100k --seeds $SEEDS --out "$OUT" --set "train.epochs=$EPOCHS" train.threads=1 features.threads=1)
-if [ -n "${WORK:-}" ]; then COMMON+=(--work "$WORK"); fi
-mkdir -p "$OUT"
-pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
-pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name "half-a$TAG.json" --models \
-    mmsr "mmsr:fusion=\"co_attention\"" "mmsr:fusion=\"gate\"" "mmsr:fusion=\"film\"" "mmsr:fusion=\"sum\"" \
-    "mmsr:fusion=\"concat\"" 'mmsr:modalities=["text"]' sasrec > "$OUT/half-a$TAG.log" 2>&1 &
-A=$!
-pin 1 "$PY" bench/baselines.py "${COMMON[@]}" --name "half-b$TAG.json" --models \
-    "mmsr:fusion=\"gate_dnn\"" "mmsr:fusion=\"film_dnn\"" "mmsr:fusion=\"sum_dnn\"" "mmsr:fusion=\"concat_dnn\"" \
-    "mmsr:backbone=\"gru4rec\"" "mmsr:backbone=\"nextitnet\"" 'mmsr:modalities=["image"]' > "$OUT/half-b$TAG.log" 2>&1 &
-B=$!
-wait $A; wait $B
-"$PY" bench/baselines.py --combine "$OUT"/half-*.json | tee "$OUT/table.md"
+WORK=${WORK:-bench/.work/ml-100k}
+ROWS=(mmsr 'mmsr:fusion="co_attention"' 'mmsr:fusion="sum"' 'mmsr:fusion="concat"' 'mmsr:fusion="gate"'
+      'mmsr:fusion="film"' 'mmsr:modalities=["text"]' 'mmsr:modalities=["image"]' 'mmsr:backbone="gru4rec"'
+      'sasrec:loss="bce"' 'gru4rec:loss="bce"' sasrec)
+jobs() {
+    for seed in $SEEDS; do
+        for i in "${!ROWS[@]}"; do
+            echo "$PY bench/baselines.py --dataset ml-100k --seeds $seed --work $WORK --out $OUT --name row$i-s$seed.json --set train.threads=1 features.threads=1 --models '${ROWS[$i]}'"
+        done
+    done
+}
+if [ -n "${LIST:-}" ]; then jobs; exit 0; fi
+"$PY" bench/baselines.py --dataset ml-100k --work "$WORK" --prepare-only
+"$PY" bench/run_queue.py --logs "$OUT/logs" <(jobs)
+"$PY" bench/baselines.py --combine "$OUT"/row*.json | tee "$OUT/table.md"

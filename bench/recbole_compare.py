@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import prepare, save  # noqa: E402
 from models import build_model  # noqa: E402
-from pipeline.data import Sequences  # noqa: E402
-from pipeline.evaluation import ProtocolConfig, evaluate_split  # noqa: E402
+from pipeline.data import Sequences, Split  # noqa: E402
+from pipeline.evaluation import ProtocolConfig, evaluate_queries  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
 from pipeline.sources.recbole import write_atomic  # noqa: E402
 from pipeline.tables import read_table  # noqa: E402
-from pipeline.trainer import TrainConfig, fit, resolve_device  # noqa: E402
+from pipeline.trainer import TrainConfig, fit, resolve_device, seed_everything  # noqa: E402
 
 RECBOLE_VENV = ROOT / ".venv-recbole"
 RECBOLE_PINS = ["torch==2.13.0", "recbole==1.2.1"]
@@ -82,6 +82,8 @@ def recbole_config(data_path: Path, name: str, model: str, checkpoint_dir: Path,
 
 def run_ours(model: str, seq: Sequences, seed: int, patience: int, threads: int, stride: int = 0) -> dict:
     protocol = ProtocolConfig(mask_history=False)
+    split = Split(seq)
+    seed_everything(seed)  # before building: the initial weights are part of the seeded run
     net = build_model(model, OURS[model] | {"max_len": 50}, seq.num_items)
     curve, wall = [], 0.0
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -93,8 +95,8 @@ def run_ours(model: str, seq: Sequences, seed: int, patience: int, threads: int,
 
     cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=patience, seed=seed, threads=threads,
                       window_stride=stride)
-    summary = fit(net, seq, cfg, protocol, 50, on_epoch)
-    test, _ = evaluate_split(net, seq, "test", 50, protocol, resolve_device("auto"))
+    summary = fit(net, split.training, cfg, protocol, 50, on_epoch)
+    test, _, _ = evaluate_queries(net, split.test_queries(50), protocol, resolve_device("auto"))
     return {"model": model, "curve": curve, "best_valid_ndcg@10": summary["best"], "epochs_run": len(curve),
             "train_wall_s": wall, "s_per_epoch": sum(r["train_s"] for r in summary["history"]) / len(curve),
             "test": {k: v for k, v in test.items() if k.endswith("@10")},

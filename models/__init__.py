@@ -4,7 +4,14 @@ Interface every model implements (plain torch; no files, no DVC):
     Model(cfg, num_items)
     encode(seqs (B, L) int64, left-padded) -> (B, L, D) states; state t predicts item t+1
     item_vectors() -> (N+1, D) output vectors (row 0 = padding, never ranked)
-Models without gradient training (pop) implement `fit_counts(items)` instead.
+    loss(inputs (B, L), targets (B, L), negatives) -> scalar: the model's own training loss;
+        `negatives()` returns sampled negative ids (B, L, S) when the loss needs them
+One optional hook, called once by the trainer before the first step:
+    prepare(train: Sequences, lr) -> optimizer param groups | None
+        `train` is the training view (no validation or test item); popularity counts from it,
+        MMSR returns its per-part learning rates. A model with no trainable parameters is fitted
+        by `prepare` alone.
+Models whose config has a `loss` field get `train.loss` when their params section leaves it unset.
 Models that read cached item features declare `FEATURES = ("text", "image")`, take
 `<modality>_table` and `features` (shapes) in their config and keep the tables in an
 `ItemFeatures` buffer module `feats`; the train stage fills it from data/features.
@@ -18,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from models.automlp import AutoMLP
+from models.common import LOSSES
 from models.gru4rec import GRU4Rec
 from models.m2sr import M2SR
 from models.mlpmixer import MLPMixer
@@ -50,6 +58,8 @@ def build_model(name: str, config: dict[str, Any] | None, num_items: int) -> nn.
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(f"model {name!r}: unknown config key(s) {unknown}; known: {sorted(known)}")
+    if "loss" in config and config["loss"] not in LOSSES:
+        raise ValueError(f"model {name!r}: loss={config['loss']!r}; use one of {LOSSES}")
     return cls(cls.Config(**config), num_items)
 
 

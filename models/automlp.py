@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import ItemFeatures, fast_dropout, sequence_loss
+from models.common import ItemFeatures, fast_dropout, next_item_loss
 from models.mlpmixer import MixerStack
 
 MODALITIES = ("text", "image")
@@ -40,7 +40,7 @@ class AutoMLPConfig:
     dropout: float = 0.2
     short_lengths: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 30])  # K; one entry = retraining
     use_features: bool = True  # §2.3.1: fuse the cached text/image vectors with the ID embedding
-    loss: str | None = None  # null = train.loss; `bce` = eq. 5 with train.negatives sampled items
+    loss: str = "ce"  # ce | bce = eq. 5 with train.negatives sampled items; the train stage fills in train.loss
     # search phase (pipeline/search.py, used when short_lengths has several entries)
     search_epochs: int = 10
     arch_lr: float = 3e-3  # Adam on α (DARTS: 3e-4 on images; α here has 5 entries)
@@ -140,10 +140,11 @@ class AutoMLP(nn.Module):
         short = self.short_norm((self.arch_weights()[:, None, None, None] * shorts).sum(0))
         return self.out(self.out_norm(torch.cat([short, long], -1)))
 
-    def forward(self, seqs: torch.Tensor, targets: torch.Tensor, kind: str = "ce",
-                negatives: torch.Tensor | None = None) -> torch.Tensor:
-        """The training loss (what the search's unrolled step differentiates through)."""
-        return sequence_loss(self.encode(seqs), targets, self.item_vectors(), kind, negatives)
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """The training loss (eq. 5 / full CE), also what the search's unrolled step differentiates."""
+        return next_item_loss(self, inputs, targets, negatives)
+
+    forward = loss  # `torch.func.functional_call` (the search's unrolled step) calls forward
 
     def item_vectors(self) -> torch.Tensor:
         return self.embed(torch.arange(self.item_emb.num_embeddings, device=self.item_emb.weight.device))

@@ -6,6 +6,8 @@ Conventions: item id 0 is padding; sequences are left-padded (the most recent it
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +40,17 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.
         neg_logit = torch.einsum("pd,psd->ps", h, item_vecs[neg])  # (P, S)
         return -(F.logsigmoid(pos_logit).mean() + F.logsigmoid(-neg_logit).mean())
     raise ValueError(f"unknown loss {kind!r}; use one of {LOSSES}")
+
+
+def next_item_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                   negatives: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The loss of a model that scores by `encode(inputs) · item_vectors()`, of kind `model.cfg.loss`.
+
+    `negatives()` returns the batch's sampled negative ids (B, L, S); it is called only for `bce`, so
+    a full-softmax model never draws from the training loop's random stream."""
+    kind = model.cfg.loss
+    return sequence_loss(model.encode(inputs), targets, model.item_vectors(), kind,
+                         negatives() if kind == "bce" else None)
 
 
 def causal_padding_mask(pad: torch.Tensor) -> torch.Tensor:

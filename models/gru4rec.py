@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.common import next_item_loss
+
 
 @dataclass
 class GRU4RecConfig:
@@ -15,6 +17,7 @@ class GRU4RecConfig:
     layers: int = 1  # stacked GRU layers (the MMSR study uses 4)
     dropout: float = 0.3  # on the input embeddings
     max_len: int = 50  # set from preprocess.max_len (unused by the GRU itself)
+    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
 
 
 class GRU4RecEncoder(nn.Module):
@@ -52,3 +55,7 @@ class GRU4Rec(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """Next-item loss over every target position (models.common.next_item_loss)."""
+        return next_item_loss(self, inputs, targets, negatives)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.common import ItemFeatures, fast_dropout
+from models.common import ItemFeatures, fast_dropout, next_item_loss
 from models.mlpmixer import MixerStack
 
 
@@ -38,6 +38,7 @@ class M2SRConfig:
     channel_expansion: int = 4
     dropout: float = 0.2
     max_len: int = 50  # set from preprocess.max_len
+    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
     text_table: str = "text"  # feature table for T: text (pooled) | text_sentences (averaged)
     image_table: str = "image"  # feature table for I: image | keyword_vectors (averaged over images)
     features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train stage
@@ -76,3 +77,7 @@ class M2SR(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         return self.fuse(torch.cat(self.item_inputs(), -1))
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """Next-item loss over every target position (models.common.next_item_loss)."""
+        return next_item_loss(self, inputs, targets, negatives)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import fast_dropout
+from models.common import fast_dropout, next_item_loss
 
 
 @dataclass
@@ -28,6 +28,7 @@ class MLPMixerConfig:
     channel_expansion: int = 4  # channel-mixing hidden = hidden * this
     dropout: float = 0.2
     max_len: int = 50  # set from preprocess.max_len; also the token-mixing width
+    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
 
 
 class CausalTokenMix(nn.Module):
@@ -99,3 +100,7 @@ class MLPMixer(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """Next-item loss over every target position (models.common.next_item_loss)."""
+        return next_item_loss(self, inputs, targets, negatives)

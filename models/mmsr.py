@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import LOSSES, ItemFeatures
+from models.common import LOSSES, ItemFeatures, sequence_loss
 from models.gru4rec import GRU4RecEncoder
 from models.nextitnet import NextItNetEncoder
 from models.sasrec import Block, SASRecEncoder
@@ -244,12 +244,28 @@ class MMSR(nn.Module):
         return self.run_backbone(self.item_vectors_for(ids)[inverse], seqs)
 
     def run_backbone(self, x: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
-        """(B, L, d) already-fused item vectors -> states; the trainer fuses a batch's inputs, targets
-        and negatives in one call and passes the inputs' rows here."""
+        """(B, L, d) already-fused item vectors -> states."""
         return self.backbone(self.in_norm(x), seqs == 0)
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """§8.2: the adapter (projections + adapters) and the fusion at their own rates, the rest at lr."""
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """The study's BCE with sampled negatives (or full CE). Every item a step needs (inputs,
+        targets, negatives) is fused once and the backbone runs on the gathered rows."""
+        if self.cfg.loss == "ce":  # full softmax: every item is needed anyway
+            vecs = self.item_vectors()
+            return sequence_loss(self.run_backbone(vecs[inputs], inputs), targets, vecs, "ce")
+        neg = negatives()
+        ids, inv = torch.unique(torch.cat([targets.new_zeros(1), inputs.flatten(), targets.flatten(), neg.flatten()]),
+                                return_inverse=True)
+        n_x, n_y = inputs.numel(), targets.numel()
+        vecs = self.item_vectors_for(ids)
+        h = self.run_backbone(vecs[inv[1:1 + n_x].view_as(inputs)], inputs)
+        return sequence_loss(h, inv[1 + n_x:1 + n_x + n_y].view_as(targets), vecs, "bce",
+                             inv[1 + n_x + n_y:].view_as(neg))
+
+    def prepare(self, train, lr: float) -> list[dict]:
+        """The optimizer groups (§8.2): the adapter (projections + adapters) and the fusion at their own
+        rates, the rest at lr. (`train`, the training view, is not needed: MMSR's feature statistics
+        come from the item features, not from interactions.)"""
         adapter = [p for n, p in self.named_parameters() if n.startswith(("proj.", "adapter."))]
         fusion = list(self.fusion.parameters())
         taken = {id(p) for p in adapter + fusion}

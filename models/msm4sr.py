@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import ItemFeatures
+from models.common import ItemFeatures, next_item_loss
 from models.sasrec import SASRecEncoder
 
 MODALITIES = ("text", "image")
@@ -50,6 +50,7 @@ class MSM4SRConfig:
     e2e_weight: float = 0.0  # > 0: MSM4SR_E2E, add this x the pre-training loss while fine-tuning
     modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # ["text"] = MSM4SR-T, ["image"] = -V
     use_ids: bool = True  # item-ID embeddings at fine-tuning (eq. 12)
+    loss: str = "ce"  # fine-tuning loss: eq. 13's cross-entropy (bce: sampled negatives)
     pretrained: bool = True  # initialise M²SE from the pretrain stage (false: ablation w/o Pre-train)
     pretrained_path: str | None = None  # default data/pretrain/msm4sr.pt; another data set's for MSM4SR_Cross
     freeze_transformer: bool = False  # MSM4SR_Cross: tune only the modality encoders (and IDs)
@@ -170,12 +171,14 @@ class MSM4SR(nn.Module):
         ids = self.item_emb.weight if self.cfg.use_ids else 0.0
         return torch.cat([self.item_modal(m) + ids for m in self.cfg.modalities], -1)
 
-    def extra_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-        """MSM4SR_E2E: the pre-training loss on each window's last (prefix, next item) pair."""
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """Fine-tuning loss (eq. 13); MSM4SR_E2E (`e2e_weight` > 0) adds that weight x the pre-training
+        loss on each window's last (prefix, next item) pair."""
+        loss = next_item_loss(self, inputs, targets, negatives)
         if self.cfg.e2e_weight <= 0:
-            return None
-        keep = y[:, -1] > 0
-        return self.cfg.e2e_weight * self.pretrain_loss(x[keep], y[keep, -1])["loss"]
+            return loss
+        keep = targets[:, -1] > 0
+        return loss + self.cfg.e2e_weight * self.pretrain_loss(inputs[keep], targets[keep, -1])["loss"]
 
     # ------------------------------------------------------------------ pre-training
     def pretrain_loss(self, seqs: torch.Tensor, targets: torch.Tensor,

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.common import next_item_loss
+
 
 @dataclass
 class NextItNetConfig:
@@ -17,6 +19,7 @@ class NextItNetConfig:
     blocks: int = 2  # ... repeated this many times (the MMSR study uses 2 blocks)
     dropout: float = 0.2
     max_len: int = 50  # set from preprocess.max_len (unused by the convolutions)
+    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
 
 
 class ResidualBlock(nn.Module):
@@ -68,3 +71,7 @@ class NextItNet(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """Next-item loss over every target position (models.common.next_item_loss)."""
+        return next_item_loss(self, inputs, targets, negatives)

@@ -14,7 +14,7 @@ class PopConfig:
 
 
 class Pop(nn.Module):
-    """Scores = training frequency. `fit_counts` replaces gradient training."""
+    """Scores = training frequency, counted by `prepare` from the training view (no gradients)."""
 
     Config = PopConfig
 
@@ -23,9 +23,9 @@ class Pop(nn.Module):
         self.cfg = cfg
         self.register_buffer("counts", torch.zeros(num_items + 1))
 
-    def fit_counts(self, items: torch.Tensor) -> None:
-        """items: 1-D tensor of every training interaction's item id."""
-        self.counts.zero_().index_add_(0, items.long(), torch.ones(items.numel(), device=self.counts.device))
+    def prepare(self, train, lr: float) -> None:
+        """`train`: the training view's Sequences; every training interaction counts once."""
+        self.counts.copy_(torch.as_tensor(train.counts(), dtype=self.counts.dtype))
         self.counts[0] = 0
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:

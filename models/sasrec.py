@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import causal_padding_mask, fast_dropout
+from models.common import causal_padding_mask, fast_dropout, next_item_loss
 
 
 @dataclass
@@ -29,6 +29,7 @@ class SASRecConfig:
     inner: int = 256  # feed-forward width
     dropout: float = 0.3  # embedding, attention and feed-forward dropout
     max_len: int = 50  # input window; set from preprocess.max_len by the trainer
+    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
     variant: str = "pre_ln"  # pre_ln | post_ln (RecBole's layout and init)
 
     def __post_init__(self) -> None:
@@ -116,3 +117,7 @@ class SASRec(nn.Module):
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight  # (N+1, D), tied with the input embedding
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+        """Next-item loss over every target position (models.common.next_item_loss)."""
+        return next_item_loss(self, inputs, targets, negatives)

@@ -1,8 +1,16 @@
-"""Vectorised sequence arrays: training windows, evaluation inputs and history masks.
+"""Vectorised sequence arrays and the one leave-one-out split everything reads through.
 
-A user's sequence s (length n) is split leave-one-out: the model trains on s[:n-2], validates by
-predicting s[n-2] from s[:n-2], and is tested by predicting s[n-1] from s[:n-1]. `holdout` below is
-how many items are cut from the end (2 for training and validation inputs, 1 for test inputs).
+A user's complete sequence s (length n) is split leave-one-out: training sees s[:n-2], validation
+predicts s[n-2] from s[:n-2], and the test predicts s[n-1] from s[:n-1].
+
+Who may see what is enforced by types, not by a `holdout` argument that each caller must get right:
+
+- `TrainView` is what every learning step receives (the trainer, AutoMLP's search, MSM4SR's
+  pre-training, popularity counts, any statistic a model computes from interactions): each user's
+  sequence *without* its last two items, plus the validation queries for model selection. It is
+  built from the two arrays alone, so no method of it can return a test target.
+- `Split` holds the complete sequences; only the evaluate stage builds one, and it is the only
+  place test queries come from.
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+HELD_OUT = 2  # validation + test items at the end of each sequence
 
-@dataclass
+
+@dataclass(frozen=True)
 class Sequences:
-    """All users' sequences as one flat int64 array with CSR offsets (user u = flat[off[u]:off[u+1]])."""
+    """Users' sequences as one flat int64 array with CSR offsets (user u = flat[off[u]:off[u+1]])."""
 
     flat: np.ndarray  # (total,) item ids
     offsets: np.ndarray  # (U+1,)
@@ -32,22 +42,93 @@ class Sequences:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def train_items(self, holdout: int = 2) -> np.ndarray:
-        """Every training interaction's item id (the first n-holdout items of each user)."""
-        return self.flat[self._position() < np.repeat(self.lengths - holdout, self.lengths)]
+    def counts(self) -> np.ndarray:
+        """(num_items + 1,) how often each item id occurs in these sequences."""
+        return np.bincount(self.flat, minlength=self.num_items + 1)
 
-    def train_counts(self, holdout: int = 2) -> np.ndarray:
-        """(num_items + 1,) how often each item id occurs among training interactions."""
-        return np.bincount(self.train_items(holdout), minlength=self.num_items + 1)
-
-    def _position(self) -> np.ndarray:
+    def positions(self) -> np.ndarray:
+        """(total,) each event's 0-based index inside its user's sequence."""
         return np.arange(self.flat.size) - np.repeat(self.offsets[:-1], self.lengths)
 
+    def without_last(self, k: int) -> "Sequences":
+        """Each user's sequence minus its last k items (new arrays: nothing of the cut part remains)."""
+        keep = np.maximum(self.lengths - k, 0)
+        mask = self.positions() < np.repeat(keep, self.lengths)
+        return Sequences(self.flat[mask].copy(), np.concatenate([[0], np.cumsum(keep)]), self.num_items)
 
-def train_windows(seq: Sequences, max_len: int, holdout: int = 2, stride: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Cut each user's training prefix into windows so every interaction but the first is a
-    target exactly once. Returns (inputs, targets), each (W, max_len) int64, left-padded with 0;
+    def item_at(self, position_from_end: int) -> np.ndarray:
+        """(U,) s[n - position_from_end] of every user (1 = the last item)."""
+        return self.flat[self.offsets[1:] - position_from_end].copy()
+
+    def last_windows(self, max_len: int) -> np.ndarray:
+        """(U, max_len) left-padded: each user's last max_len items."""
+        return window_before(self.flat, self.offsets[:-1], self.lengths, max_len)
+
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (indptr, item ids) of every user's whole sequence (the items to mask after it)."""
+        return self.offsets, self.flat
+
+
+@dataclass(frozen=True)
+class Queries:
+    """One next-item query per row: the input window, the target, the items seen before it and
+    whose query it is (0-based user index; user_id = index + 1)."""
+
+    inputs: np.ndarray  # (Q, max_len) left-padded
+    targets: np.ndarray  # (Q,)
+    seen: tuple[np.ndarray, np.ndarray]  # CSR (indptr, item ids) of each query's history
+    users: np.ndarray  # (Q,)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass(frozen=True)
+class TrainView:
+    """The training side of the split: `train` = each user's s[:n-2], `valid_targets` = s[n-2]."""
+
+    train: Sequences
+    valid_targets: np.ndarray  # (U,)
+
+    @property
+    def num_items(self) -> int:
+        return self.train.num_items
+
+    def valid_queries(self, max_len: int) -> Queries:
+        """Predict s[n-2] from the last max_len items of s[:n-2], masking s[:n-2]."""
+        return Queries(self.train.last_windows(max_len), self.valid_targets, self.train.history(),
+                       np.arange(len(self.valid_targets)))
+
+
+class Split:
+    """Leave-one-out split of the complete sequences; the only holder of test targets (evaluate stage)."""
+
+    def __init__(self, full: Sequences):
+        if len(full.lengths) and full.lengths.min() < HELD_OUT + 1:
+            raise ValueError(f"every user needs at least {HELD_OUT + 1} items for a leave-one-out split "
+                             "(preprocess drops shorter users)")
+        self.full = full
+        self._upto_test = full.without_last(1)
+        self.training = TrainView(full.without_last(HELD_OUT), full.item_at(2))
+
+    @property
+    def num_items(self) -> int:
+        return self.full.num_items
+
+    def test_queries(self, max_len: int) -> Queries:
+        """Predict s[n-1] from the last max_len items of s[:n-1], masking s[:n-1]."""
+        return Queries(self._upto_test.last_windows(max_len), self.full.item_at(1), self._upto_test.history(),
+                       np.arange(len(self.full.lengths)))
+
+
+def training_view(sequences: pl.DataFrame, num_items: int) -> TrainView:
+    """The training view straight from `sequences.parquet`; the complete sequences are dropped at once."""
+    return Split(Sequences.from_table(sequences, num_items)).training
+
+
+def train_windows(seq: Sequences, max_len: int, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut each (training) sequence into windows so every interaction but the first is a target
+    exactly once. Returns (inputs, targets), each (W, max_len) int64, left-padded with 0;
     targets[w, t] is the item after inputs[w, t] (0 = no target).
 
     `stride` (default max_len) is how far consecutive windows are apart. With stride < max_len the
@@ -57,7 +138,7 @@ def train_windows(seq: Sequences, max_len: int, holdout: int = 2, stride: int | 
     stride = max_len if stride is None else stride
     if not 1 <= stride <= max_len:
         raise ValueError(f"window stride must be in [1, max_len={max_len}], got {stride}")
-    n_train = np.maximum(seq.lengths - holdout, 0)
+    n_train = seq.lengths
     n_win = np.ceil(np.maximum(n_train - 1, 0) / stride).astype(np.int64)
     user = np.repeat(np.arange(n_train.size), n_win)
     j = np.arange(user.size) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = most recent window
@@ -70,14 +151,6 @@ def train_windows(seq: Sequences, max_len: int, holdout: int = 2, stride: int | 
     return inputs, np.where((inputs > 0) & own, targets, 0)
 
 
-def last_window(seq: Sequences, max_len: int, holdout: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (U, max_len): the last max_len items before position n-holdout; targets (U,): s[n-holdout]."""
-    end = seq.lengths - holdout
-    if (end < 1).any():
-        raise ValueError("every user needs at least holdout+1 items (preprocess drops shorter users)")
-    return window_before(seq.flat, seq.offsets[:-1], end, max_len), seq.flat[seq.offsets[:-1] + end]
-
-
 def window_before(flat: np.ndarray, first: np.ndarray, end: np.ndarray, max_len: int) -> np.ndarray:
     """(Q, max_len) left-padded: the last max_len items before position end[q] of the sequence that
     starts at flat index first[q]."""
@@ -85,22 +158,15 @@ def window_before(flat: np.ndarray, first: np.ndarray, end: np.ndarray, max_len:
     return np.where(rel >= 0, flat[first[:, None] + np.maximum(rel, 0)], 0)
 
 
-def prefixes_ending_in(seq: Sequences, flagged: np.ndarray, max_len: int
-                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Every position t >= 1 of every user's complete sequence whose item s[t] is flagged
-    (`flagged`: (num_items + 1,) bool). Returns the input windows (Q, max_len) before each, the
-    targets s[t] (Q,) and the CSR (indptr, item ids) of each whole prefix s[:t]."""
-    pos = seq._position()
+def prefixes_ending_in(seq: Sequences, flagged: np.ndarray, max_len: int) -> Queries:
+    """Every position t >= 1 of every user's sequence whose item s[t] is flagged
+    (`flagged`: (num_items + 1,) bool): the input window before it, the target s[t] and the CSR of
+    each whole prefix s[:t]."""
+    pos = seq.positions()
     at = np.flatnonzero((pos >= 1) & flagged[seq.flat])
     t = pos[at]
     first = at - t  # flat index of the user's first item
     indptr = np.concatenate([[0], np.cumsum(t)])
     seen = seq.flat[np.arange(indptr[-1]) - np.repeat(indptr[:-1], t) + np.repeat(first, t)]
-    return window_before(seq.flat, first, t, max_len), seq.flat[at], (indptr, seen)
-
-
-def history(seq: Sequences, holdout: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (indptr, item ids) of every item each user saw before position n-holdout."""
-    end = seq.lengths - holdout
-    keep = seq._position() < np.repeat(end, seq.lengths)
-    return np.concatenate([[0], np.cumsum(end)]), seq.flat[keep]
+    users = np.searchsorted(seq.offsets, at, side="right") - 1
+    return Queries(window_before(seq.flat, first, t, max_len), seq.flat[at], (indptr, seen), users)

@@ -1,6 +1,6 @@
 """Stage `evaluate`: checkpoint -> exact FAISS full-ranking metrics on valid and test (metrics.json).
 
-Keys are flat (`test/ndcg@10`) for `dvc metrics show` / `dvc exp show`; the protocol (ranking,
+The only stage that reads the test targets (`pipeline.data.Split`). Keys are flat (`test/ndcg@10`) for `dvc metrics show` / `dvc exp show`; the protocol (ranking,
 split, history-masking rule, tie rule) is written into the same file.
 """
 
@@ -10,56 +10,105 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+
 from pipeline.checkpoint import load_checkpoint
-from pipeline.evaluation import (ProtocolConfig, catalogue, cold_users, evaluate_cold_subsequences, evaluate_split,
-                                 length_groups)
+from pipeline.data import Sequences, Split
+from pipeline.evaluation import (ProtocolConfig, catalogue, cold_items, cold_subsequences, evaluate_queries,
+                                 length_groups, sample_negatives, sampled_ranks)
 from pipeline.metrics import metrics_from_ranks
-from pipeline.params import from_dict, load_params, setup_logging
-from pipeline.tables import read_json, write_json
-from pipeline.train import load_sequences
+from pipeline.params import ConfigError, from_dict, load_params, setup_logging
+from pipeline.tables import read_json, read_table, write_json, write_table
+from pipeline.train import run_params
 from pipeline.trainer import resolve_device
 
 log = logging.getLogger("pipeline.evaluate")
 
 
-def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path) -> dict:
+def load_split(prepared: Path) -> Split:
+    """The complete sequences with their leave-one-out split (test targets included: evaluate only)."""
+    items = read_table(prepared / "items.parquet", "items")
+    return Split(Sequences.from_table(read_table(prepared / "sequences.parquet", "sequences"), items.height))
+
+
+def check_checkpoint_matches(ckpt: dict, params: dict, checkpoint: Path) -> None:
+    """Refuse to label a checkpoint with parameters it was not trained with (e.g. params.yaml rewritten by
+    a concurrent `dvc exp run` between train and evaluate)."""
+    trained = ckpt["meta"].get("params")
+    if trained is None:
+        raise ConfigError(f"{checkpoint}: the checkpoint does not record the parameters it was trained with (an "
+                          "older version wrote it); re-run training (dvc repro)")
+    wanted = run_params(params, params.get("model"))
+    if trained != wanted:
+        diff = sorted(k for k in set(trained) | set(wanted) if trained.get(k) != wanted.get(k))
+        detail = "; ".join(f"{k}: trained with {trained.get(k)!r}, params.yaml says {wanted.get(k)!r}" for k in diff)
+        raise ConfigError(f"{checkpoint} was trained with other parameters than params.yaml ({detail}); no metrics "
+                          "written. Re-run training (dvc repro). Two `dvc exp run` in one workspace at once rewrite "
+                          "each other's params.yaml: queue them instead (README, 'Running experiments concurrently')")
+
+
+def write_ranks(path: Path, queries: dict, ranks: dict, provenance: dict) -> None:
+    """One row per evaluated query: query set, user, target, rank (float32; inf beyond the top-(K+1))."""
+    frames = [pl.DataFrame({"query": name, "user_id": (queries[name].users + 1).astype(np.int32),
+                            "target": queries[name].targets.astype(np.int32), "rank": r.astype(np.float32)})
+              for name, r in ranks.items()]
+    write_table(pl.concat(frames), path, "ranks", provenance)
+
+
+def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_out: Path | None = None) -> dict:
+    """Metrics of the checkpoint into `out` (JSON) and every query's rank into `ranks_out` (Parquet,
+    default `ranks.parquet` beside `out`): what `pipeline.compare` reads for paired statistics."""
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
     device = resolve_device((params.get("train") or {}).get("device", "auto"))
     model, ckpt = load_checkpoint(checkpoint, device)
-    seq = load_sequences(prepared)
-    if seq.num_items != ckpt["num_items"]:
-        raise ValueError(f"{checkpoint}: trained on {ckpt['num_items']} items but {prepared} has {seq.num_items}; "
+    check_checkpoint_matches(ckpt, params, checkpoint)
+    split = load_split(prepared)
+    if split.num_items != ckpt["num_items"]:
+        raise ValueError(f"{checkpoint}: trained on {ckpt['num_items']} items but {prepared} has {split.num_items}; "
                          "re-run training (dvc repro)")
+    view = split.training
     max_len = ckpt["meta"].get("max_len", 50)
     stats = read_json(prepared / "stats.json")
-    result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(seq.lengths),
-              "items": seq.num_items}
+    result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(view.valid_targets),
+              "items": split.num_items}
     ranks = {}
     items = catalogue(model)  # once for every query set below
-    for split in ("valid", "test"):
-        extra: dict = {}
-        metrics, ranks[split] = evaluate_split(model, seq, split, max_len, protocol, device,
-                                               extra if split == "test" else None, items)
-        result |= {f"{split}/{k}": round(v, 6) for k, v in metrics.items()}
-        result |= {f"{split}_{k}": round(v, 6) for k, v in extra.items()}  # test_sampled100_popularity/hr@10
-    for name, members in length_groups(seq, protocol.length_groups).items():
+    test = split.test_queries(max_len)
+    queries_of = {"valid": view.valid_queries(max_len), "test": test}
+    for name, queries in queries_of.items():
+        metrics, ranks[name], vectors = evaluate_queries(model, queries, protocol, device, items)
+        result |= {f"{name}/{k}": round(v, 6) for k, v in metrics.items()}
+        if name == "test" and protocol.sampled:  # test_sampled100_popularity/hr@10: labelled SAMPLED
+            neg = sample_negatives(view, queries, protocol.sampled, protocol.sampled_by, protocol.sampled_seed,
+                                   protocol.mask_history)
+            sampled = metrics_from_ranks(sampled_ranks(vectors, items, queries.targets, neg), protocol.ks)
+            result |= {f"test_sampled{protocol.sampled}_{protocol.sampled_by}/{k}": round(v, 6)
+                       for k, v in sampled.items()}
+    for name, members in length_groups(view, protocol.length_groups).items():
         result[f"test_len_{name}/users"] = int(members.sum())
         if members.any():
             result |= {f"test_len_{name}/{k}": round(v, 6)
                        for k, v in metrics_from_ranks(ranks["test"][members], protocol.ks).items()}
-    cold = cold_users(seq, protocol.cold_threshold)
+    cold = cold_items(view, protocol.cold_threshold)[test.targets]
     result["test_cold/users"] = int(cold.sum())
     if cold.any():
         cold_metrics = metrics_from_ranks(ranks["test"][cold], protocol.ks)
         result |= {f"test_cold/{k}": round(v, 6) for k, v in cold_metrics.items()}
-    result |= {f"cold_seq/{k}": round(v, 6) for k, v in
-               evaluate_cold_subsequences(model, seq, max_len, protocol, device, items).items()}
+    cold_seq = cold_subsequences(split, protocol.cold_threshold, max_len)
+    result["cold_seq/queries"] = len(cold_seq)
+    if len(cold_seq):
+        metrics, ranks["cold_seq"], _ = evaluate_queries(model, cold_seq, protocol, device, items)
+        result |= {f"cold_seq/{k}": round(v, 6) for k, v in metrics.items()}
     if "search" in ckpt["meta"]:  # AutoMLP: the searched short-term length and softmax(α)
         result["search/k"] = ckpt["meta"]["search"]["k"]
         result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}
         result |= {f"search/alpha@{k}": round(a, 6) for k, a in zip(ckpt["meta"]["search"]["p"],
                                                                     ckpt["meta"]["search"]["alpha"])}
     result |= protocol.describe()
+    queries_of["cold_seq"] = cold_seq
+    write_ranks(ranks_out or out.with_name("ranks.parquet"), queries_of, ranks,
+                {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe()})
     write_json(out, result)
     log.info("%s on %s: test hr@10 %.4f ndcg@10 %.4f mrr@10 %.4f", result["model"], result["dataset"],
              result["test/hr@10"], result["test/ndcg@10"], result["test/mrr@10"])
@@ -72,9 +121,10 @@ def main() -> None:
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--checkpoint", default="data/model/model.pt")
     ap.add_argument("--out", default="data/metrics.json")
+    ap.add_argument("--ranks", default="data/ranks.parquet")
     args = ap.parse_args()
     setup_logging()
-    evaluate(load_params(args.params), Path(args.prepared), Path(args.checkpoint), Path(args.out))
+    evaluate(load_params(args.params), Path(args.prepared), Path(args.checkpoint), Path(args.out), Path(args.ranks))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.data import Sequences, history, last_window, prefixes_ending_in
+from pipeline.data import Queries, Split, TrainView, prefixes_ending_in
 from pipeline.metrics import KS, metrics_from_ranks, ranks_from_topk
 from pipeline.params import ConfigError
 from pipeline.retrieval import exact_topk
-
-HOLDOUT = {"valid": 2, "test": 1}
-
 
 @dataclass
 class ProtocolConfig:
@@ -57,28 +54,30 @@ class ProtocolConfig:
               if self.sampled else {})
 
 
-def length_groups(seq: Sequences, edges: list[int]) -> dict[str, np.ndarray]:
+def length_groups(view: TrainView, edges: list[int]) -> dict[str, np.ndarray]:
     """{"<lo>-<hi>": (U,) bool} by the number of training interactions (before valid and test)."""
-    n = seq.lengths - 2
+    n = view.train.lengths
     bounds = [0, *edges, np.inf]
     return {f"{lo}-{'inf' if hi == np.inf else int(hi)}": (n >= lo) & (n < hi) for lo, hi in zip(bounds, bounds[1:])}
 
 
-def sample_negatives(seq: Sequences, targets: np.ndarray, holdout: int, n: int, by: str, seed: int,
-                     mask_history: bool = True, max_rounds: int = 50) -> np.ndarray:
-    """(U, n) item ids: per user, n distinct items that are neither the target nor (with masking)
+def sample_negatives(view: TrainView, queries: Queries, n: int, by: str, seed: int, mask_history: bool = True,
+                     max_rounds: int = 50) -> np.ndarray:
+    """(Q, n) item ids: per query, n distinct items that are neither the target nor (with masking)
     seen before it, drawn uniformly or by training popularity; rejection-sampled, vectorised."""
     rng = np.random.default_rng(seed)
-    counts = np.bincount(seq.train_items(), minlength=seq.num_items + 1)[1:].astype(np.float64)
-    p = (counts + 1e-12) / (counts + 1e-12).sum() if by == "popularity" else np.full(seq.num_items, 1 / seq.num_items)
+    num_items = view.num_items
+    counts = view.train.counts()[1:].astype(np.float64)
+    p = (counts + 1e-12) / (counts + 1e-12).sum() if by == "popularity" else np.full(num_items, 1 / num_items)
+    targets = queries.targets
     users = len(targets)
-    indptr, seen = history(seq, holdout)
+    indptr, seen = queries.seen
     owner = np.repeat(np.arange(users), np.diff(indptr))
-    forbidden = np.unique(np.concatenate([np.arange(users) * (seq.num_items + 1) + targets,
-                                          (owner * (seq.num_items + 1) + seen) if mask_history else []]).astype(np.int64))
-    out = rng.choice(seq.num_items, size=(users, n), p=p) + 1
+    forbidden = np.unique(np.concatenate([np.arange(users) * (num_items + 1) + targets,
+                                          (owner * (num_items + 1) + seen) if mask_history else []]).astype(np.int64))
+    out = rng.choice(num_items, size=(users, n), p=p) + 1
     for _ in range(max_rounds):
-        bad = np.isin(np.arange(users)[:, None] * (seq.num_items + 1) + out, forbidden)
+        bad = np.isin(np.arange(users)[:, None] * (num_items + 1) + out, forbidden)
         order = np.argsort(out, axis=1, kind="stable")
         srt = np.take_along_axis(out, order, 1)
         dup = np.zeros_like(bad)
@@ -86,9 +85,9 @@ def sample_negatives(seq: Sequences, targets: np.ndarray, holdout: int, n: int, 
         bad |= dup
         if not bad.any():
             return out
-        out[bad] = rng.choice(seq.num_items, size=int(bad.sum()), p=p) + 1
+        out[bad] = rng.choice(num_items, size=int(bad.sum()), p=p) + 1
     raise ValueError(f"could not draw {n} distinct unseen negatives for every user in {max_rounds} rounds; "
-                     f"lower protocol.sampled (catalogue: {seq.num_items} items)")
+                     f"lower protocol.sampled (catalogue: {num_items} items)")
 
 
 def sampled_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> np.ndarray:
@@ -98,10 +97,9 @@ def sampled_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, n
     return 1.0 + (neg >= t[:, None]).sum(1)
 
 
-def cold_users(seq: Sequences, threshold: int) -> np.ndarray:
-    """(U,) bool: the test target occurs fewer than `threshold` times among training interactions."""
-    _, targets = last_window(seq, 1, HOLDOUT["test"])
-    return seq.train_counts()[targets] < threshold
+def cold_items(view: TrainView, threshold: int) -> np.ndarray:
+    """(num_items + 1,) bool: the item occurs fewer than `threshold` times among training interactions."""
+    return view.train.counts() < threshold
 
 
 @torch.no_grad()
@@ -123,25 +121,15 @@ def catalogue(model: nn.Module) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, seq: Sequences, split: str, max_len: int, protocol: ProtocolConfig,
-                   device: torch.device, extra: dict | None = None, items: np.ndarray | None = None
-                   ) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics and per-user ranks for `split` ("valid" or "test"). With `extra` (a dict) and
-    `protocol.sampled`, the sampled-negative metrics are put there, their keys labelled. `items`:
-    the model's `catalogue` when the caller already has it (computed here otherwise)."""
-    holdout = HOLDOUT[split]
-    inputs, targets = last_window(seq, max_len, holdout)
-    queries = user_vectors(model, inputs, device)
+def evaluate_queries(model: nn.Module, queries: Queries, protocol: ProtocolConfig, device: torch.device,
+                     items: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Metrics, per-query ranks and query vectors for `queries` (exact full ranking, the protocol's
+    masking rule). `items`: the model's `catalogue` when the caller already has it."""
+    vectors = user_vectors(model, queries.inputs, device)
     items = catalogue(model) if items is None else items
-    if extra is not None and protocol.sampled:
-        neg = sample_negatives(seq, targets, holdout, protocol.sampled, protocol.sampled_by, protocol.sampled_seed,
-                               protocol.mask_history)
-        ranks_s = sampled_ranks(queries, items, targets, neg)
-        extra |= {f"sampled{protocol.sampled}_{protocol.sampled_by}/{k}": v
-                  for k, v in metrics_from_ranks(ranks_s, protocol.ks).items()}
-    ranks = full_ranks(queries, items, targets, history(seq, holdout) if protocol.mask_history else None,
+    ranks = full_ranks(vectors, items, queries.targets, queries.seen if protocol.mask_history else None,
                        protocol, device)
-    return metrics_from_ranks(ranks, protocol.ks), ranks
+    return metrics_from_ranks(ranks, protocol.ks), ranks, vectors
 
 
 def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray] | None,
@@ -158,23 +146,7 @@ def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen
     return ranks_from_topk(scores, ids + 1, targets)
 
 
-def cold_subsequences(seq: Sequences, threshold: int, max_len: int
-                      ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """The MMSR study's cold scenario (§3 / §7.1): every prefix s[:t] (t >= 1) of every user's complete
-    sequence whose next item s[t] occurs < `threshold` times among training interactions.
-    Returns inputs (Q, max_len) left-padded, targets (Q,), and the CSR history s[:t] of each query."""
-    return prefixes_ending_in(seq, seq.train_counts() < threshold, max_len)
-
-
-@torch.no_grad()
-def evaluate_cold_subsequences(model: nn.Module, seq: Sequences, max_len: int, protocol: ProtocolConfig,
-                               device: torch.device, items: np.ndarray | None = None) -> dict[str, float]:
-    """Metrics over `cold_subsequences` (`cold_seq/*`) with the protocol's masking rule, and their
-    count (`queries`; only the count when there are none). `items` as for `evaluate_split`."""
-    inputs, targets, seen = cold_subsequences(seq, protocol.cold_threshold, max_len)
-    if not len(targets):
-        return {"queries": 0}
-    items = catalogue(model) if items is None else items
-    ranks = full_ranks(user_vectors(model, inputs, device), items, targets,
-                       seen if protocol.mask_history else None, protocol, device)
-    return {"queries": len(targets), **metrics_from_ranks(ranks, protocol.ks)}
+def cold_subsequences(split: Split, threshold: int, max_len: int) -> Queries:
+    """The MMSR study's cold scenario (§3 / §7.1, `cold_seq/*`): every prefix s[:t] (t >= 1) of every
+    user's complete sequence whose next item s[t] occurs < `threshold` times among training interactions."""
+    return prefixes_ending_in(split.full, cold_items(split.training, threshold), max_len)

@@ -13,6 +13,9 @@ Rules, in order (each drop is counted in stats.json under `dropped`):
    order (a stable sort on (timestamp, file row)).
 7. Ids: items and users are renumbered 1..N in order of first appearance in time (0 = padding).
 8. Split: leave-one-out — the last item is the test target, the second-last the validation target.
+9. Degenerate data is refused (`check_not_degenerate`): fewer than 50 users or 50 items, or filters
+   that dropped more than 90 % of the interactions, is an error naming the counts and what to
+   change, unless `allow_degenerate: true` (then it is a warning and `stats.json → degenerate`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class PreprocessConfig:
     item_core: int = 5  # k-core on items (0 disables)
     duplicates: str = "exact"  # exact | first | none
     max_len: int = 50  # model input length (used by train/evaluate; validated here)
+    allow_degenerate: bool = False  # true: accept data the split cannot measure on (tiny test sets only)
 
     def __post_init__(self) -> None:
         if self.duplicates not in DUPLICATE_POLICIES:
@@ -48,6 +52,36 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.max_len={self.max_len!r}: must be a positive integer (e.g. 50)")
         if self.user_core < 0 or self.item_core < 0:
             raise ConfigError("preprocess.user_core / item_core must be >= 0")
+
+
+# With fewer items than the largest default cut-off (50), HR@50 is 1 for every model, and a handful
+# of items makes every metric ~1 (4 users / 3 items gave HR = NDCG = 1.0 on an H&M sample); with
+# fewer than 50 users one user moves a metric by more than 2 points. Dropping more than 90 % of the
+# interactions means the filters, not the data, decided what is left.
+MIN_USERS, MIN_ITEMS, MAX_DROPPED = 50, 50, 0.9
+
+
+def check_not_degenerate(n_users: int, n_items: int, n_kept: int, n_raw: int, cfg: "PreprocessConfig",
+                         dropped: dict) -> list[str]:
+    """The reasons the split could not mean anything (empty when fine); an error unless allowed."""
+    problems = []
+    if n_users < MIN_USERS:
+        problems.append(f"{n_users} users (fewer than {MIN_USERS})")
+    if n_items < MIN_ITEMS:
+        problems.append(f"{n_items} items (fewer than {MIN_ITEMS}: HR@{MIN_ITEMS} would be 1 for any model)")
+    if n_raw and (n_raw - n_kept) / n_raw > MAX_DROPPED:
+        problems.append(f"{n_raw - n_kept:,} of {n_raw:,} interactions dropped (more than {MAX_DROPPED:.0%}; "
+                        f"by reason: { {k: v for k, v in dropped.items() if v} })")
+    if problems and not cfg.allow_degenerate:
+        raise ConfigError(
+            "after preprocessing: " + "; ".join(problems) + ". Metrics on such data are meaningless (a handful of "
+            f"items scores 1.0). Lower preprocess.user_core / item_core (now {cfg.user_core} / {cfg.item_core})"
+            f"{' or min_rating (now ' + str(cfg.min_rating) + ')' if cfg.min_rating is not None else ''}, or use "
+            "more of the source (e.g. an earlier `since` for hm); for a deliberately tiny test set set "
+            "preprocess.allow_degenerate: true")
+    for p in problems:
+        log.warning("degenerate data allowed by preprocess.allow_degenerate: %s", p)
+    return problems
 
 
 def kcore(df: pl.DataFrame, user_core: int, item_core: int) -> tuple[pl.DataFrame, int]:
@@ -146,6 +180,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
                  "rule": "equal timestamps keep source file order"},
         "parse": raw.report,
         "config": asdict(cfg),
+        "degenerate": check_not_degenerate(n_users, n_items, interactions.height, n_raw, cfg, dropped),
     }
     accounted = interactions.height + sum(dropped.values())
     assert accounted == n_raw, f"row accounting is off: {accounted} != {n_raw}"

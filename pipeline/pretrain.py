@@ -18,22 +18,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from models import MODELS, model_config
 from pipeline.data import train_windows
-from pipeline.device import resolve_device
 from pipeline.params import from_dict, load_params, setup_logging
 from pipeline.preprocess import PreprocessConfig
 from pipeline.tables import atomic_path, write_json
-from pipeline.train import build_with_features, load_sequences
+from pipeline.train import build_with_features, load_training_view
+from pipeline.trainer import Loop, resume_key
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -52,42 +50,46 @@ class PretrainConfig:
 
 
 def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
+    """Pre-train on the training view; resumable after a kill from the last completed epoch
+    (`out/resume.pt`, removed at the end)."""
     cfg = from_dict(PretrainConfig, params.get("pretrain"), "pretrain")
     pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
     if cfg.model not in MODELS or not hasattr(MODELS[cfg.model], "pretrain_loss"):
         raise ValueError(f"pretrain.model={cfg.model!r}: only models with a pre-training loss can be pre-trained "
                          f"({[m for m, c in MODELS.items() if hasattr(c, 'pretrain_loss')]})")
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    device = resolve_device(cfg.device, "pretrain.device")
-    seq = load_sequences(prepared)
+    view = load_training_view(prepared)
+    loop = Loop(seed=cfg.seed, threads=cfg.threads, device=cfg.device, batch_size=cfg.batch_size,
+                num_items=view.num_items, where="pretrain")
+    device = loop.device
     model_params = dict((params.get("models") or {}).get(cfg.model) or {}) | {"max_len": pre.max_len}
-    model = build_with_features(cfg.model, model_params, features, prepared, seq.num_items)
+    model = build_with_features(cfg.model, model_params, features, prepared, view.num_items)
     model.to(device)
-    inputs, targets = train_windows(seq, pre.max_len, stride=1)  # one window per training target
+    inputs, targets = train_windows(view.train, pre.max_len, stride=1)  # one window per training target
     x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets[:, -1])
     keep = y_all > 0
     x_all, y_all = x_all[keep], y_all[keep]
     params_to_train = [p for n, p in model.named_parameters() if not n.startswith("item_emb")]
     opt = torch.optim.Adam(params_to_train, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history, t0 = [], time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "resume.pt"
+    key = resume_key(model, cfg, pairs=len(x_all), items=view.num_items)
+    progress = loop.resume(state_path, key, model, [opt])
+    if progress is not None:
+        log.info("resuming pre-training from %s after epoch %d", state_path, progress["epoch"])
+    else:
+        progress = {"epoch": 0, "history": []}
+    t0 = time.perf_counter()
     log.info("pre-training %s on %d (prefix, next item) pairs, %d epochs, batch %d, %s", cfg.model, len(x_all),
              cfg.epochs, cfg.batch_size, device)
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
         model.train()
         te = time.perf_counter()
         sums: dict[str, float] = {}
-        perm = torch.randperm(len(x_all), generator=gen)
-        if cfg.pairs_per_epoch:
-            perm = perm[:cfg.pairs_per_epoch]
         steps = 0
-        for s in tqdm(range(0, len(perm), cfg.batch_size), desc=f"pretrain {epoch}", unit="batch", leave=False,
-                      mininterval=2.0, disable=None):
-            idx = perm[s:s + cfg.batch_size]
+        for idx in loop.batches(len(x_all), f"pretrain {epoch}", limit=cfg.pairs_per_epoch):
             if len(idx) < 2:
                 continue  # contrastive losses need in-batch negatives
-            losses = model.pretrain_loss(x_all[idx].to(device), y_all[idx].to(device), gen)
+            losses = model.pretrain_loss(x_all[idx].to(device), y_all[idx].to(device), loop.gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
@@ -95,10 +97,12 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
         row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}, "seconds": time.perf_counter() - te}
-        history.append(row)
+        progress["history"].append(row)
+        progress["epoch"] = epoch
         log.info("pretrain epoch %d: %s", epoch, " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"model": cfg.model, "config": model_config(model), "num_items": seq.num_items,
+        loop.save(state_path, key, epoch, model, [opt], progress)
+    history = progress["history"]
+    payload = {"model": cfg.model, "config": model_config(model), "num_items": view.num_items,
                "m2se": {k: v.detach().cpu() for k, v in model.m2se_state().items()},
                "meta": {"pretrain": dataclasses.asdict(cfg), "epochs": len(history), "prepared": str(prepared)}}
     with atomic_path(out / f"{cfg.model}.pt") as tmp:
@@ -106,6 +110,7 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
     info = {"model": cfg.model, "pairs": len(x_all), "seconds": time.perf_counter() - t0, "device": str(device),
             "s_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else 0.0, "history": history}
     write_json(out / "pretrain.json", info)
+    state_path.unlink(missing_ok=True)
     return info
 
 

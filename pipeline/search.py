@@ -1,26 +1,24 @@
 """AutoMLP's search phase (automlp.md §2.4.1, Algorithm 1): a DARTS bilevel optimisation of the
 short-term length.
 
-Each step: (1) a validation mini-batch (each user's window before the validation item, loss on
-that item) updates α through the one-step approximation W* ≈ W - ξ∇W L_train(W, α) (eq. 7),
-differentiated exactly with autograd (ξ = 0: the first-order approximation); (2) a training
-mini-batch updates W with α held constant. α never sees a training gradient and W never sees a
+Each step: (1) a validation mini-batch — each user's last window of the training view, the loss on
+the validation item s[n-2] after it; never the test item, which the training view does not hold —
+updates α through the one-step approximation W* ≈ W - ξ∇W L_train(W, α) (eq. 7), differentiated
+exactly with autograd (ξ = 0: the first-order approximation); (2) a training mini-batch (the
+trainer's windows, batching, seeding and negatives: `trainer.Loop`) updates W with α held constant. α never sees a training gradient and W never sees a
 validation gradient. The train stage then keeps the length with the largest α and retrains.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import torch
 from torch.func import functional_call
-from tqdm import tqdm
 
-from pipeline.data import Sequences, last_window, train_windows
-from pipeline.device import resolve_device
-from pipeline.trainer import TrainConfig, seed_everything
+from pipeline.data import TrainView, train_windows
+from pipeline.trainer import Loop, TrainConfig
 
 log = logging.getLogger("pipeline.search")
 
@@ -30,14 +28,13 @@ def _shares(lengths, weights) -> str:
     return " ".join(f"{k}:{float(w):.3f}" for k, w in zip(lengths, weights))
 
 
-def batch_loss(model, params: dict | None, x: torch.Tensor, y: torch.Tensor, kind: str,
-               neg: torch.Tensor | None) -> torch.Tensor:
+def batch_loss(model, params: dict | None, x: torch.Tensor, y: torch.Tensor, neg) -> torch.Tensor:
     """The model's training loss (its `forward`), optionally with substituted parameters (the unrolled step)."""
-    return model(x, y, kind, neg) if params is None else functional_call(model, params, (x, y, kind, neg))
+    return model(x, y, neg) if params is None else functional_call(model, params, (x, y, neg))
 
 
-def search_step(model, w_opt, a_opt, train: tuple, valid: tuple, kind: str, xi: float) -> tuple[float, float]:
-    """One step of Algorithm 1; each batch is (inputs, targets, negatives or None). Returns the losses."""
+def search_step(model, w_opt, a_opt, train: tuple, valid: tuple, xi: float) -> tuple[float, float]:
+    """One step of Algorithm 1; each batch is (inputs, targets, negatives). Returns the losses."""
     xb, yb, nb = train
     xv, yv, nv = valid
     # (1) α on validation, through W' = W - ξ ∇W L_train(W, α)   (eqs. 6-7)
@@ -45,13 +42,13 @@ def search_step(model, w_opt, a_opt, train: tuple, valid: tuple, kind: str, xi: 
     if xi > 0:
         params = dict(model.named_parameters())
         names = [n for n in params if n != "alpha"]
-        g = torch.autograd.grad(batch_loss(model, None, xb, yb, kind, nb), [params[n] for n in names],
+        g = torch.autograd.grad(batch_loss(model, None, xb, yb, nb), [params[n] for n in names],
                                 create_graph=True, allow_unused=True)
         unrolled = {n: (params[n] - xi * gi if gi is not None else params[n]) for n, gi in zip(names, g)}
         unrolled["alpha"] = params["alpha"]
-        loss_v = batch_loss(model, unrolled, xv, yv, kind, nv)
+        loss_v = batch_loss(model, unrolled, xv, yv, nv)
     else:
-        loss_v = batch_loss(model, None, xv, yv, kind, nv)
+        loss_v = batch_loss(model, None, xv, yv, nv)
     (grad_alpha,) = torch.autograd.grad(loss_v, [model.alpha])
     a_opt.zero_grad(set_to_none=True)
     model.alpha.grad = grad_alpha
@@ -59,7 +56,7 @@ def search_step(model, w_opt, a_opt, train: tuple, valid: tuple, kind: str, xi: 
     # (2) W on training, α a constant
     model.freeze_alpha = True
     try:
-        loss_t = batch_loss(model, None, xb, yb, kind, nb)
+        loss_t = batch_loss(model, None, xb, yb, nb)
         w_opt.zero_grad(set_to_none=True)
         loss_t.backward()
         w_opt.step()
@@ -68,47 +65,42 @@ def search_step(model, w_opt, a_opt, train: tuple, valid: tuple, kind: str, xi: 
     return loss_t.item(), loss_v.item()
 
 
-def search(model, seq: Sequences, cfg: TrainConfig, max_len: int) -> dict:
+def validation_batches(view: TrainView, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """α's examples: each user's last training window, the loss on the validation item only."""
+    queries = view.valid_queries(max_len)
+    x_va = torch.as_tensor(queries.inputs)
+    y_va = torch.zeros_like(x_va)
+    y_va[:, -1] = torch.as_tensor(queries.targets)
+    return x_va, y_va
+
+
+def search(model, view: TrainView, cfg: TrainConfig, max_len: int) -> dict:
     """Run the search phase on `model` (all candidate lengths); returns k, α and timings."""
-    seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    device = resolve_device(cfg.device)
+    loop = Loop.for_training(cfg, view.num_items)
+    device = loop.device
     model.to(device)
     mc = model.cfg
-    kind = mc.loss or cfg.loss
     xi = cfg.lr if mc.xi < 0 else mc.xi
-    inputs, targets = train_windows(seq, max_len, stride=cfg.window_stride or max_len)
+    inputs, targets = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
     x_tr, y_tr = torch.as_tensor(inputs), torch.as_tensor(targets)
-    v_in, v_tgt = last_window(seq, max_len, holdout=1)  # the validation item after each user's training prefix
-    x_va = torch.as_tensor(v_in)
-    y_va = torch.zeros_like(x_va)
-    y_va[:, -1] = torch.as_tensor(v_tgt)
+    x_va, y_va = validation_batches(view, max_len)
     w_opt = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     a_opt = torch.optim.Adam([model.alpha], lr=mc.arch_lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
     history, t0 = [], time.perf_counter()
-    log.info("AutoMLP search over short-term lengths %s: %d epochs, ξ=%g (%s), arch lr %g", mc.short_lengths,
-             mc.search_epochs, xi, "unrolled one step" if xi > 0 else "first order", mc.arch_lr)
-
-    def negatives(y: torch.Tensor) -> torch.Tensor | None:
-        if kind != "bce":
-            return None
-        return torch.randint(1, seq.num_items + 1, (*y.shape, cfg.negatives), generator=gen).to(device)
-
+    log.info("AutoMLP search over short-term lengths %s: %d epochs, ξ=%g (%s), arch lr %g; α on %d validation "
+             "queries", mc.short_lengths, mc.search_epochs, xi, "unrolled one step" if xi > 0 else "first order",
+             mc.arch_lr, len(x_va))
     for epoch in range(1, mc.search_epochs + 1):
         model.train()
         te = time.perf_counter()
-        perm = torch.randperm(len(x_tr), generator=gen)
         sums = {"train": 0.0, "valid": 0.0}
         steps = 0
-        for s in tqdm(range(0, len(perm), cfg.batch_size), desc=f"search {epoch}", unit="batch", leave=False,
-                      mininterval=2.0, disable=None):
-            idx = perm[s:s + cfg.batch_size]
+        for idx in loop.batches(len(x_tr), f"search {epoch}"):
             xb, yb = x_tr[idx].to(device), y_tr[idx].to(device)
-            vidx = torch.randint(0, len(x_va), (min(cfg.batch_size, len(x_va)),), generator=gen)
+            vidx = torch.randint(0, len(x_va), (min(cfg.batch_size, len(x_va)),), generator=loop.gen)
             xv, yv = x_va[vidx].to(device), y_va[vidx].to(device)
-            nb, nv = negatives(yb), negatives(yv)
-            loss_t, loss_v = search_step(model, w_opt, a_opt, (xb, yb, nb), (xv, yv, nv), kind, xi)
+            loss_t, loss_v = search_step(model, w_opt, a_opt, (xb, yb, loop.negatives(yb)),
+                                         (xv, yv, loop.negatives(yv)), xi)
             sums["train"] += loss_t
             sums["valid"] += loss_v
             steps += 1

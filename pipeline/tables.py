@@ -59,6 +59,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("timestamps", pa.list_(pa.int64())),
         ]
     ),
+    # One row per evaluated query (evaluate stage): its rank under the protocol in the metrics file.
+    # `rank` is exact up to the largest cut-off and `inf` beyond it; `query` = valid | test | cold_seq.
+    "ranks": pa.schema(
+        [
+            ("query", pa.string()),
+            ("user_id", pa.int32()),
+            ("target", pa.int32()),
+            ("rank", pa.float32()),
+        ]
+    ),
 }
 
 

@@ -1,6 +1,8 @@
 """Stage `train`: prepared sequences -> trained model checkpoint + per-epoch curve.
 
 Reads `model`, `models.<model>`, `train`, `protocol` and `preprocess.max_len` from params.yaml.
+Everything here sees the training view only (`load_training_view`): each user's sequence without
+its last two items, plus the validation targets for early stopping and AutoMLP's α.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import torch
 
 from models import MODELS, build_model
 from pipeline.checkpoint import save_checkpoint
-from pipeline.data import Sequences
+from pipeline.data import TrainView, training_view
 from pipeline.evaluation import ProtocolConfig
-from pipeline.params import choose, from_dict, load_params, setup_logging
+from pipeline.params import ConfigError, choose, from_dict, load_params, setup_logging
 from pipeline.preprocess import PreprocessConfig
 from pipeline.features.store import load_item_matrix
 from pipeline.tables import atomic_path, file_sha256, read_table, write_json
@@ -26,9 +28,11 @@ from pipeline.trainer import TrainConfig, fit, seed_everything
 log = logging.getLogger("pipeline.train")
 
 
-def load_sequences(prepared: Path) -> Sequences:
+def load_training_view(prepared: Path) -> TrainView:
+    """What training may see of `prepared`: each user's sequence without its last two items and the
+    validation targets (pipeline.data.TrainView); the test items are dropped on reading."""
     items = read_table(prepared / "items.parquet", "items")
-    return Sequences.from_table(read_table(prepared / "sequences.parquet", "sequences"), items.height)
+    return training_view(read_table(prepared / "sequences.parquet", "sequences"), items.height)
 
 
 # Which stage folder under data/features holds each feature table.
@@ -75,37 +79,53 @@ def load_pretrained(model, name: str, pretrain: Path) -> None:
     log.info("initialised %s's M²SE from %s (%s epochs of pre-training)", name, path, ckpt["meta"].get("epochs"))
 
 
-def train(params: dict, prepared: Path, out: Path, features: Path | None = None, pretrain: Path | None = None) -> dict:
+def run_params(params: dict, name: str) -> dict:
+    """The parameters a trained model depends on, as recorded in its checkpoint and checked by evaluate."""
+    return {"model": name, "models": (params.get("models") or {}).get(name) or {}, "train": params.get("train") or {},
+            "max_len": (params.get("preprocess") or {}).get("max_len")}
+
+
+def train(params: dict, prepared: Path, out: Path, features: Path | None = None, pretrain: Path | None = None,
+          params_file: Path | None = None) -> dict:
+    """Train the selected model on the training view of `prepared`. With `params_file`, that file is
+    read again at the end and must still say what it said at the start (a second `dvc exp run` in
+    the same workspace rewrites it; nothing is written then)."""
     name, model_params = choose(params, "model", "models")
     if name not in MODELS:
         raise ValueError(f"params.yaml: model={name!r} has a section but no implementation; registered: {sorted(MODELS)}")
     pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
     cfg = from_dict(TrainConfig, params.get("train"), "train")
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
-    seq = load_sequences(prepared)
+    view = load_training_view(prepared)
     model_params = dict(model_params)
-    if "max_len" in {f.name for f in dataclasses.fields(MODELS[name].Config)}:
+    fields = {f.name for f in dataclasses.fields(MODELS[name].Config)}
+    if "max_len" in fields:
         model_params["max_len"] = pre.max_len
+    if "loss" in fields and model_params.get("loss") is None:  # the model section may fix its own (MMSR: bce)
+        model_params["loss"] = cfg.loss
     features = features or prepared.parent / "features"
     seed_everything(cfg.seed)  # the initial weights too: two runs with one seed are the same run
-    model = build_with_features(name, model_params, features, prepared, seq.num_items)
+    model = build_with_features(name, model_params, features, prepared, view.num_items)
     load_pretrained(model, name, pretrain or prepared.parent / "pretrain")
     searched = None
     if hasattr(model, "chosen_length") and len(model.cfg.short_lengths) > 1:  # AutoMLP: search, then retrain
         from pipeline.search import search
 
-        searched = search(model, seq, cfg, pre.max_len)
+        searched = search(model, view, cfg, pre.max_len)
         model_params = model_params | {"short_lengths": [searched["k"]]}
-        model = build_with_features(name, model_params, features, prepared, seq.num_items)
+        model = build_with_features(name, model_params, features, prepared, view.num_items)
         log.info("retraining %s with the chosen short-term length %d only", name, searched["k"])
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(seq.lengths), seq.num_items)
+    log.info("training %s (%d parameters, loss %s) on %d users / %d items", name, n_params,
+             getattr(model.cfg, "loss", "-"), len(view.valid_targets), view.num_items)
     out.mkdir(parents=True, exist_ok=True)
-    summary = fit(model, seq, cfg, protocol, pre.max_len, state_path=out / "resume.pt")
-    meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len}
+    summary = fit(model, view, cfg, protocol, pre.max_len, state_path=out / "resume.pt")
+    if params_file is not None:
+        check_unchanged(params_file, params, name)
+    meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len, "params": run_params(params, name)}
     if searched:
         meta["search"] = {k: searched[k] for k in ("k", "p", "alpha", "seconds")}
-    save_checkpoint(out / "model.pt", name, model, seq.num_items, meta)
+    save_checkpoint(out / "model.pt", name, model, view.num_items, meta)
     with atomic_path(out / "curve.csv") as tmp:
         pl.DataFrame(summary["history"]).write_csv(tmp)
     info = {k: summary[k] for k in ("best_epoch", "best", "seconds", "device", "windows")}
@@ -118,6 +138,16 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     return info
 
 
+def check_unchanged(params_file: Path, params: dict, name: str) -> None:
+    """Refuse to write results when params.yaml no longer selects what this run trained."""
+    now = load_params(params_file)
+    if now.get("model") != name or run_params(now, name) != run_params(params, name):
+        raise ConfigError(f"{params_file} changed while this stage ran (it trained model={name!r}, the file now says "
+                          f"model={now.get('model')!r} with other settings?): nothing was written. Another `dvc exp "
+                          "run` in this workspace rewrites params.yaml; run experiments one at a time here, or "
+                          "queue them (`dvc exp run --queue` + `dvc queue start`)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
@@ -127,7 +157,8 @@ def main() -> None:
     ap.add_argument("--out", default="data/model")
     args = ap.parse_args()
     setup_logging()
-    train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain))
+    train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain),
+          Path(args.params))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,15 @@
-"""One training loop for every registered model: batches of windows, early stopping on validation."""
+"""One training loop for every registered model: batches of windows, early stopping on validation.
+
+The loop knows nothing about model kinds. A model owns its loss — `model.loss(inputs, targets,
+negatives)` (RecBole's `calculate_loss` shape) — and may declare one hook, `prepare(train, lr)`,
+called once before the first step with the training view: it may compute statistics from the
+training interactions (popularity's counts) and may return its optimizer parameter groups (MMSR's
+per-part learning rates). A model with no trainable parameters is fitted by `prepare` alone.
+
+`Loop` is what every training procedure here shares (this loop, AutoMLP's search, MSM4SR's
+pre-training): seeding, threads and device, shuffled mini-batches, negative sampling, and the
+per-epoch resumable state.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +22,17 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.common import LOSSES, sequence_loss
-from pipeline.data import Sequences, train_windows
+from models.common import LOSSES
+from pipeline.data import TrainView, train_windows
 from pipeline.device import resolve_device  # noqa: F401  (re-exported for stages and benches)
-from pipeline.evaluation import ProtocolConfig, evaluate_split
+from pipeline.evaluation import ProtocolConfig, evaluate_queries
 from pipeline.params import ConfigError
 from pipeline.tables import atomic_path
 
@@ -34,7 +45,7 @@ class TrainConfig:
     batch_size: int = 128  # windows per step
     lr: float = 1e-3  # Adam
     weight_decay: float = 0.0
-    loss: str = "ce"  # ce: full softmax over all items | bce: sampled negatives
+    loss: str = "ce"  # ce: full softmax over all items | bce: sampled negatives (a model's own `loss` wins)
     negatives: int = 1  # negatives per position for bce
     patience: int = 10  # stop after this many validations without improvement
     window_stride: int = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows, more context per target
@@ -55,133 +66,167 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _resume_key(model: nn.Module, cfg: TrainConfig, n_windows: int, num_items: int) -> str:
+class Negatives:
+    """Uniform negative item ids for one batch's targets, (*targets.shape, per_target), drawn from the
+    loop's generator on first call and the same on every later call. A loss that needs none never
+    calls it, so its random stream is untouched."""
+
+    def __init__(self, targets: torch.Tensor, num_items: int, per_target: int, generator: torch.Generator):
+        self.shape, self.num_items, self.gen = (*targets.shape, per_target), num_items, generator
+        self.device, self._drawn = targets.device, None
+
+    def __call__(self) -> torch.Tensor:
+        if self._drawn is None:
+            self._drawn = torch.randint(1, self.num_items + 1, self.shape, generator=self.gen).to(self.device)
+        return self._drawn
+
+
+class Loop:
+    """Seeding, threads, device, shuffled batches, negatives and resumable state for one training run."""
+
+    def __init__(self, *, seed: int, threads: int, device: str, batch_size: int, num_items: int,
+                 negatives: int = 1, where: str = "train"):
+        seed_everything(seed)
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.device = resolve_device(device, f"{where}.device")
+        self.batch_size, self.num_items, self.per_target = batch_size, num_items, negatives
+        self.gen = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def for_training(cls, cfg: TrainConfig, num_items: int) -> "Loop":
+        return cls(seed=cfg.seed, threads=cfg.threads, device=cfg.device, batch_size=cfg.batch_size,
+                   num_items=num_items, negatives=cfg.negatives)
+
+    def batches(self, n: int, desc: str, limit: int = 0) -> Iterator[torch.Tensor]:
+        """Index tensors of one epoch: a fresh permutation of range(n) (its first `limit` if > 0) in batches."""
+        perm = torch.randperm(n, generator=self.gen)
+        if limit:
+            perm = perm[:limit]
+        for s in tqdm(range(0, len(perm), self.batch_size), desc=desc, unit="batch", leave=False, mininterval=2.0,
+                      disable=None):
+            yield perm[s:s + self.batch_size]
+
+    def negatives(self, targets: torch.Tensor) -> Negatives:
+        return Negatives(targets, self.num_items, self.per_target, self.gen)
+
+    # ------------------------------------------------------------------ resumable state
+    def resume(self, path: Path | None, key: str, model: nn.Module, optimizers: list) -> dict | None:
+        """Restore a state saved by `save` with the same `key`; returns its `progress` dict (None: start fresh)."""
+        if path is None or not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - truncated, corrupt or pickled files raise several types
+            log.warning("ignoring %s: not a readable resume state (%s: %s); starting over (delete it to silence "
+                        "this)", path, type(e).__name__, str(e)[:200])
+            return None
+        if not isinstance(saved, dict) or saved.get("key") != key:
+            log.warning("ignoring %s: it was saved by a run with other settings", path)
+            return None
+        model.load_state_dict(saved["model"])
+        for opt, state in zip(optimizers, saved["optimizers"]):
+            opt.load_state_dict(state)
+        self.gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["torch_rng"])
+        return saved["progress"]
+
+    def save(self, path: Path | None, key: str, epoch: int, model: nn.Module, optimizers: list, progress: dict) -> None:
+        """Write the whole state atomically after an epoch (`MMREC_KILL_AFTER_EPOCHS=n` SIGKILLs the
+        process once epoch n is saved: the interruption tests)."""
+        if path is None:
+            return
+        state = {"key": key, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "progress": progress}
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        kill_after = int(os.environ.get("MMREC_KILL_AFTER_EPOCHS", "0") or 0)
+        if kill_after and epoch >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def resume_key(model: nn.Module, cfg, **sizes) -> str:
+    """What a saved state must match to be resumed: model class and config, run settings, data sizes."""
     cfg_model = {k: v for k, v in vars(model.cfg).items() if k != "features"} if hasattr(model, "cfg") else {}
-    return json.dumps({"model": type(model).__name__, "cfg": cfg_model, "train": vars(cfg), "windows": n_windows,
-                       "items": num_items}, sort_keys=True, default=str)
+    return json.dumps({"model": type(model).__name__, "cfg": cfg_model, "run": vars(cfg), **sizes}, sort_keys=True,
+                      default=str)
 
 
-def fit(model: nn.Module, seq: Sequences, cfg: TrainConfig, protocol: ProtocolConfig, max_len: int,
+def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolConfig, max_len: int,
         on_epoch: Callable[[dict], None] | None = None, state_path: Path | None = None) -> dict:
-    """Train `model` in place (ending on its best validation state) and return the run summary.
+    """Train `model` in place on the training view (ending on its best validation state) and return
+    the run summary.
 
     With `state_path`, the full training state (model, optimizer, RNGs, early-stopping state,
     history) is written atomically after every epoch; a later call with the same settings resumes
     after the last completed epoch and ends exactly where an uninterrupted run would. The file is
-    removed when training finishes. (`MMREC_KILL_AFTER_EPOCHS=n` SIGKILLs the process after epoch
-    n's state is saved: the interruption test.)
+    removed when training finishes.
     """
-    seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    device = resolve_device(cfg.device)
+    loop = Loop.for_training(cfg, view.num_items)
+    device = loop.device
     model.to(device)
-    history: list[dict] = []
+    valid = view.valid_queries(max_len)
+    key = f"valid/{protocol.select_metric}"
     t0 = time.perf_counter()
-    if hasattr(model, "fit_counts"):  # statistics, not gradients
-        model.fit_counts(torch.as_tensor(seq.train_items(), device=device))
-        metrics, _ = evaluate_split(model, seq, "valid", max_len, protocol, device)
-        row = {"epoch": 1, "loss": float("nan"), "train_s": time.perf_counter() - t0, "eval_s": 0.0,
+    prepare = getattr(model, "prepare", None)  # the one declared hook (see the module docstring)
+    groups = prepare(view.train, cfg.lr) if prepare is not None else None
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def validate(epoch: int, loss: float, train_s: float) -> dict:
+        tv = time.perf_counter()
+        metrics, _, _ = evaluate_queries(model, valid, protocol, device)
+        row = {"epoch": epoch, "loss": loss, "train_s": train_s, "eval_s": time.perf_counter() - tv,
                **{f"valid/{k}": v for k, v in metrics.items()}}
-        history.append(row)
         if on_epoch:
             on_epoch(row)
-        return {"history": history, "best_epoch": 1, "best": row[f"valid/{protocol.select_metric}"],
-                "seconds": time.perf_counter() - t0, "device": str(device), "windows": 0}
+        return row
 
-    inputs, targets = train_windows(seq, max_len, stride=cfg.window_stride or max_len)
+    if not trainable:  # statistics only (popularity): nothing to optimise, one validation
+        row = validate(1, float("nan"), time.perf_counter() - t0)
+        return {"history": [row], "best_epoch": 1, "best": row[key], "seconds": time.perf_counter() - t0,
+                "device": str(device), "windows": 0}
+
+    inputs, targets = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
     if not (targets > 0).any():
         raise ConfigError("no training targets: every user has fewer than 4 interactions after preprocessing "
                           "(2 are held out); lower preprocess.user_core or use a larger data set")
     x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets)
-    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else model.parameters()  # e.g. MMSR §8.2
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_kind = getattr(model.cfg, "loss", None) or cfg.loss  # a model may fix its paper's loss (MMSR: bce)
-    if loss_kind != cfg.loss:
-        log.info("loss: %s from the model's own `loss` setting (train.loss=%s does not apply to it)", loss_kind,
-                 cfg.loss)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    best, best_epoch, best_state, stale = -1.0, 0, None, 0
-    key = f"valid/{protocol.select_metric}"
-    start = 1
-    resume_key = _resume_key(model, cfg, len(x_all), seq.num_items)
-    if state_path is not None and state_path.is_file():
-        saved = torch.load(state_path, map_location=device, weights_only=True)
-        if saved.get("key") == resume_key:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["opt"])
-            gen.set_state(saved["gen"])
-            torch.set_rng_state(saved["torch_rng"])
-            best, best_epoch, best_state, stale = saved["best"], saved["best_epoch"], saved["best_state"], saved["stale"]
-            history, start = saved["history"], saved["epoch"] + 1
-            log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", state_path, saved["epoch"], key,
-                     best, best_epoch)
-        else:
-            log.warning("ignoring %s: it was saved by a run with other settings", state_path)
-    kill_after = int(os.environ.get("MMREC_KILL_AFTER_EPOCHS", "0") or 0)
-    if start > 1 and stale >= cfg.patience:
-        start = cfg.epochs + 1  # the saved run had already stopped early
+    opt = torch.optim.Adam(groups if groups is not None else trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state_key = resume_key(model, cfg, windows=len(x_all), items=view.num_items)
+    progress = loop.resume(state_path, state_key, model, [opt])
+    if progress is not None:
+        log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", state_path, progress["epoch"], key,
+                 progress["best"], progress["best_epoch"])
+    else:
+        progress = {"epoch": 0, "best": -1.0, "best_epoch": 0, "best_state": None, "stale": 0, "history": []}
+    p = progress
+    start = cfg.epochs + 1 if p["stale"] >= cfg.patience else p["epoch"] + 1  # a saved run may have stopped early
     for epoch in range(start, cfg.epochs + 1):
         model.train()
         te = time.perf_counter()
-        perm = torch.randperm(len(x_all), generator=gen)
         total, steps = 0.0, 0
-        for s in tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch}", unit="batch", leave=False,
-                      mininterval=2.0, disable=None):
-            idx = perm[s:s + cfg.batch_size]
+        for idx in loop.batches(len(x_all), f"epoch {epoch}"):
             x, y = x_all[idx].to(device), y_all[idx].to(device)
-            neg = (torch.randint(1, seq.num_items + 1, (*y.shape, cfg.negatives), generator=gen).to(device)
-                   if loss_kind == "bce" else None)
-            if hasattr(model, "run_backbone"):  # content models (MMSR): fuse each needed item once per step
-                if neg is None:  # full softmax: every item is needed anyway
-                    vecs = model.item_vectors()
-                    h = model.run_backbone(vecs[x], x)
-                    loss = sequence_loss(h, y, vecs, loss_kind)
-                else:
-                    ids, inv = torch.unique(torch.cat([y.new_zeros(1), x.flatten(), y.flatten(), neg.flatten()]),
-                                            return_inverse=True)
-                    n_x, n_y = x.numel(), y.numel()
-                    vecs = model.item_vectors_for(ids)
-                    h = model.run_backbone(vecs[inv[1:1 + n_x].view_as(x)], x)
-                    loss = sequence_loss(h, inv[1 + n_x:1 + n_x + n_y].view_as(y), vecs, "bce",
-                                         inv[1 + n_x + n_y:].view_as(neg))
-            else:
-                loss = sequence_loss(model.encode(x), y, model.item_vectors(), loss_kind, neg)
-            extra = model.extra_loss(x, y) if hasattr(model, "extra_loss") else None  # e.g. MSM4SR_E2E
-            if extra is not None:
-                loss = loss + extra
+            loss = model.loss(x, y, loop.negatives(y))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total, steps = total + loss.item(), steps + 1
-        train_s = time.perf_counter() - te
-        tv = time.perf_counter()
-        metrics, _ = evaluate_split(model, seq, "valid", max_len, protocol, device)
-        row = {"epoch": epoch, "loss": total / max(steps, 1), "train_s": train_s, "eval_s": time.perf_counter() - tv,
-               **{f"valid/{k}": v for k, v in metrics.items()}}
-        history.append(row)
-        if on_epoch:
-            on_epoch(row)
+        row = validate(epoch, total / max(steps, 1), time.perf_counter() - te)
+        p["history"].append(row)
         log.info("epoch %d loss %.4f %s %.4f (train %.1fs, eval %.1fs)", epoch, row["loss"], key, row[key],
-                 train_s, row["eval_s"])
-        if row[key] > best:
-            best, best_epoch, stale = row[key], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+                 row["train_s"], row["eval_s"])
+        if row[key] > p["best"]:
+            p.update(best=row[key], best_epoch=epoch, stale=0, best_state=copy.deepcopy(model.state_dict()))
         else:
-            stale += 1
-        if state_path is not None:
-            state = {"key": resume_key, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
-                     "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "best": best,
-                     "best_epoch": best_epoch, "best_state": best_state, "stale": stale, "history": history}
-            with atomic_path(state_path) as tmp:
-                torch.save(state, tmp)
-            if kill_after and epoch >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-        if stale >= cfg.patience:
-            log.info("early stop: no %s improvement for %d epochs (best %.4f at epoch %d)", key, stale, best,
-                     best_epoch)
+            p["stale"] += 1
+        p["epoch"] = epoch
+        loop.save(state_path, state_key, epoch, model, [opt], p)
+        if p["stale"] >= cfg.patience:
+            log.info("early stop: no %s improvement for %d epochs (best %.4f at epoch %d)", key, p["stale"],
+                     p["best"], p["best_epoch"])
             break
-    model.load_state_dict(best_state)
+    model.load_state_dict(p["best_state"])
     if state_path is not None and state_path.exists():
         state_path.unlink()
-    return {"history": history, "best_epoch": best_epoch, "best": best, "seconds": time.perf_counter() - t0,
-            "device": str(device), "windows": len(x_all)}
+    return {"history": p["history"], "best_epoch": p["best_epoch"], "best": p["best"],
+            "seconds": time.perf_counter() - t0, "device": str(device), "windows": len(x_all)}

@@ -42,3 +42,27 @@ def tiny_params(**overrides) -> dict:
     for k, v in overrides.items():
         params[k] = v
     return params
+
+
+def write_random_features(prepared: Path, out: Path, seed: int = 0) -> None:
+    """Feature tables for `prepared` (every kind a model reads) with random vectors, written through
+    the real schemas and provenance, so feature models train without running the encoders."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.features.store import stack_table, vector_column
+    from pipeline.tables import file_sha256, read_table, write_table
+
+    n = read_table(prepared / "items.parquet", "items").height
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, n + 1)
+    base = {"source_sha256": file_sha256(prepared / "items.parquet"), "dtype": "float32"}
+    text = pa.table({"item_id": pa.array(ids, pa.int32()), "present": pa.array(np.ones(n, bool)),
+                     "vector": vector_column(rng.standard_normal((n, 12)), "float32")})
+    write_table(text, out / "text" / "text.parquet", "text", base | {"dim": 12})
+    for folder, kind, slots, dim in (("text", "text_sentences", 3, 12), ("image", "image", 2, 16),
+                                     ("keywords", "keyword_vectors", 2, 12)):
+        mask = rng.random((n, slots)) < 0.8
+        mask[:, 0] = True
+        table = stack_table(ids, rng.standard_normal((n, slots, dim)), mask, "float32")
+        write_table(table, out / folder / f"{kind}.parquet", kind, base | {"dim": dim, "slots": slots})

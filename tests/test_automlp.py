@@ -34,7 +34,7 @@ def steppable(xi):
 def val_batch(seed):
     x, y = batch(seed)
     y[:, :-1] = 0  # the loss sits on the last position only, like the validation item
-    return x, y, None
+    return x, y, lambda: None
 
 
 @pytest.mark.parametrize("xi", [0.0, 0.01])
@@ -48,7 +48,7 @@ def test_alpha_learns_only_from_validation_batches(xi):
         ao = torch.optim.SGD([model.alpha], lr=1.0)  # the step is the gradient itself
         hits_before = len(hits)
         model.alpha.register_hook(lambda g: hits.append(g.clone()))
-        search_step(model, wo, ao, (*batch(train_seed), None), val_batch(val_seed), "ce", xi)
+        search_step(model, wo, ao, (*batch(train_seed), lambda: None), val_batch(val_seed), xi)
         assert len(hits) == hits_before + 1  # one gradient reaches α per step: the validation one
         runs[name] = model
     alpha = {k: m.alpha.detach() for k, m in runs.items()}
@@ -64,7 +64,7 @@ def test_frozen_alpha_gets_no_training_gradient():
     model = build("automlp")
     model.freeze_alpha = True
     seqs, targets = batch()
-    model(seqs, targets).backward()
+    model(seqs, targets, lambda: None).backward()
     assert model.alpha.grad is None
 
 

@@ -178,7 +178,7 @@ def test_bad_input_case(case, tmp_path):
     for name, body in files.items():
         (src / name).write_bytes(body if isinstance(body, bytes) else body.encode())
     params = {"dataset": "x", "datasets": {"x": section | {"source": str(src)}}}
-    cfg = PreprocessConfig(**({"user_core": 5, "item_core": 5} | pre))
+    cfg = PreprocessConfig(**({"user_core": 5, "item_core": 5, "allow_degenerate": True} | pre))
 
     def go():
         download(params, tmp_path / "raw")

@@ -1,9 +1,10 @@
-"""Training windows, evaluation inputs and history masks."""
+"""The leave-one-out split, training windows, evaluation queries and history masks."""
 
 import numpy as np
 import polars as pl
+import pytest
 
-from pipeline.data import Sequences, history, last_window, train_windows
+from pipeline.data import Sequences, Split, train_windows
 
 
 def make(seqs):
@@ -14,7 +15,7 @@ def make(seqs):
 
 def test_every_training_interaction_is_a_target_exactly_once():
     seqs = [list(range(1, 13)), [5, 6, 7, 8], [9, 3, 4]]
-    seq = make(seqs)
+    seq = Split(make(seqs)).training.train
     x, y = train_windows(seq, max_len=3)
     # user 0 trains on 1..10 -> targets 2..10; user 1 on 5,6 -> target 6; user 2 on 9 -> none
     targets = sorted(y[y > 0].tolist())
@@ -27,23 +28,32 @@ def test_every_training_interaction_is_a_target_exactly_once():
     assert x.shape[1] == 3 and (x[:, 0] == 0).any()  # left padding
 
 
-def test_last_window_and_history():
-    seq = make([[1, 2, 3, 4, 5], [7, 8, 9]])
-    xv, tv = last_window(seq, max_len=4, holdout=2)
-    assert xv.tolist() == [[0, 1, 2, 3], [0, 0, 0, 7]] and tv.tolist() == [4, 8]
-    xt, tt = last_window(seq, max_len=2, holdout=1)
-    assert xt.tolist() == [[3, 4], [7, 8]] and tt.tolist() == [5, 9]
-    indptr, items = history(seq, holdout=1)
-    assert indptr.tolist() == [0, 4, 6] and items.tolist() == [1, 2, 3, 4, 7, 8]
+def test_split_queries_and_histories():
+    split = Split(make([[1, 2, 3, 4, 5], [7, 8, 9]]))
+    valid = split.training.valid_queries(max_len=4)
+    assert valid.inputs.tolist() == [[0, 1, 2, 3], [0, 0, 0, 7]] and valid.targets.tolist() == [4, 8]
+    assert valid.seen[0].tolist() == [0, 3, 4] and valid.seen[1].tolist() == [1, 2, 3, 7]
+    test = split.test_queries(max_len=2)
+    assert test.inputs.tolist() == [[3, 4], [7, 8]] and test.targets.tolist() == [5, 9]
+    assert test.seen[0].tolist() == [0, 4, 6] and test.seen[1].tolist() == [1, 2, 3, 4, 7, 8]
 
 
-def test_train_items_excludes_holdout():
-    seq = make([[1, 2, 3, 4], [5, 6, 7]])
-    assert sorted(seq.train_items().tolist()) == [1, 2, 5]
+def test_the_training_view_holds_no_validation_or_test_item():
+    full = make([[1, 2, 3, 4], [5, 6, 7]])
+    view = Split(full).training
+    assert view.train.flat.tolist() == [1, 2, 5] and view.train.lengths.tolist() == [2, 1]
+    assert sorted(np.flatnonzero(view.train.counts()).tolist()) == [1, 2, 5]
+    assert not np.shares_memory(view.train.flat, full.flat)  # a copy: nothing of the cut part is reachable
+    assert not hasattr(view, "test_queries") and not hasattr(view, "full")
+
+
+def test_split_needs_three_items_per_user():
+    with pytest.raises(ValueError, match="at least 3 items"):
+        Split(make([[1, 2, 3], [4, 5]]))
 
 
 def test_overlapping_windows_keep_each_target_once_with_more_context():
-    seq = make([list(range(1, 23))])  # item v sits at position v - 1; trains on items 1..20
+    seq = Split(make([list(range(1, 23))])).training.train  # item v sits at position v - 1; trains on items 1..20
     base_x, base_y = train_windows(seq, max_len=6)
     x, y = train_windows(seq, max_len=6, stride=2)
     assert sorted(y[y > 0].tolist()) == sorted(base_y[base_y > 0].tolist()) == list(range(2, 21))
@@ -56,28 +66,29 @@ def test_overlapping_windows_keep_each_target_once_with_more_context():
     assert len(x) > len(base_x)
 
 
-def test_cold_users_counts_training_occurrences_only():
-    from pipeline.evaluation import cold_users
+def test_cold_items_count_training_occurrences_only():
+    from pipeline.evaluation import cold_items
 
     # user 0: train [1, 1, 2], valid 3, test 2; user 1: train [3, 3, 3], valid 1, test 1.
     # training counts: item 1 -> 2, item 2 -> 1, item 3 -> 3 (valid and test items are not counted)
-    seq = Sequences(np.array([1, 1, 2, 3, 2, 3, 3, 3, 1, 1]), np.array([0, 5, 10]), 3)
-    assert cold_users(seq, 2).tolist() == [True, False]
-    assert cold_users(seq, 3).tolist() == [True, True]
-    assert cold_users(seq, 1).tolist() == [False, False]
+    split = Split(Sequences(np.array([1, 1, 2, 3, 2, 3, 3, 3, 1, 1]), np.array([0, 5, 10]), 3))
+    test_targets = split.test_queries(1).targets
+    assert cold_items(split.training, 2)[test_targets].tolist() == [True, False]
+    assert cold_items(split.training, 3)[test_targets].tolist() == [True, True]
+    assert cold_items(split.training, 1)[test_targets].tolist() == [False, False]
 
 
 def test_cold_subsequences_are_every_prefix_ending_in_a_cold_item():
     from pipeline.evaluation import cold_subsequences
 
     # same sequences as above; training counts: item 1 -> 2, item 2 -> 1, item 3 -> 3
-    seq = Sequences(np.array([1, 1, 2, 3, 2, 3, 3, 3, 1, 1]), np.array([0, 5, 10]), 3)
-    inputs, targets, (indptr, seen) = cold_subsequences(seq, 2, max_len=3)
+    split = Split(Sequences(np.array([1, 1, 2, 3, 2, 3, 3, 3, 1, 1]), np.array([0, 5, 10]), 3))
+    q = cold_subsequences(split, 2, max_len=3)
     # threshold 2: only item 2 is cold -> user 0 positions 2 and 4 (position 0 has no prefix)
-    assert targets.tolist() == [2, 2]
-    assert inputs.tolist() == [[0, 1, 1], [1, 2, 3]]
-    assert indptr.tolist() == [0, 2, 6] and seen.tolist() == [1, 1, 1, 1, 2, 3]
-    _, targets, (indptr, _) = cold_subsequences(seq, 3, max_len=3)
+    assert q.targets.tolist() == [2, 2]
+    assert q.inputs.tolist() == [[0, 1, 1], [1, 2, 3]]
+    assert q.seen[0].tolist() == [0, 2, 6] and q.seen[1].tolist() == [1, 1, 1, 1, 2, 3]
+    q = cold_subsequences(split, 3, max_len=3)
     # threshold 3: items 1 and 2 are cold -> user 0 positions 1, 2, 4; user 1 positions 3, 4
-    assert targets.tolist() == [1, 2, 2, 1, 1] and np.diff(indptr).tolist() == [1, 2, 4, 3, 4]
-    assert len(cold_subsequences(seq, 1, 3)[1]) == 0
+    assert q.targets.tolist() == [1, 2, 2, 1, 1] and np.diff(q.seen[0]).tolist() == [1, 2, 4, 3, 4]
+    assert len(cold_subsequences(split, 1, 3)) == 0

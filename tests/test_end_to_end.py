@@ -46,7 +46,7 @@ def test_sasrec_beats_pop_on_demo(prepared):
     for model in ("pop", "sasrec"):
         out = tmp / model
         info = train(p | {"model": model}, tmp / "prepared", out)
-        results[model] = evaluate(p, tmp / "prepared", out / "model.pt", out / "metrics.json")
+        results[model] = evaluate(p | {"model": model}, tmp / "prepared", out / "model.pt", out / "metrics.json")
         assert set(METRIC_KEYS) <= set(results[model])
         assert (out / "curve.csv").read_text().startswith("epoch,")
         assert info["best_epoch"] >= 1
@@ -57,6 +57,16 @@ def test_sasrec_beats_pop_on_demo(prepared):
     assert sampled["test_sampled50_uniform/hr@10"] >= sampled["test/hr@10"] and "SAMPLED" in sampled["protocol/sampled"]
     assert sum(v for k, v in sampled.items() if k.startswith("test_len_") and k.endswith("/users")) == sampled["users"]
     assert results["sasrec"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
+    # every query's rank is saved beside the metrics, and gives the same numbers
+    from pipeline.metrics import metrics_from_ranks
+
+    ranks = read_table(tmp / "sasrec" / "ranks.parquet", "ranks")
+    for query in ("valid", "test", "cold_seq"):
+        mine = ranks.filter(ranks["query"] == query)
+        n = results["sasrec"]["users"] if query != "cold_seq" else results["sasrec"]["cold_seq/queries"]
+        assert mine.height == n
+        ndcg = metrics_from_ranks(mine["rank"].to_numpy().astype(float), [10])["ndcg@10"]
+        assert ndcg == pytest.approx(results["sasrec"][f"{query}/ndcg@10"], abs=1e-6)
     # the MMSR study's cold scenario: every prefix ending in a rare item, far more queries than cold test users
     assert results["sasrec"]["cold_seq/queries"] > results["sasrec"]["test_cold/users"]
     assert 0 <= results["sasrec"]["cold_seq/ndcg@10"] <= results["sasrec"]["cold_seq/hr@10"] <= 1
@@ -88,7 +98,7 @@ def test_feature_models_train_on_cached_features_and_beat_pop(pretrained):
     for model in ("pop", "m2sr", "msm4sr", "mmsr", "automlp"):
         out = tmp / model
         infos[model] = train(p | {"model": model}, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
-        results[model] = evaluate(p, tmp / "prepared", out / "model.pt", out / "metrics.json")
+        results[model] = evaluate(p | {"model": model}, tmp / "prepared", out / "model.pt", out / "metrics.json")
     for model in ("m2sr", "msm4sr", "mmsr", "automlp"):
         assert results[model]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], {
             m: (r["valid/ndcg@10"], r["test/ndcg@10"]) for m, r in results.items()}
@@ -124,6 +134,30 @@ def test_cross_domain_finetune_keeps_the_pretrained_transformer(pretrained, tmp_
             torch.testing.assert_close(tuned[k], pre[k], msg=k)
     assert any(not torch.allclose(tuned[k], pre[k]) for k in pre if k.startswith("enc."))
     assert info["best_epoch"] >= 1 and res["test/ndcg@10"] > 0
+
+
+def test_evaluate_refuses_a_checkpoint_trained_with_other_params(prepared):
+    """params.yaml rewritten between train and evaluate (e.g. a refused concurrent `dvc exp run -S
+    model=pop`): no metrics are written under the wrong label."""
+    tmp, p = prepared
+    out = tmp / "mismatch"
+    train(p | {"model": "pop"}, tmp / "prepared", out)
+    with pytest.raises(ConfigError, match="model: trained with 'pop', params.yaml says 'sasrec'"):
+        evaluate(p, tmp / "prepared", out / "model.pt", out / "metrics.json")
+    with pytest.raises(ConfigError, match="train: trained with .*'seed': 0.*'seed': 5"):
+        evaluate(p | {"model": "pop", "train": p["train"] | {"seed": 5}}, tmp / "prepared", out / "model.pt",
+                 out / "metrics.json")
+    assert not (out / "metrics.json").exists()
+    assert evaluate(p | {"model": "pop"}, tmp / "prepared", out / "model.pt", out / "metrics.json")["model"] == "pop"
+
+
+def test_train_refuses_to_write_when_params_yaml_changed_while_it_ran(prepared, tmp_path):
+    tmp, p = prepared
+    rewritten = tmp_path / "params.yaml"
+    rewritten.write_text(yaml.safe_dump(p | {"model": "sasrec"}))  # what a second `dvc exp run` leaves behind
+    with pytest.raises(ConfigError, match="changed while this stage ran.*queue them"):
+        train(p | {"model": "pop"}, tmp / "prepared", tmp_path / "out", params_file=rewritten)
+    assert not (tmp_path / "out" / "model.pt").exists()
 
 
 def test_unknown_model_is_a_clear_error(prepared):

@@ -33,7 +33,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "a" / "model.pt").exists()  # no checkpoint under its final name
     state = torch.load(tmp_path / "a" / "resume.pt", weights_only=True)  # complete, loadable
-    assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert state["progress"]["epoch"] == 2 and len(state["progress"]["history"]) == 2
 
     resumed = train_cmd(params_file, tmp_path / "prepared", tmp_path / "a")
     assert resumed.returncode == 0, resumed.stderr[-2000:]

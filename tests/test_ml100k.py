@@ -35,7 +35,7 @@ def test_ml100k_end_to_end_sasrec_beats_pop(shared_datasets, tmp_path):
     results = {}
     for model in ("pop", "sasrec"):
         train(params | {"model": model}, tmp_path / "prepared", tmp_path / model)
-        results[model] = evaluate(params, tmp_path / "prepared", tmp_path / model / "model.pt",
+        results[model] = evaluate(params | {"model": model}, tmp_path / "prepared", tmp_path / model / "model.pt",
                                   tmp_path / model / "metrics.json")
     assert results["sasrec"]["test/ndcg@10"] > 1.15 * results["pop"]["test/ndcg@10"], json.dumps(results)
     assert results["sasrec"]["valid/ndcg@10"] > 1.15 * results["pop"]["valid/ndcg@10"]

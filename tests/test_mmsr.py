@@ -60,7 +60,7 @@ def test_an_item_added_after_training_gets_a_score():
 
 def test_learning_rate_groups_and_default_loss():
     model = build("mmsr", adapter_lr=1e-4, fusion_lr=5e-4)
-    groups = model.param_groups(1e-3)
+    groups = model.prepare(None, 1e-3)
     assert [g["lr"] for g in groups] == [1e-4, 5e-4, 1e-3]
     n = sum(len(g["params"]) for g in groups)
     assert n == len(list(model.parameters())) == len({id(p) for g in groups for p in g["params"]})
@@ -71,8 +71,8 @@ def test_learning_rate_groups_and_default_loss():
 
 def test_mmsr_learns_on_structured_data(tmp_path):
     """Through the shared trainer with the study's BCE loss (sampled items only): beats popularity."""
-    from pipeline.data import Sequences
-    from pipeline.evaluation import evaluate_split
+    from pipeline.data import Sequences, Split
+    from pipeline.evaluation import evaluate_queries
     import numpy as np
     import polars as pl
 
@@ -92,17 +92,21 @@ def test_mmsr_learns_on_structured_data(tmp_path):
     model.feats.load("image", torch.randn(n_items + 1, 12), torch.ones(n_items + 1, dtype=torch.bool))
     model.features_loaded()
     protocol = ProtocolConfig(mask_history=False, ks=[10])
-    fit(model, seq, TrainConfig(epochs=15, batch_size=32, lr=3e-3, patience=15, seed=0), protocol, 10)
-    ours, _ = evaluate_split(model, seq, "test", 10, protocol, torch.device("cpu"))
+    split = Split(seq)
+    fit(model, split.training, TrainConfig(epochs=15, batch_size=32, lr=3e-3, patience=15, seed=0), protocol, 10)
+    ours, _, _ = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))
     pop = build_model("pop", {}, n_items)
-    pop.fit_counts(torch.as_tensor(seq.train_items()))
-    base, _ = evaluate_split(pop, seq, "test", 10, protocol, torch.device("cpu"))
+    pop.prepare(split.training.train, 1e-3)
+    base, _, _ = evaluate_queries(pop, split.test_queries(10), protocol, torch.device("cpu"))
     assert ours["ndcg@10"] > 1.5 * base["ndcg@10"], (ours, base)
 
 
-def test_fusing_a_batch_once_gives_the_same_states_as_encode():
-    """The trainer fuses inputs, targets and negatives in one call and runs the backbone on the
-    gathered rows; that must equal `encode` (which fuses the inputs on its own)."""
-    model = build("mmsr").eval()
-    seqs, _ = batch()
-    torch.testing.assert_close(model.run_backbone(model.item_vectors()[seqs], seqs), model.encode(seqs))
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_fusing_a_batch_once_gives_the_same_loss_as_encode(loss):
+    """MMSR's loss fuses inputs, targets and negatives in one call and runs the backbone on the
+    gathered rows; that must equal the plain next-item loss of `encode` against `item_vectors`."""
+    model = build("mmsr", loss=loss).eval()
+    seqs, targets = batch()
+    neg = torch.randint(1, N_ITEMS + 1, (*targets.shape, 3))
+    torch.testing.assert_close(model.loss(seqs, targets, lambda: neg),
+                               sequence_loss(model.encode(seqs), targets, model.item_vectors(), loss, neg))

@@ -55,15 +55,24 @@ def test_every_model_has_a_tiny_config():
 @pytest.mark.parametrize("name", TRAINABLE)
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_forward_loss_backward(name, loss):
+    """The model's own loss: the next-item loss of its states against its item vectors; negatives are
+    drawn (through the callable) only for bce."""
     torch.manual_seed(0)
-    model = build(name)
+    model = build(name, loss=loss)
     seqs, targets = batch()
     h = model.encode(seqs)
     vecs = model.item_vectors()
     assert h.shape[:2] == (B, L) and vecs.shape == (N_ITEMS + 1, h.shape[-1])
-    neg = torch.randint(1, N_ITEMS + 1, (B, L, 2)) if loss == "bce" else None
-    value = sequence_loss(h, targets, vecs, loss, neg)
+    neg = torch.randint(1, N_ITEMS + 1, (B, L, 2))
+    calls = []
+    value = model.loss(seqs, targets, lambda: calls.append(1) or neg)
+    assert calls == ([1] if loss == "bce" else [])
     assert value.ndim == 0 and torch.isfinite(value)
+    if name != "mmsr":  # MMSR fuses the batch's items once; test_mmsr checks that it equals this
+        model.eval()
+        torch.testing.assert_close(model.loss(seqs, targets, lambda: neg),
+                                   sequence_loss(model.encode(seqs), targets, model.item_vectors(), loss, neg))
+        model.train()
     value.backward()
     skip = getattr(model, "PRETRAIN_ONLY", ())  # parameters only the pre-training loss uses
     grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and not n.startswith(skip)]
@@ -71,9 +80,18 @@ def test_forward_loss_backward(name, loss):
     assert any(g.abs().sum() > 0 for g in grads)
 
 
+def counts_of(items, num_items):
+    """A training view holding exactly these items (one user)."""
+    import numpy as np
+
+    from pipeline.data import Sequences
+
+    return Sequences(np.array(items), np.array([0, len(items)]), num_items)
+
+
 def test_pop_ranks_by_training_frequency():
     model = build_model("pop", {}, 5)
-    model.fit_counts(torch.tensor([3, 3, 3, 1, 1, 5]))
+    model.prepare(counts_of([3, 3, 3, 1, 1, 5], 5), 1e-3)
     scores = (model.encode(torch.zeros(1, 2, dtype=torch.long))[:, -1] @ model.item_vectors().T)[0]
     assert scores.tolist() == [0, 2, 0, 3, 0, 1]
 
@@ -123,7 +141,7 @@ def test_checkpoint_rebuilds_the_model(name, tmp_path):
     torch.manual_seed(0)
     model = build(name).eval()
     if name == "pop":
-        model.fit_counts(torch.tensor([1, 2, 2, 7]))
+        model.prepare(counts_of([1, 2, 2, 7], N_ITEMS), 1e-3)
     save_checkpoint(tmp_path / "m.pt", name, model, N_ITEMS, {"max_len": L})
     loaded, ckpt = load_checkpoint(tmp_path / "m.pt")
     seqs, _ = batch()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models import build_model
+from models.common import sequence_loss
 from models.msm4sr import cmcl, complementary_mixup, drop_items, info_nce_pair
 from pipeline.train import load_pretrained
 from tests.test_models import N_ITEMS, TINY, batch, build
@@ -77,9 +78,12 @@ def test_every_switch_pretrains_and_finetunes(switch):
     h, v = model.encode(seqs), model.item_vectors()
     assert h.shape[-1] == v.shape[-1] == 16 * len(model.cfg.modalities)
     loss = torch.nn.functional.cross_entropy((h[:, -1] @ v.T)[:, 1:], targets[:, -1].clamp_min(1) - 1)
-    extra = model.extra_loss(seqs, targets)
-    assert (extra is not None) == (switch.get("e2e_weight", 0) > 0)
-    (loss + (extra if extra is not None else 0) + out["loss"]).backward()
+    seed = torch.get_rng_state()
+    own = model.loss(seqs, targets, None)  # fine-tuning loss (+ the pre-training loss for MSM4SR_E2E)
+    torch.set_rng_state(seed)
+    plain = sequence_loss(model.encode(seqs), targets, model.item_vectors(), "ce")
+    assert (not torch.allclose(own, plain)) == (switch.get("e2e_weight", 0) > 0)
+    (loss + own + out["loss"]).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     assert all(g is None or torch.isfinite(g).all() for g in grads.values())
     if switch.get("freeze_transformer"):

@@ -20,7 +20,7 @@ def raw(rows, items=None):
 
 
 def cfg(**kw):
-    return PreprocessConfig(**({"user_core": 0, "item_core": 0} | kw))
+    return PreprocessConfig(**({"user_core": 0, "item_core": 0, "allow_degenerate": True} | kw))
 
 
 def test_order_ties_ids_and_split():
@@ -80,3 +80,27 @@ def test_bad_config_values_are_clear():
         PreprocessConfig(duplicates="sometimes")
     with pytest.raises(ConfigError, match="no interactions left"):
         preprocess(raw([("u", "a", 1.0, 1), ("u", "b", 1.0, 2), ("u", "c", 1.0, 3)]), cfg(user_core=10))
+
+
+def grid(users: int, items: int, per_user: int = 6):
+    """Each user rates `per_user` consecutive items (mod `items`, so a 1-item catalogue repeats it at
+    distinct times): every user and item survives 5-core."""
+    return [(f"u{u}", f"i{(u + k) % items}", 4.0, u * 100 + k) for u in range(users) for k in range(per_user)]
+
+
+@pytest.mark.parametrize("users, items, what", [(4, 60, "4 users"), (80, 3, "3 items"), (80, 1, "1 items")])
+def test_too_few_users_or_items_is_an_error_naming_the_counts(users, items, what):
+    with pytest.raises(ConfigError, match=rf"{what} \(fewer than 50.*user_core / item_core.*allow_degenerate: true"):
+        preprocess(raw(grid(users, items)), PreprocessConfig(user_core=0, item_core=0))
+    # the explicit override keeps the data and records why it is degenerate
+    *_, stats = preprocess(raw(grid(users, items)), PreprocessConfig(user_core=0, item_core=0, allow_degenerate=True))
+    assert stats["users"] == users and any(what in d for d in stats["degenerate"])
+
+
+def test_a_filter_that_drops_most_interactions_is_an_error():
+    # 60 heavy users on 60 items survive 5-core; 4,000 one-off events (each a new user and item) do not
+    rows = grid(60, 60) + [(f"x{j}", f"y{j}", 4.0, j) for j in range(4000)]
+    with pytest.raises(ConfigError, match=r"4,000 of 4,360 interactions dropped \(more than 90%.*kcore"):
+        preprocess(raw(rows), PreprocessConfig(user_core=5, item_core=5))
+    *_, stats = preprocess(raw(grid(60, 60)), PreprocessConfig())  # the same heavy users alone are fine
+    assert stats["degenerate"] == [] and stats["users"] == 60

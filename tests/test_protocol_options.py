@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.data import Sequences, history
+from pipeline.data import Sequences, Split
 from pipeline.evaluation import ProtocolConfig, length_groups, sample_negatives, sampled_ranks
 from pipeline.params import ConfigError
 
@@ -17,24 +17,24 @@ def sequences(n_items=30, users=40, seed=0):
 
 
 def test_negatives_are_distinct_unseen_and_not_the_target():
-    seq = sequences()
-    targets = seq.flat[seq.offsets[1:] - 1]
-    neg = sample_negatives(seq, targets, 1, 10, "uniform", seed=1)
-    indptr, seen = history(seq, 1)
+    split = Split(sequences())
+    test = split.test_queries(50)
+    targets = test.targets
+    neg = sample_negatives(split.training, test, 10, "uniform", seed=1)
+    indptr, seen = test.seen
     for u in range(len(targets)):
         row = neg[u]
         assert len(set(row)) == 10 and targets[u] not in row
         assert not set(row) & set(seen[indptr[u]:indptr[u + 1]])
-    assert np.array_equal(neg, sample_negatives(seq, targets, 1, 10, "uniform", seed=1))  # seeded
+    assert np.array_equal(neg, sample_negatives(split.training, test, 10, "uniform", seed=1))  # seeded
     with pytest.raises(ValueError, match="could not draw"):
-        sample_negatives(seq, targets, 1, 29, "uniform", seed=1, max_rounds=3)
+        sample_negatives(split.training, test, 29, "uniform", seed=1, max_rounds=3)
 
 
 def test_popularity_sampling_follows_training_counts():
-    seq = sequences(users=200)
-    targets = seq.flat[seq.offsets[1:] - 1]
-    neg = sample_negatives(seq, targets, 1, 5, "popularity", seed=0, mask_history=False)
-    counts = np.bincount(seq.train_items(), minlength=31)[1:]
+    split = Split(sequences(users=200))
+    neg = sample_negatives(split.training, split.test_queries(50), 5, "popularity", seed=0, mask_history=False)
+    counts = split.training.train.counts()[1:]
     drawn = np.bincount(neg.ravel(), minlength=31)[1:]
     rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731 - Spearman: distinct draws per row cap the top items
     assert np.corrcoef(rank(counts), rank(drawn))[0, 1] > 0.8
@@ -49,7 +49,7 @@ def test_sampled_rank_is_one_plus_negatives_scoring_at_least_the_target():
 
 def test_length_groups_partition_users():
     seq = sequences()
-    groups = length_groups(seq, [10, 30])
+    groups = length_groups(Split(seq).training, [10, 30])
     assert list(groups) == ["0-10", "10-30", "30-inf"]
     total = np.sum([g.astype(int) for g in groups.values()], axis=0)
     assert (total == 1).all()

@@ -65,7 +65,7 @@ def test_a_few_malformed_lines_are_skipped_and_counted(tmp_path, caplog):
     lines.insert(7, "2\t1\t4\tnot-a-time")
     src = write_ml100k(tmp_path / "src", lines)
     download(params_for(src), tmp_path / "raw")
-    stats = run(tmp_path / "raw", tmp_path / "prep", PreprocessConfig(user_core=0, item_core=0))
+    stats = run(tmp_path / "raw", tmp_path / "prep", PreprocessConfig(user_core=0, item_core=0, allow_degenerate=True))
     assert stats["parse"]["inter_malformed_lines"] == 1
     assert stats["parse"]["inter_bad_timestamp"] == 1
     assert stats["interactions"] == 20
