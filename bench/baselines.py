@@ -62,11 +62,13 @@ def main() -> None:
     ap.add_argument("--work", help="keep prepared/ and features/ in this folder and reuse them when present (same "
                     "params!), e.g. bench/.work/ml-100k from model_cost.py; default: a scratch folder")
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="only print one table from these result files")
+    ap.add_argument("--vs", help="with --combine: add each row's paired difference to this model (spec), with its "
+                    "95 %% bootstrap interval and * where significant")
     ap.add_argument("--prepare-only", action="store_true", help="only build --work's prepared/ and features/ "
                     "(before several jobs share them)")
     args = ap.parse_args()
     if args.combine:
-        return combine(args.combine)
+        return combine(args.combine, args.vs)
     if args.prepare_only and not args.work:
         raise SystemExit("--prepare-only needs --work (the folder the later jobs reuse)")
     setup_logging()
@@ -128,7 +130,24 @@ def keep_ranks(src: Path, out: Path, name: str, model: str, seed: int) -> str:
     return str(dst.relative_to(out))
 
 
-def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, seeds: list[int]) -> None:
+def significance(rows: list[dict], model: str, vs: str, query: str, metric: str) -> str:
+    """'+0.0123 [+0.0050, +0.0190] *': model − vs, paired over queries (seeds averaged per query), 95 %
+    bootstrap CI, * = significant (CI excludes 0 and Wilcoxon p < 0.05); '—' without saved ranks."""
+    from pipeline.compare import compare, read_ranks
+
+    def runs(m: str) -> list:
+        return [read_ranks(Path(r["_dir"]) / r["ranks"]) for r in sorted((r for r in rows if r["model"] == m),
+                                                                          key=lambda r: r["seed"]) if r.get("ranks")]
+
+    a, b = runs(model), runs(vs)
+    if not a or not b or model == vs:
+        return "—"
+    (row,) = compare(a, b, [metric], query)
+    return f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{' *' if row['significant'] else ''}"
+
+
+def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, seeds: list[int],
+                vs: str | None = None) -> None:
     print(f"\n{dataset}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions, "
           f"seeds {seeds}\n")
 
@@ -139,21 +158,25 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
                    "valid NDCG@10": "valid/ndcg@10", "cold-item test NDCG@10": "test_cold/ndcg@10",
                    "cold-item test HR@50": "test_cold/hr@50", "cold sub-seq NDCG@10": "cold_seq/ndcg@10",
                    "cold sub-seq HR@50": "cold_seq/hr@50"}
-    print(table(["model", *metric_cols, "best epoch", "s/epoch", "wall s / run"],
+    extra = {f"Δ test NDCG@10 vs {vs}": ("test", "ndcg@10"), f"Δ cold sub-seq HR@50 vs {vs}": ("cold_seq", "hr@50")} \
+        if vs else {}
+    print(table(["model", *metric_cols, *extra, "best epoch", "s/epoch", "wall s / run"],
                 [[m, *(stat(m, key) for key in metric_cols.values()),
+                  *(significance(rows, m, vs, q, k) for q, k in extra.values()),
                   "/".join(str(r["best_epoch"]) for r in rows if r["model"] == m),
                   f"{np.mean([r['train_s_per_epoch'] for r in rows if r['model'] == m]):.1f}",
                   f"{np.mean([r['wall_s'] for r in rows if r['model'] == m]):.0f}"] for m in models]))
 
 
-def combine(files: list[str]) -> None:
+def combine(files: list[str], vs: str | None = None) -> None:
     """Print one table from several result files (e.g. the halves of a run split over two cores).
-    A (model, seed) run present in several files counts once: the later file's row wins (a re-run)."""
-    payloads = [json.loads(Path(f).read_text()) for f in files]
-    rows = list({(r["model"], r["seed"]): r for p in payloads for r in p["rows"]}.values())
+    A (model, seed) run present in several files counts once: the later file's row wins (a re-run).
+    With `vs`, each row's paired difference to that model (pipeline.compare) is added."""
+    payloads = [(Path(f).parent, json.loads(Path(f).read_text())) for f in files]
+    rows = list({(r["model"], r["seed"]): r | {"_dir": str(d)} for d, p in payloads for r in p["rows"]}.values())
     models = list(dict.fromkeys(r["model"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    print_table(rows, models, payloads[0]["dataset"], payloads[0]["stats"], seeds)
+    print_table(rows, models, payloads[0][1]["dataset"], payloads[0][1]["stats"], seeds, vs)
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:

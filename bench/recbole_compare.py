@@ -1,20 +1,26 @@
-"""Benchmark: our SASRec / GRU4Rec against RecBole's, same data, same protocol, one run.
+"""Benchmark: ours against RecBole 1.2.1, same data, same protocol, several seeds, paired by user.
 
-    python bench/recbole_compare.py --models sasrec gru4rec
+    python bench/recbole_compare.py ours    --models sasrec gru4rec --seeds 0 1 2   # our runs
+    python bench/recbole_compare.py recbole --models sasrec gru4rec --seeds 42      # RecBole's runs
+    python bench/recbole_compare.py report  [--models ...]                          # the table
+    (all three take --out, default bench/results/recbole-race; run each under `taskset -c <core>`
+     or through bench/run_queue.py so the two libraries never share a core)
 
-1. Installs RecBole in its own virtual environment (.venv-recbole) if missing, with the pins it
-   needs on this machine (see ../shared/anchors/recbole.md): torch==2.13.0 recbole==1.2.1,
-   numpy<2, pandas<3, and TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 at run time.
-2. Prepares ML-100K with our preprocess stage and writes those exact sequences as RecBole atomic
-   files (timestamps = our order), so both libraries see identical users, items and order.
-3. Runs ours and RecBole's with the same protocol: leave-one-out by time, full ranking, *no history
-   masking* (RecBole does not mask in sequential models, so ours is run the same way here), max
-   length 50, Adam 1e-3, cross-entropy, early stopping on validation NDCG@10 with patience 10;
-   SASRec hidden 64 / 2 layers / 2 heads / inner 256 / dropout 0.5; GRU4Rec emb 64 / hidden 128 /
-   dropout 0.3. RecBole runs with anomaly detection off (its sine.py turns it on for every model).
-4. Reports test HR/NDCG/MRR@10 for both, our wall time to reach RecBole's best validation
-   NDCG@10, RecBole's wall time to its best, per-epoch time and peak RSS, into
-   bench/results/recbole-compare.json and a Markdown table.
+1. RecBole lives in its own virtual environment (.venv-recbole), installed on first use with the
+   pins it needs on this machine (../shared/anchors/recbole.md): torch==2.13.0 recbole==1.2.1,
+   numpy<2, pandas<3, and TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 at run time; anomaly detection off.
+2. Data: our preprocessed ML-100K (--work, 5-core) for ours, and the same sequences written as
+   RecBole atomic files (timestamps = our order), so both see identical users, items and order.
+3. Protocol: leave-one-out by time, full ranking over all items, ties against the target; history
+   masking as RecBole does it — none for the sequential models, masked for the general BPR-MF.
+   Early stopping on validation NDCG@10: RecBole with stopping_step 10 (its epochs are ~48 steps
+   on this data), ours with params.yaml's `train.patience_steps` (an epoch of ours is ~19 steps).
+   Hyper-parameters are RecBole's defaults for each model (table MODELS), Adam 1e-3.
+4. Each run records its validation curve with wall seconds, test HR/NDCG/MRR@10, s/epoch, peak
+   RSS and every test user's rank. The report gives mean ± std over seeds per library, RecBole's
+   wall time to its best validation, ours' wall time to reach RecBole's (seed-mean) best
+   validation NDCG@10, their ratio, and the paired bootstrap interval of test NDCG@10 (ours −
+   RecBole, `pipeline.compare`).
 """
 
 from __future__ import annotations
@@ -29,28 +35,37 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import prepare, save  # noqa: E402
-from models import build_model  # noqa: E402
-from pipeline.data import Sequences, Split  # noqa: E402
-from pipeline.evaluation import ProtocolConfig, evaluate_queries  # noqa: E402
-from pipeline.params import load_params, setup_logging  # noqa: E402
-from pipeline.sources.recbole import write_atomic  # noqa: E402
-from pipeline.tables import read_table  # noqa: E402
-from pipeline.trainer import TrainConfig, fit, resolve_device, seed_everything  # noqa: E402
+from bench.report import mean_std, save, table  # noqa: E402
 
 RECBOLE_VENV = ROOT / ".venv-recbole"
 RECBOLE_PINS = ["torch==2.13.0", "recbole==1.2.1"]
 RECBOLE_FIXES = ["numpy<2", "pandas<3"]
-OURS = {"sasrec": {"hidden": 64, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.5},
-        "gru4rec": {"embedding": 64, "hidden": 128, "layers": 1, "dropout": 0.3}}
-THEIRS = {"sasrec": ("SASRec", {"n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256,
-                                "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5}),
-          "gru4rec": ("GRU4Rec", {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3})}
+CE = {"loss_type": "CE", "train_neg_sample_args": None}
+BPR = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}}
+# ours (models.<name> section) | RecBole (model class, config) | mask the history (RecBole does for general models only)
+MODELS = {
+    "sasrec": ({"hidden": 64, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.5},
+               ("SASRec", CE | {"n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256,
+                                "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5}), False),
+    "gru4rec": ({"embedding": 64, "hidden": 128, "layers": 1, "dropout": 0.3},
+                ("GRU4Rec", CE | {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3}),
+                False),
+    "bprmf": ({"embedding": 64, "loss": "bpr"}, ("BPR", BPR | {"embedding_size": 64}), True),
+    "fpmc": ({"embedding": 64, "loss": "bpr"}, ("FPMC", BPR | {"embedding_size": 64, "loss_type": "BPR"}), False),
+    "bert4rec": ({"hidden": 64, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2, "mask_ratio": 0.2,
+                  "ft_ratio": 0.5},
+                 ("BERT4Rec", CE | {"n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256,
+                                    "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "mask_ratio": 0.2,
+                                    "ft_ratio": 0.5}), False),
+}
+ATOMIC = "mmrec_ml100k"
 
 
 def ensure_recbole() -> Path:
@@ -66,52 +81,88 @@ def ensure_recbole() -> Path:
     return py
 
 
-def recbole_config(data_path: Path, name: str, model: str, checkpoint_dir: Path, seed: int) -> dict:
+def recbole_config(data_path: Path, model: str, checkpoint_dir: Path, seed: int) -> dict:
     return {
-        "data_path": str(data_path), "dataset": name, "checkpoint_dir": str(checkpoint_dir),
+        "data_path": str(data_path), "dataset": ATOMIC, "checkpoint_dir": str(checkpoint_dir),
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-        "MAX_ITEM_LIST_LENGTH": 50, "loss_type": "CE", "train_neg_sample_args": None,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 50,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
         "metrics": ["Hit", "NDCG", "MRR"], "topk": [10], "valid_metric": "NDCG@10",
         "epochs": 500, "stopping_step": 10, "train_batch_size": 2048, "eval_batch_size": 4096,
         "learning_rate": 0.001, "seed": seed, "reproducibility": True, "use_gpu": torch.cuda.is_available(),
-        "show_progress": False, **THEIRS[model][1],
+        "show_progress": False, **MODELS[model][1][1],
     }
 
 
-def run_ours(model: str, seq: Sequences, seed: int, patience: int, threads: int, stride: int = 0) -> dict:
-    protocol = ProtocolConfig(mask_history=False)
-    split = Split(seq)
+def load(work: Path):
+    from pipeline.evaluate import load_split
+    from pipeline.tables import read_json
+
+    return load_split(work / "prepared"), read_json(work / "prepared" / "stats.json")
+
+
+def run_ours(model: str, split, seed: int, threads: int) -> dict:
+    from models import build_model
+    from pipeline.evaluation import ProtocolConfig, evaluate_queries
+    from pipeline.params import from_dict, load_params
+    from pipeline.trainer import TrainConfig, fit, resolve_device, seed_everything
+
+    section, _, mask = MODELS[model]
+    protocol = ProtocolConfig(mask_history=mask)
+    train_cfg = from_dict(TrainConfig, load_params(ROOT / "params.yaml")["train"], "train")
+    cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=train_cfg.patience,
+                      patience_steps=train_cfg.patience_steps, seed=seed, threads=threads,
+                      loss=section.get("loss", "ce"))
+    fields = {"max_len": 50} | ({"num_users": len(split.training.valid_targets)} if model in ("bprmf", "fpmc") else {})
     seed_everything(seed)  # before building: the initial weights are part of the seeded run
-    net = build_model(model, OURS[model] | {"max_len": 50}, seq.num_items)
+    net = build_model(model, section | fields, split.num_items)
     curve, wall = [], 0.0
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def on_epoch(row: dict) -> None:
         nonlocal wall
         wall += row["train_s"] + row["eval_s"]
-        curve.append({"epoch": row["epoch"], "wall_s": wall, "valid/ndcg@10": row["valid/ndcg@10"]})
+        curve.append({"epoch": row["epoch"], "step": row["step"], "wall_s": wall, "valid/ndcg@10": row["valid/ndcg@10"]})
 
-    cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=patience, seed=seed, threads=threads,
-                      window_stride=stride)
     summary = fit(net, split.training, cfg, protocol, 50, on_epoch)
-    test, _, _ = evaluate_queries(net, split.test_queries(50), protocol, resolve_device("auto"))
-    return {"model": model, "curve": curve, "best_valid_ndcg@10": summary["best"], "epochs_run": len(curve),
+    test = split.test_queries(50)
+    metrics, ranks, _ = evaluate_queries(net, test, protocol, resolve_device("auto"))
+    best = max(curve, key=lambda r: r["valid/ndcg@10"])
+    return {"model": model, "library": "ours", "seed": seed, "curve": curve, "best_valid_ndcg@10": summary["best"],
+            "best_epoch": summary["best_epoch"], "wall_to_best_s": best["wall_s"], "epochs_run": len(curve),
             "train_wall_s": wall, "s_per_epoch": sum(r["train_s"] for r in summary["history"]) / len(curve),
-            "test": {k: v for k, v in test.items() if k.endswith("@10")},
-            "peak_rss_mb": max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024}
+            "test": {k: v for k, v in metrics.items() if k.endswith("@10")},
+            "test_ranks": [[int(u) + 1, int(t), float(r)] for u, t, r in zip(test.users, test.targets, ranks)],
+            "peak_rss_mb": max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024,
+            "patience_steps": cfg.patience_steps, "patience": cfg.patience, "threads": threads}
 
 
-def run_recbole(py: Path, model: str, tmp: Path, args) -> dict:
-    spec = {"model": THEIRS[model][0], "threads": args.threads, "anomaly": False,
-            "config": recbole_config(tmp / "atomic", "mmrec_ml100k", model, tmp / "saved", args.seed)}
-    (tmp / "spec.json").write_text(json.dumps(spec))
-    env = os.environ | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    t0 = time.perf_counter()
-    subprocess.run([str(py), str(ROOT / "bench" / "recbole_runner.py"), str(tmp / "spec.json"),
-                    str(tmp / "theirs.json")], check=True, cwd=tmp, env=env)
-    return json.loads((tmp / "theirs.json").read_text()) | {"process_wall_s": time.perf_counter() - t0}
+def run_recbole(model: str, atomic: Path, seed: int, threads: int) -> dict:
+    from pipeline.tables import read_json
+
+    py = ensure_recbole()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        spec = {"model": MODELS[model][1][0], "threads": threads, "anomaly": False,
+                "config": recbole_config(atomic, model, tmp / "saved", seed)}
+        (tmp / "spec.json").write_text(json.dumps(spec))
+        env = os.environ | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+        t0 = time.perf_counter()
+        subprocess.run([str(py), str(ROOT / "bench" / "recbole_runner.py"), str(tmp / "spec.json"),
+                        str(tmp / "theirs.json")], check=True, cwd=tmp, env=env)
+        out = read_json(tmp / "theirs.json")
+    best = max(out["curve"], key=lambda r: r["valid/ndcg@10"])
+    test = {"hr@10": out["test"]["hit@10"], "ndcg@10": out["test"]["ndcg@10"], "mrr@10": out["test"]["mrr@10"]}
+    return out | {"model": model, "library": "recbole", "seed": seed, "test": test, "wall_to_best_s": best["wall_s"],
+                  "best_epoch": best["epoch"], "process_wall_s": time.perf_counter() - t0,
+                  "test_ranks": [[int(u), int(i), float(r)] for u, i, r in out["test_ranks"]]}
+
+
+def ranks_frame(run: dict) -> pl.DataFrame:
+    """A run's test ranks as a `ranks` table for pipeline.compare (ranks beyond 10 matter not for @10)."""
+    u, t, r = zip(*run["test_ranks"])
+    return pl.DataFrame({"query": "test", "user_id": np.asarray(u, np.int32), "target": np.asarray(t, np.int32),
+                         "rank": np.asarray(r, np.float32)})
 
 
 def time_to(curve: list[dict], target: float) -> float | None:
@@ -119,68 +170,80 @@ def time_to(curve: list[dict], target: float) -> float | None:
     return next((r["wall_s"] for r in curve if r["valid/ndcg@10"] >= target), None)
 
 
+def report(out: Path, models: list[str]) -> list[dict]:
+    from pipeline.compare import compare
+
+    runs = [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "report.json"]
+    runs = [r for f in runs for r in f["rows"]]
+    lines, summary = [], []
+    for model in models:
+        ours = sorted((r for r in runs if r["model"] == model and r["library"] == "ours"), key=lambda r: r["seed"])
+        theirs = sorted((r for r in runs if r["model"] == model and r["library"] == "recbole"), key=lambda r: r["seed"])
+        if not ours or not theirs:
+            continue
+        target = float(np.mean([r["best_valid_ndcg@10"] for r in theirs]))
+        reach = [time_to(r["curve"], target) for r in ours]
+        theirs_t = float(np.mean([r["wall_to_best_s"] for r in theirs]))
+        (sig,) = compare([ranks_frame(r) for r in ours], [ranks_frame(r) for r in theirs], ["ndcg@10"])
+        reached = [t for t in reach if t is not None]
+        ratio = theirs_t / float(np.mean(reached)) if len(reached) == len(reach) else None
+        met = ratio is not None and ratio >= 10 and not (sig["significant"] and sig["diff"] < 0)
+        row = {"model": model, "recbole_best_valid_mean": target, "ours_time_to_it_s": reach,
+               "recbole_time_to_best_s": theirs_t, "speedup": ratio, "test_ndcg@10_diff": sig, "goal_met": met}
+        summary.append(row)
+        for lib, rs in (("ours", ours), ("RecBole 1.2.1", theirs)):
+            t = (f"{mean_std(reached, '{:.0f}')} s ({len(reached)}/{len(reach)} seeds reach it)" if lib == "ours"
+                 else "—")
+            lines.append([model, lib, len(rs), mean_std([r["test"]["hr@10"] for r in rs]),
+                          mean_std([r["test"]["ndcg@10"] for r in rs]), mean_std([r["test"]["mrr@10"] for r in rs]),
+                          mean_std([r["best_valid_ndcg@10"] for r in rs]), mean_std([r["wall_to_best_s"] for r in rs],
+                                                                                    "{:.0f}"),
+                          t, mean_std([r["s_per_epoch"] for r in rs], "{:.1f}"),
+                          mean_std([r["peak_rss_mb"] for r in rs], "{:.0f}")])
+        lines.append([model, "ours − RecBole", "", "", f"{sig['diff']:+.4f} [{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}]"
+                      f" p {sig['p_value']:.2g}{' *' if sig['significant'] else ''}", "", "", "", "",
+                      f"speed-up to RecBole's quality: {ratio:.1f}×" if ratio else "ours never reaches it", ""])
+    print(table(["model", "library", "seeds", "test HR@10", "test NDCG@10", "test MRR@10", "best valid NDCG@10",
+                 "wall s to its best valid", "wall s to RecBole's best valid", "s/epoch", "peak RSS MB"], lines))
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["sasrec", "gru4rec"], choices=sorted(OURS))
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ours-dropout", type=float, help="override our SASRec dropout (default: RecBole's 0.5)")
-    ap.add_argument("--ours-variant", choices=["pre_ln", "post_ln"], help="our SASRec layout (post_ln = RecBole's)")
-    ap.add_argument("--patience", type=int, default=10)
-    ap.add_argument("--ours-stride", type=int, default=0, help="our train.window_stride (0 = max_len)")
-    ap.add_argument("--reuse-recbole", help="a previous recbole-compare.json: take RecBole's results from it "
-                    "instead of re-running RecBole (its data must match)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("what", choices=["ours", "recbole", "report"])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="ours: 0 1 2; RecBole: 42")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", default=str(ROOT / "bench" / ".work" / "ml-100k"), help="folder with prepared/")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recbole-race"))
     args = ap.parse_args()
-    previous = {}
-    if args.reuse_recbole:
-        previous = {r["model"]: r["recbole"] for r in json.loads(Path(args.reuse_recbole).read_text())["rows"]}
-    if args.ours_dropout is not None:
-        OURS["sasrec"]["dropout"] = args.ours_dropout
-    if args.ours_variant:
-        OURS["sasrec"]["variant"] = args.ours_variant
-    setup_logging()
-    torch.set_num_threads(args.threads)
-    py = ensure_recbole()
-    params = load_params(ROOT / "params.yaml") | {"dataset": "ml-100k"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        stats = prepare(params, tmp)
-        sequences = read_table(tmp / "prepared" / "sequences.parquet", "sequences")
-        seq = Sequences.from_table(sequences, stats["items"])
-        write_atomic(sequences, tmp / "atomic", "mmrec_ml100k")
-        for model in args.models:
-            ours = run_ours(model, seq, args.seed, patience=args.patience, threads=args.threads, stride=args.ours_stride)
-            if model in previous:
-                theirs = previous[model]
-                if (theirs["users"], theirs["items"]) != (stats["users"], stats["items"]):
-                    raise SystemExit(f"--reuse-recbole: RecBole's {model} ran on different data")
+    if args.what == "report":
+        report(out, args.models)
+        return
+    from pipeline.params import setup_logging
+    from pipeline.sources.recbole import write_atomic
+    from pipeline.tables import read_table
+
+    setup_logging()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    split, stats = load(work)
+    seeds = args.seeds or ([0, 1, 2] if args.what == "ours" else [42])
+    for model in args.models:
+        rows = []
+        for seed in seeds:
+            if args.what == "ours":
+                rows.append(run_ours(model, split, seed, args.threads))
             else:
-                theirs = run_recbole(py, model, tmp, args)
-            target = theirs["best_valid_ndcg@10"]
-            theirs_best_epoch = max(theirs["curve"], key=lambda r: r["valid/ndcg@10"])
-            row = {"model": model, "ours": ours, "recbole": theirs,
-                   "recbole_time_to_best_s": theirs_best_epoch["wall_s"],
-                   "ours_time_to_recbole_best_s": time_to(ours["curve"], target)}
-            if row["ours_time_to_recbole_best_s"]:
-                row["speedup_to_quality"] = row["recbole_time_to_best_s"] / row["ours_time_to_recbole_best_s"]
-            rows.append(row)
-            save(out / "recbole-compare.json", rows, threads=args.threads,
+                atomic = work / "recbole-atomic"
+                if not (atomic / ATOMIC / f"{ATOMIC}.inter").is_file():
+                    write_atomic(read_table(work / "prepared" / "sequences.parquet", "sequences"), atomic, ATOMIC)
+                rows.append(run_recbole(model, atomic, seed, args.threads))
+            save(out / f"{args.what}-{model}-s{'-'.join(map(str, seeds))}.json", rows,
                  stats={k: stats[k] for k in ("users", "items", "interactions")})
-    print("| model | library | test HR@10 | test NDCG@10 | test MRR@10 | best valid NDCG@10 | epochs | s/epoch | "
-          "time to RecBole's best valid | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        for lib in ("ours", "recbole"):
-            x = r[lib]
-            t = r["ours_time_to_recbole_best_s"] if lib == "ours" else r["recbole_time_to_best_s"]
-            print(f"| {r['model']} | {lib} | {x['test']['hit@10' if lib == 'recbole' else 'hr@10']:.4f} | "
-                  f"{x['test']['ndcg@10']:.4f} | {x['test']['mrr@10']:.4f} | {x['best_valid_ndcg@10']:.4f} | "
-                  f"{x['epochs_run']} | {x['s_per_epoch']:.1f} | {t if t is None else round(t)} s | "
-                  f"{x['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":

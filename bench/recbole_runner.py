@@ -7,7 +7,9 @@ so it imports nothing from this project. Usage:
 
 CONFIG.json: {"model": "SASRec", "threads": 2, "anomaly": false, "config": {...RecBole config...}}.
 OUT.json gets the per-epoch curve (wall seconds since training started, validation NDCG@10),
-best validation score, test metrics, per-epoch time and peak RSS.
+best validation score, test metrics, per-epoch time, peak RSS, and every test user's rank of its
+target under the best model (`test_ranks`: [user token, item token, rank], rank = #items scoring
+>= the target, the same tie rule as ours), so the two libraries can be compared user by user.
 """
 
 import json
@@ -21,6 +23,26 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
 
 import recbole.model.sequential_recommender  # noqa: F401  (sine.py turns anomaly detection on at import)
+
+
+@torch.no_grad()
+def test_ranks(trainer, test, dataset, config) -> list:
+    """[user token, target token, rank] for every test user, from RecBole's own full-sort scores
+    (padding and, where RecBole masks, the history at -inf; ties counted against the target)."""
+    trainer.model.eval()
+    trainer.tot_item_num = test._dataset.item_num
+    if trainer.item_tensor is None:
+        trainer.item_tensor = test._dataset.get_item_feature().to(trainer.device)
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    out = []
+    for batched in test:
+        interaction, scores, pos_u, pos_i = trainer._full_sort_batch_eval(batched)
+        target = scores[pos_u, pos_i]
+        rank = (scores[pos_u] >= target[:, None]).sum(1)
+        users = dataset.id2token(uid, interaction[uid][pos_u].cpu().numpy())
+        items = dataset.id2token(iid, pos_i.cpu().numpy())
+        out += [[str(u), str(i), int(r)] for u, i, r in zip(users, items, rank.cpu().numpy())]
+    return out
 
 
 def main() -> None:
@@ -44,6 +66,7 @@ def main() -> None:
     best, _ = trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=on_epoch)
     train_s = time.perf_counter() - t0
     result = trainer.evaluate(test, load_best_model=True, show_progress=False)
+    ranks = test_ranks(trainer, test, dataset, config)
     out = {
         "model": spec["model"], "data_prep_s": data_s, "train_wall_s": train_s, "curve": curve,
         "best_valid_ndcg@10": float(best), "epochs_run": len(curve),
@@ -52,7 +75,7 @@ def main() -> None:
         "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "interactions": int(dataset.inter_num),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "anomaly_detection": bool(spec.get("anomaly", False)), "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "test_ranks": ranks,
     }
     json.dump(out, open(sys.argv[2], "w"), indent=2)
 

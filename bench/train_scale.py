@@ -58,7 +58,7 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     df = interactions(max(n_inter // 20, 1), n_items, n_inter, seed=0).sort(["user", "timestamp"])
     table = df.group_by("user", maintain_order=True).agg((pl.col("item") + 1).alias("item_ids"))
     seq = Sequences.from_table(table.rename({"user": "user_id"}), n_items)  # item ids 1..N, 0 = padding
-    x, y = train_windows(seq, MAX_LEN)
+    x, y, _ = train_windows(seq, MAX_LEN)
     model = build_model("sasrec", {"hidden": HIDDEN, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2,
                                    "max_len": MAX_LEN}, n_items)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -11,7 +11,9 @@ One optional hook, called once by the trainer before the first step:
         `train` is the training view (no validation or test item); popularity counts from it,
         MMSR returns its per-part learning rates. A model with no trainable parameters is fitted
         by `prepare` alone.
-Models whose config has a `loss` field get `train.loss` when their params section leaves it unset.
+Models whose config has a `loss` field get `train.loss` when their params section leaves it unset;
+a `num_users` field is filled with the data's user count (user-embedding models: BPR-MF, FPMC),
+and `encode` / `loss` then receive `users`, each window's 0-based user index.
 Models that read cached item features declare `FEATURES = ("text", "image")`, take
 `<modality>_table` and `features` (shapes) in their config and keep the tables in an
 `ItemFeatures` buffer module `feats`; the train stage fills it from data/features.
@@ -25,7 +27,10 @@ from typing import Any
 from torch import nn
 
 from models.automlp import AutoMLP
+from models.bert4rec import BERT4Rec
+from models.bprmf import BPRMF
 from models.common import LOSSES
+from models.fpmc import FPMC
 from models.gru4rec import GRU4Rec
 from models.m2sr import M2SR
 from models.mlpmixer import MLPMixer
@@ -45,6 +50,9 @@ MODELS: dict[str, type[nn.Module]] = {
     "msm4sr": MSM4SR,
     "mmsr": MMSR,
     "automlp": AutoMLP,
+    "bprmf": BPRMF,
+    "fpmc": FPMC,
+    "bert4rec": BERT4Rec,
 }
 
 

@@ -130,7 +130,7 @@ class AutoMLP(nn.Module):
         a = self.alpha.detach() if self.freeze_alpha else self.alpha
         return a.softmax(0)
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         pad = seqs == 0
         x = fast_dropout(self.embed(seqs) * math.sqrt(self.cfg.hidden), self.cfg.dropout, self.training)
         long = self.long(x, pad)
@@ -140,9 +140,9 @@ class AutoMLP(nn.Module):
         short = self.short_norm((self.arch_weights()[:, None, None, None] * shorts).sum(0))
         return self.out(self.out_norm(torch.cat([short, long], -1)))
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """The training loss (eq. 5 / full CE), also what the search's unrolled step differentiates."""
-        return next_item_loss(self, inputs, targets, negatives)
+        return next_item_loss(self, inputs, targets, negatives, users)
 
     forward = loss  # `torch.func.functional_call` (the search's unrolled step) calls forward
 

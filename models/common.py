@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "bce")
+LOSSES = ("ce", "bce", "bpr")
 
 
 def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.Tensor, kind: str = "ce",
@@ -23,7 +23,8 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.
         targets: (B, L) item ids, 0 where there is no target.
         item_vecs: (N+1, D) output item vectors.
         kind: "ce" — full softmax cross-entropy over all N items (padding excluded);
-            "bce" — binary cross-entropy with sampled negatives (B, L, S) ids.
+            "bce" — binary cross-entropy with sampled negatives (B, L, S) ids;
+            "bpr" — Bayesian personalised ranking, -log σ(pos - neg), with the same negatives.
     """
     mask = targets > 0
     h = hidden[mask]  # (P, D)
@@ -32,36 +33,40 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.
         logits = h @ item_vecs.T  # (P, N+1)
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, t)
-    if kind == "bce":
+    if kind in ("bce", "bpr"):
         if negatives is None:
-            raise ValueError("bce loss needs sampled negatives")
+            raise ValueError(f"{kind} loss needs sampled negatives")
         neg = negatives[mask]  # (P, S)
         pos_logit = (h * item_vecs[t]).sum(-1)  # (P,)
         neg_logit = torch.einsum("pd,psd->ps", h, item_vecs[neg])  # (P, S)
+        if kind == "bpr":
+            return -F.logsigmoid(pos_logit[:, None] - neg_logit).mean()
         return -(F.logsigmoid(pos_logit).mean() + F.logsigmoid(-neg_logit).mean())
     raise ValueError(f"unknown loss {kind!r}; use one of {LOSSES}")
 
 
 def next_item_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                   negatives: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """The loss of a model that scores by `encode(inputs) · item_vectors()`, of kind `model.cfg.loss`.
+                   negatives: Callable[[], torch.Tensor], users: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of a model that scores by `encode(inputs, users) · item_vectors()`, of kind `model.cfg.loss`.
 
-    `negatives()` returns the batch's sampled negative ids (B, L, S); it is called only for `bce`, so
-    a full-softmax model never draws from the training loop's random stream."""
+    `negatives()` returns the batch's sampled negative ids (B, L, S); it is called only for `bce` /
+    `bpr`, so a full-softmax model never draws from the training loop's random stream. `users` (B,)
+    are the windows' 0-based user indices, for models with user embeddings."""
     kind = model.cfg.loss
-    return sequence_loss(model.encode(inputs), targets, model.item_vectors(), kind,
-                         negatives() if kind == "bce" else None)
+    return sequence_loss(model.encode(inputs, users), targets, model.item_vectors(), kind,
+                         negatives() if kind in ("bce", "bpr") else None)
 
 
-def causal_padding_mask(pad: torch.Tensor) -> torch.Tensor:
-    """Boolean attention mask (B, L, L), True = blocked: future keys and padding keys.
+def causal_padding_mask(pad: torch.Tensor, causal: bool = True) -> torch.Tensor:
+    """Boolean attention mask (B, L, L), True = blocked: future keys (unless `causal=False`) and
+    padding keys.
 
     Each position may always attend to itself, so no row is fully blocked (no NaNs) and real
     positions never see padding: left padding can change without changing real outputs.
     """
     length = pad.shape[1]
     future = torch.ones(length, length, dtype=torch.bool, device=pad.device).triu(1)  # (L, L)
-    blocked = future[None] | pad[:, None, :]  # (B, L, L)
+    blocked = (future[None] if causal else torch.zeros_like(future)[None]) | pad[:, None, :]  # (B, L, L)
     return blocked & ~torch.eye(length, dtype=torch.bool, device=pad.device)[None]
 
 

@@ -50,12 +50,12 @@ class GRU4Rec(nn.Module):
             self.item_emb.weight[0].zero_()
         self.encoder = GRU4RecEncoder(cfg.embedding, cfg.hidden, cfg.layers, cfg.dropout)
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.item_emb(seqs), seqs == 0)
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives)
+        return next_item_loss(self, inputs, targets, negatives, users)

@@ -69,7 +69,7 @@ class M2SR(nn.Module):
         return (self.proj_image(self.feats.pooled("image")), self.proj_text(self.feats.pooled("text")),
                 self.item_emb.weight * math.sqrt(self.cfg.hidden))
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         pad = seqs == 0
         image, text, ids = (fast_dropout(t[seqs], self.cfg.dropout, self.training) for t in self.item_inputs())
         y = torch.cat([self.mix_image(image, pad), self.mix_text(text, pad), self.mix_id(ids, pad)], -1)
@@ -78,6 +78,6 @@ class M2SR(nn.Module):
     def item_vectors(self) -> torch.Tensor:
         return self.fuse(torch.cat(self.item_inputs(), -1))
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives)
+        return next_item_loss(self, inputs, targets, negatives, users)

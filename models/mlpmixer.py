@@ -94,13 +94,13 @@ class MLPMixer(nn.Module):
             self.item_emb.weight[0].zero_()
         self.mixer = MixerStack(cfg.hidden, cfg.max_len, cfg.blocks, cfg.channel_expansion, cfg.dropout)
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         x = fast_dropout(self.item_emb(seqs) * math.sqrt(self.cfg.hidden), self.cfg.dropout, self.training)
         return self.mixer(x, seqs == 0)
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives)
+        return next_item_loss(self, inputs, targets, negatives, users)

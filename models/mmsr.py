@@ -239,7 +239,7 @@ class MMSR(nn.Module):
         ids = torch.arange(getattr(self.feats, f"{first}_mask").shape[0], device=self.proj[first].weight.device)
         return torch.cat([self.item_vectors_for(c) for c in ids.split(4096)])
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         ids, inverse = torch.unique(seqs, return_inverse=True)  # fuse each distinct item once per batch
         return self.run_backbone(self.item_vectors_for(ids)[inverse], seqs)
 
@@ -247,7 +247,7 @@ class MMSR(nn.Module):
         """(B, L, d) already-fused item vectors -> states."""
         return self.backbone(self.in_norm(x), seqs == 0)
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """The study's BCE with sampled negatives (or full CE). Every item a step needs (inputs,
         targets, negatives) is fused once and the backbone runs on the gathered rows."""
         if self.cfg.loss == "ce":  # full softmax: every item is needed anyway

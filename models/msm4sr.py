@@ -162,7 +162,7 @@ class MSM4SR(nn.Module):
         return self.transformer(x, seqs == 0)
 
     # ------------------------------------------------------------------ fine-tuning
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) -> (B, L, |modalities|·d0): [hᵗ ‖ hᵛ] at every position (eq. 12 as one dot product)."""
         ids = self.item_emb(seqs) if self.cfg.use_ids else 0.0
         return torch.cat([self.run(self.item_modal(m)[seqs] + ids, seqs) for m in self.cfg.modalities], -1)
@@ -171,10 +171,10 @@ class MSM4SR(nn.Module):
         ids = self.item_emb.weight if self.cfg.use_ids else 0.0
         return torch.cat([self.item_modal(m) + ids for m in self.cfg.modalities], -1)
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Fine-tuning loss (eq. 13); MSM4SR_E2E (`e2e_weight` > 0) adds that weight x the pre-training
         loss on each window's last (prefix, next item) pair."""
-        loss = next_item_loss(self, inputs, targets, negatives)
+        loss = next_item_loss(self, inputs, targets, negatives, users)
         if self.cfg.e2e_weight <= 0:
             return loss
         keep = targets[:, -1] > 0

@@ -66,12 +66,12 @@ class NextItNet(nn.Module):
             self.item_emb.weight[0].zero_()
         self.encoder = NextItNetEncoder(cfg.embedding, cfg.kernel, cfg.dilations, cfg.blocks, cfg.dropout)
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self.item_emb(seqs), seqs == 0)
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives)
+        return next_item_loss(self, inputs, targets, negatives, users)

@@ -28,7 +28,7 @@ class Pop(nn.Module):
         self.counts.copy_(torch.as_tensor(train.counts(), dtype=self.counts.dtype))
         self.counts[0] = 0
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         # (B, L, 1): a constant user vector; score = count
         return torch.ones(*seqs.shape, 1, device=self.counts.device)
 

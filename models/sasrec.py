@@ -31,10 +31,14 @@ class SASRecConfig:
     max_len: int = 50  # input window; set from preprocess.max_len by the trainer
     loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
     variant: str = "pre_ln"  # pre_ln | post_ln (RecBole's layout and init)
+    padding: str = "blocked"  # blocked: real positions never attend to left padding | visible: padding rows are
+    #   zeroed and take part in the attention softmax as keys (pmixer's PyTorch SASRec)
 
     def __post_init__(self) -> None:
         if self.variant not in ("pre_ln", "post_ln"):
             raise ValueError(f"sasrec.variant={self.variant!r}: use 'pre_ln' or 'post_ln'")
+        if self.padding not in ("blocked", "visible"):
+            raise ValueError(f"sasrec.padding={self.padding!r}: use 'blocked' or 'visible'")
 
 
 class Block(nn.Module):
@@ -65,14 +69,18 @@ class Block(nn.Module):
 
 
 class SASRecEncoder(nn.Module):
-    """Positional embedding + causal Transformer (pre- or post-LN). (B, L, D) -> (B, L, D)."""
+    """Positional embedding + causal Transformer (pre- or post-LN). (B, L, D) -> (B, L, D).
+
+    `attend_padding`: padding rows are zeroed and stay visible as attention keys (they only shift the
+    softmax), instead of being masked out. `causal=False` lets every position see every real one
+    (BERT4Rec)."""
 
     def __init__(self, hidden: int, layers: int, heads: int, inner: int, dropout: float, max_len: int,
-                 post_ln: bool = False):
+                 post_ln: bool = False, attend_padding: bool = False, causal: bool = True):
         super().__init__()
         if hidden % heads:
             raise ValueError(f"sasrec: hidden ({hidden}) must be divisible by heads ({heads})")
-        self.p, self.post = dropout, post_ln
+        self.p, self.post, self.attend_padding, self.causal = dropout, post_ln, attend_padding, causal
         self.pos = nn.Embedding(max_len, hidden)
         self.blocks = nn.ModuleList(Block(hidden, heads, inner, dropout, post_ln) for _ in range(layers))
         self.norm = nn.LayerNorm(hidden)  # pre-LN: after the last block; post-LN: on the embedded input
@@ -83,9 +91,10 @@ class SASRecEncoder(nn.Module):
         pos = torch.arange(length - 1, -1, -1, device=x.device).clamp_max(self.pos.num_embeddings - 1)
         x = x + self.pos(pos)[None]
         x = fast_dropout(self.norm(x) if self.post else x, self.p, self.training)  # (B, L, D)
-        blocked = causal_padding_mask(pad)  # (B, L, L)
+        keep = (~pad)[..., None].to(x.dtype) if self.attend_padding else None
+        blocked = causal_padding_mask(torch.zeros_like(pad) if self.attend_padding else pad, self.causal)  # (B, L, L)
         for block in self.blocks:
-            x = block(x, blocked)
+            x = block(x if keep is None else x * keep, blocked)  # visible padding: zero rows, as in pmixer's
         return x if self.post else self.norm(x)
 
 
@@ -97,7 +106,8 @@ class SASRec(nn.Module):
         self.cfg = cfg
         self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
         post = cfg.variant == "post_ln"
-        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len, post)
+        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len, post,
+                                     attend_padding=cfg.padding == "visible")
         if post:
             for m in self.modules():
                 if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -110,7 +120,7 @@ class SASRec(nn.Module):
             self.item_emb.weight[0].zero_()
         self.scale = 1.0 if post else math.sqrt(cfg.hidden)
 
-    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+    def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """seqs (B, L) left-padded item ids -> (B, L, D) states; state t predicts item t+1."""
         x = self.item_emb(seqs) * self.scale
         return self.encoder(x, seqs == 0)
@@ -118,6 +128,6 @@ class SASRec(nn.Module):
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight  # (N+1, D), tied with the input embedding
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives) -> torch.Tensor:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives)
+        return next_item_loss(self, inputs, targets, negatives, users)

@@ -23,14 +23,21 @@ def save_checkpoint(path: str | Path, name: str, model: nn.Module, num_items: in
         torch.save(payload, tmp)
 
 
+def load_tensors(path: Path, what: str, fix: str) -> dict:
+    """`torch.load(weights_only=True)` with an error that says what to do for a truncated, corrupt or
+    pickled file (torch's own text may invite weights_only=False, i.e. running code: not repeated)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt files
+        raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: truncated, corrupt, or not tensors "
+                         f"only); {fix}") from None
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found; run the train stage first (dvc repro)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt files
-        raise ValueError(f"{path}: not a readable checkpoint ({e}); delete it and re-run training") from e
+    ckpt = load_tensors(path, "checkpoint", "delete it and re-run training (dvc repro)")
     for key in ("model", "config", "num_items", "state_dict"):
         if key not in ckpt:
             raise ValueError(f"{path}: checkpoint lacks {key!r}; it was not written by this pipeline")

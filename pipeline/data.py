@@ -16,6 +16,7 @@ Who may see what is enforced by types, not by a `holdout` argument that each cal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -126,10 +127,12 @@ def training_view(sequences: pl.DataFrame, num_items: int) -> TrainView:
     return Split(Sequences.from_table(sequences, num_items)).training
 
 
-def train_windows(seq: Sequences, max_len: int, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def train_windows(seq: Sequences, max_len: int, stride: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut each (training) sequence into windows so every interaction but the first is a target
-    exactly once. Returns (inputs, targets), each (W, max_len) int64, left-padded with 0;
-    targets[w, t] is the item after inputs[w, t] (0 = no target).
+    exactly once. Returns (inputs, targets, users): inputs and targets (W, max_len) int64,
+    left-padded with 0, targets[w, t] the item after inputs[w, t] (0 = no target); users (W,) the
+    0-based index of each window's user.
 
     `stride` (default max_len) is how far consecutive windows are apart. With stride < max_len the
     windows overlap and only each window's newest `stride` positions are targets (all positions in
@@ -148,7 +151,7 @@ def train_windows(seq: Sequences, max_len: int, stride: int | None = None) -> tu
     inputs, targets = vals[:, :-1], vals[:, 1:]
     oldest = j == n_win[user] - 1
     own = (np.arange(max_len)[None] >= max_len - stride) | oldest[:, None]  # targets this window owns
-    return inputs, np.where((inputs > 0) & own, targets, 0)
+    return inputs, np.where((inputs > 0) & own, targets, 0), user
 
 
 def window_before(flat: np.ndarray, first: np.ndarray, end: np.ndarray, max_len: int) -> np.ndarray:
@@ -158,15 +161,24 @@ def window_before(flat: np.ndarray, first: np.ndarray, end: np.ndarray, max_len:
     return np.where(rel >= 0, flat[first[:, None] + np.maximum(rel, 0)], 0)
 
 
-def prefixes_ending_in(seq: Sequences, flagged: np.ndarray, max_len: int) -> Queries:
+def prefixes_ending_in(seq: Sequences, flagged: np.ndarray, max_len: int, max_history: int = 1 << 22
+                       ) -> Iterator[Queries]:
     """Every position t >= 1 of every user's sequence whose item s[t] is flagged
-    (`flagged`: (num_items + 1,) bool): the input window before it, the target s[t] and the CSR of
-    each whole prefix s[:t]."""
+    (`flagged`: (num_items + 1,) bool), as queries: the input window before it, the target s[t] and
+    the CSR of each whole prefix s[:t]. The prefixes of one long user add up quadratically, so the
+    queries come in chunks whose histories hold at most `max_history` items together (a single
+    longer prefix is a chunk of its own): memory stays bounded by the chunk, not the longest user."""
     pos = seq.positions()
     at = np.flatnonzero((pos >= 1) & flagged[seq.flat])
     t = pos[at]
-    first = at - t  # flat index of the user's first item
-    indptr = np.concatenate([[0], np.cumsum(t)])
-    seen = seq.flat[np.arange(indptr[-1]) - np.repeat(indptr[:-1], t) + np.repeat(first, t)]
-    users = np.searchsorted(seq.offsets, at, side="right") - 1
-    return Queries(window_before(seq.flat, first, t, max_len), seq.flat[at], (indptr, seen), users)
+    ends = np.cumsum(t)
+    start = 0
+    while start < len(at):
+        stop = max(start + 1, int(np.searchsorted(ends, (ends[start - 1] if start else 0) + max_history, "right")))
+        a, tt = at[start:stop], t[start:stop]
+        first = a - tt  # flat index of the user's first item
+        indptr = np.concatenate([[0], np.cumsum(tt)])
+        seen = seq.flat[np.arange(indptr[-1]) - np.repeat(indptr[:-1], tt) + np.repeat(first, tt)]
+        users = np.searchsorted(seq.offsets, a, side="right") - 1
+        yield Queries(window_before(seq.flat, first, tt, max_len), seq.flat[a], (indptr, seen), users)
+        start = stop

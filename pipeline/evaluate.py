@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
 
 from pipeline.checkpoint import load_checkpoint
 from pipeline.data import Sequences, Split
-from pipeline.evaluation import (ProtocolConfig, catalogue, cold_items, cold_subsequences, evaluate_queries,
-                                 length_groups, sample_negatives, sampled_ranks)
+from pipeline.evaluation import (ProtocolConfig, catalogue, cold_items, cold_subsequences, evaluate_chunks,
+                                 evaluate_queries, length_groups, sample_negatives, sampled_ranks)
 from pipeline.metrics import metrics_from_ranks
 from pipeline.params import ConfigError, from_dict, load_params, setup_logging
 from pipeline.tables import read_json, read_table, write_json, write_table
@@ -95,18 +96,19 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     if cold.any():
         cold_metrics = metrics_from_ranks(ranks["test"][cold], protocol.ks)
         result |= {f"test_cold/{k}": round(v, 6) for k, v in cold_metrics.items()}
-    cold_seq = cold_subsequences(split, protocol.cold_threshold, max_len)
-    result["cold_seq/queries"] = len(cold_seq)
-    if len(cold_seq):
-        metrics, ranks["cold_seq"], _ = evaluate_queries(model, cold_seq, protocol, device, items)
-        result |= {f"cold_seq/{k}": round(v, 6) for k, v in metrics.items()}
+    metrics, cold_ranks, cold_targets, cold_users = evaluate_chunks(
+        model, cold_subsequences(split, protocol.cold_threshold, max_len), protocol, device, items)
+    result["cold_seq/queries"] = len(cold_ranks)
+    result |= {f"cold_seq/{k}": round(v, 6) for k, v in metrics.items()}
+    if len(cold_ranks):
+        ranks["cold_seq"] = cold_ranks
     if "search" in ckpt["meta"]:  # AutoMLP: the searched short-term length and softmax(α)
         result["search/k"] = ckpt["meta"]["search"]["k"]
         result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}
         result |= {f"search/alpha@{k}": round(a, 6) for k, a in zip(ckpt["meta"]["search"]["p"],
                                                                     ckpt["meta"]["search"]["alpha"])}
     result |= protocol.describe()
-    queries_of["cold_seq"] = cold_seq
+    queries_of["cold_seq"] = SimpleNamespace(targets=cold_targets, users=cold_users)
     write_ranks(ranks_out or out.with_name("ranks.parquet"), queries_of, ranks,
                 {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe()})
     write_json(out, result)

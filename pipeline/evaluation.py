@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -103,13 +104,15 @@ def cold_items(view: TrainView, threshold: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def user_vectors(model: nn.Module, inputs: np.ndarray, device: torch.device, batch: int = 1024) -> np.ndarray:
-    """Last-position state of each input window: (U, D) float32."""
+def user_vectors(model: nn.Module, inputs: np.ndarray, device: torch.device, users: np.ndarray | None = None,
+                 batch: int = 1024) -> np.ndarray:
+    """Last-position state of each input window (`users`: each window's 0-based user index): (U, D) float32."""
     model.eval()
     out = []
     for s in range(0, len(inputs), batch):
         x = torch.as_tensor(inputs[s:s + batch], device=device)
-        out.append(model.encode(x)[:, -1].float().cpu())
+        u = None if users is None else torch.as_tensor(users[s:s + batch], device=device)
+        out.append(model.encode(x, u)[:, -1].float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -125,7 +128,7 @@ def evaluate_queries(model: nn.Module, queries: Queries, protocol: ProtocolConfi
                      items: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Metrics, per-query ranks and query vectors for `queries` (exact full ranking, the protocol's
     masking rule). `items`: the model's `catalogue` when the caller already has it."""
-    vectors = user_vectors(model, queries.inputs, device)
+    vectors = user_vectors(model, queries.inputs, device, queries.users)
     items = catalogue(model) if items is None else items
     ranks = full_ranks(vectors, items, queries.targets, queries.seen if protocol.mask_history else None,
                        protocol, device)
@@ -146,7 +149,25 @@ def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen
     return ranks_from_topk(scores, ids + 1, targets)
 
 
-def cold_subsequences(split: Split, threshold: int, max_len: int) -> Queries:
+def cold_subsequences(split: Split, threshold: int, max_len: int, max_history: int = 1 << 22) -> Iterator[Queries]:
     """The MMSR study's cold scenario (§3 / §7.1, `cold_seq/*`): every prefix s[:t] (t >= 1) of every
-    user's complete sequence whose next item s[t] occurs < `threshold` times among training interactions."""
-    return prefixes_ending_in(split.full, cold_items(split.training, threshold), max_len)
+    user's complete sequence whose next item s[t] occurs < `threshold` times among training
+    interactions, in chunks of bounded memory (`data.prefixes_ending_in`)."""
+    return prefixes_ending_in(split.full, cold_items(split.training, threshold), max_len, max_history)
+
+
+def evaluate_chunks(model: nn.Module, chunks: Iterable[Queries], protocol: ProtocolConfig, device: torch.device,
+                    items: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray, np.ndarray, np.ndarray]:
+    """`evaluate_queries` over a stream of query chunks: metrics over all of them, and every query's
+    rank, target and user (empty metrics when there are no queries)."""
+    items = catalogue(model) if items is None else items
+    ranks, targets, users = [], [], []
+    for q in chunks:
+        _, r, _ = evaluate_queries(model, q, protocol, device, items)
+        ranks.append(r)
+        targets.append(q.targets)
+        users.append(q.users)
+    if not ranks:
+        return {}, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ranks_all = np.concatenate(ranks)
+    return metrics_from_ranks(ranks_all, protocol.ks), ranks_all, np.concatenate(targets), np.concatenate(users)

@@ -3,7 +3,8 @@
 Rules, in order (each drop is counted in stats.json under `dropped`):
 
 1. Rows with an empty user or item id are dropped (`missing_id`).
-2. Implicit feedback: with `min_rating` set, rows rated below it (or unrated) are dropped.
+2. Implicit feedback: with `min_rating` set, unrated rows (`unrated`: no rating, NaN or not a
+   number — the reader's parse counts say which) and rows rated below it are dropped.
 3. Duplicates, by `duplicates`: `exact` drops repeats of the same (user, item, timestamp);
    `first` keeps only a user's first interaction with an item; `none` keeps everything.
 4. k-core: users with fewer than `user_core` and items with fewer than `item_core` interactions are
@@ -100,7 +101,7 @@ def kcore(df: pl.DataFrame, user_core: int, item_core: int) -> tuple[pl.DataFram
 def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     """Apply the module's rules; return (items, interactions, sequences, stats)."""
     df = raw.interactions
-    dropped = dict.fromkeys(["missing_id", "below_min_rating", "duplicate", "kcore", "too_short_to_split"], 0)
+    dropped = dict.fromkeys(["missing_id", "unrated", "below_min_rating", "duplicate", "kcore", "too_short_to_split"], 0)
 
     def drop(name: str, kept: pl.DataFrame) -> pl.DataFrame:
         dropped[name] = dropped.get(name, 0) + df.height - kept.height
@@ -108,8 +109,9 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
 
     n_raw = df.height
     df = drop("missing_id", df.filter(pl.col("user").fill_null("").ne("") & pl.col("item").fill_null("").ne("")))
-    if cfg.min_rating is not None:
-        df = drop("below_min_rating", df.filter(pl.col("rating").fill_null(float("-inf")) >= cfg.min_rating))
+    if cfg.min_rating is not None:  # unrated (missing, NaN, not a number: the readers count which) apart
+        df = drop("unrated", df.filter(pl.col("rating").is_not_null() & ~pl.col("rating").is_nan()))
+        df = drop("below_min_rating", df.filter(pl.col("rating") >= cfg.min_rating))
     df = df.sort(["user", "timestamp", "row"])
     if cfg.duplicates == "exact":
         df = drop("duplicate", df.unique(["user", "item", "timestamp"], keep="first", maintain_order=True))
@@ -197,6 +199,7 @@ def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
     raw = READERS[meta["format"]](raw_dir, meta)
     items, interactions, sequences, stats = preprocess(raw, cfg)
     stats["dataset"] = meta.get("dataset")
+    stats["download"] = {"skipped": meta.get("skipped", {})}  # files the download refused (symlinks out, …)
     prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "source": meta.get("origin"),
             "source_json_sha256": file_sha256(meta_path), "config": asdict(cfg), "raw_dir": str(raw_dir)}
     write_table(items, out / "items.parquet", "items", prov)

@@ -3,8 +3,11 @@
     python -m pipeline.pretrain --params params.yaml --prepared data/prepared --features data/features --out data/pretrain
 
 Reads `pretrain` (epochs, batch size, lr, seed, device) and `models.msm4sr` (the architecture and
-loss switches), never `model`: changing the fine-tuned model or any fine-tuning parameter reuses the
-cached pre-trained weights. Examples are every training (prefix, next item) pair: each training
+loss switches); `model` only decides whether to run at all: a selected model that reads no
+pre-trained weights (any but msm4sr with `pretrained: true` and no `pretrained_path`) gets a
+marker file instead (seconds), so `dvc repro` of SASRec never waits for pre-training, and DVC's
+run cache restores the real weights when msm4sr is selected again. A killed run resumes from its
+last completed epoch (`resume.pt` beside the outputs). Examples are every training (prefix, next item) pair: each training
 target with its last `max_len` items of history. Writes `msm4sr.pt` (the M²SE weights + the config
 they fit) and `pretrain.json` (loss per epoch, by term).
 
@@ -64,7 +67,7 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
     model_params = dict((params.get("models") or {}).get(cfg.model) or {}) | {"max_len": pre.max_len}
     model = build_with_features(cfg.model, model_params, features, prepared, view.num_items)
     model.to(device)
-    inputs, targets = train_windows(view.train, pre.max_len, stride=1)  # one window per training target
+    inputs, targets, _ = train_windows(view.train, pre.max_len, stride=1)  # one window per training target
     x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets[:, -1])
     keep = y_all > 0
     x_all, y_all = x_all[keep], y_all[keep]
@@ -114,15 +117,46 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
     return info
 
 
+def needed(params: dict) -> str | None:
+    """Why the graph's pretrain stage has nothing to do for the selected model (None: it pre-trains)."""
+    name = params.get("model")
+    section = (params.get("models") or {}).get(name) or {}
+    if name not in MODELS or not hasattr(MODELS[name], "pretrain_loss"):
+        return f"model={name!r} uses no pre-training"
+    if not section.get("pretrained", True):
+        return f"models.{name}.pretrained is false"
+    if section.get("pretrained_path"):
+        return f"models.{name}.pretrained_path points at another run's weights"
+    return None
+
+
+def write_skipped(out: Path, reason: str) -> None:
+    """The stage's outputs when the selected model reads no pre-trained weights: a marker, so DVC's
+    graph is complete without the pre-training (the real weights come back from the run cache when
+    a model that needs them is selected again)."""
+    cfg_model = "msm4sr"
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / f"{cfg_model}.pt") as tmp:
+        torch.save({"skipped": reason}, tmp)
+    write_json(out / "pretrain.json", {"skipped": reason})
+    log.info("pre-training skipped: %s", reason)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--features", default="data/features")
     ap.add_argument("--out", default="data/pretrain")
+    ap.add_argument("--always", action="store_true", help="pre-train even if the selected model reads no weights")
     args = ap.parse_args()
     setup_logging()
-    pretrain(load_params(args.params), Path(args.prepared), Path(args.features), Path(args.out))
+    params = load_params(args.params)
+    reason = None if args.always else needed(params)
+    if reason:
+        write_skipped(Path(args.out), reason)
+    else:
+        pretrain(params, Path(args.prepared), Path(args.features), Path(args.out))
 
 
 if __name__ == "__main__":

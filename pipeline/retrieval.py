@@ -2,8 +2,9 @@
 
 FAISS has no per-query mask, so each chunk of users searches k + (the largest exclusion list in the
 chunk) results and the excluded ones are removed afterwards; the answer is still the exact top-k of
-the non-excluded items. Users are processed in chunks sorted by exclusion size, so memory stays
-bounded by the chunk however many users there are.
+the non-excluded items. Users are processed in chunks sorted by exclusion size, each chunk at most
+`chunk` users and at most `max_results` (users × results per user) entries, so memory stays
+bounded however many users there are and however long one user's history is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _index(items: np.ndarray, use_gpu: bool):
 
 def exact_topk(queries: np.ndarray, items: np.ndarray, k: int,
                exclude: tuple[np.ndarray, np.ndarray] | None = None, chunk: int = 4096,
-               use_gpu: bool = True) -> tuple[np.ndarray, np.ndarray]:
+               use_gpu: bool = True, max_results: int = 1 << 23) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by inner product.
 
     Args:
@@ -34,7 +35,8 @@ def exact_topk(queries: np.ndarray, items: np.ndarray, k: int,
         items: (N, D) float32 item vectors; results are row indices into this array.
         k: results per user (capped at N; missing slots are id -1 with score -inf).
         exclude: optional CSR (indptr (U+1,), row indices) of items never to return per user.
-        chunk: users per FAISS call.
+        chunk: users per FAISS call (at most).
+        max_results: users x results per FAISS call (at most; a single user is always searched).
         use_gpu: use a GPU index when faiss-gpu and a GPU are present.
 
     Returns:
@@ -51,8 +53,13 @@ def exact_topk(queries: np.ndarray, items: np.ndarray, k: int,
     order = np.argsort(counts, kind="stable")
     out_s = np.full((n_users, k), -np.inf, np.float32)
     out_i = np.full((n_users, k), -1, np.int64)
-    for start in range(0, n_users, chunk):
-        users = order[start:start + chunk]
+    start = 0
+    while start < n_users:
+        # counts ascend along `order`, so a chunk's widest search is its last user's
+        width = np.minimum(n_items, k + counts[order[start:start + chunk]])
+        fits = np.flatnonzero(np.arange(1, len(width) + 1) * width <= max_results)
+        users = order[start:start + max(1, int(fits[-1]) + 1 if len(fits) else 1)]
+        start += len(users)
         ks = int(min(n_items, k + counts[users].max(initial=0)))
         if on_gpu and ks > GPU_MAX_K:  # beyond the GPU kernel's k: exact search on the CPU copy
             cpu = faiss.index_gpu_to_cpu(index)

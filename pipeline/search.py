@@ -81,7 +81,7 @@ def search(model, view: TrainView, cfg: TrainConfig, max_len: int) -> dict:
     model.to(device)
     mc = model.cfg
     xi = cfg.lr if mc.xi < 0 else mc.xi
-    inputs, targets = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
+    inputs, targets, _ = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
     x_tr, y_tr = torch.as_tensor(inputs), torch.as_tensor(targets)
     x_va, y_va = validation_batches(view, max_len)
     w_opt = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -13,10 +13,9 @@ import logging
 from pathlib import Path
 
 import polars as pl
-import torch
 
 from models import MODELS, build_model
-from pipeline.checkpoint import save_checkpoint
+from pipeline.checkpoint import load_tensors, save_checkpoint
 from pipeline.data import TrainView, training_view
 from pipeline.evaluation import ProtocolConfig
 from pipeline.params import ConfigError, choose, from_dict, load_params, setup_logging
@@ -74,7 +73,10 @@ def load_pretrained(model, name: str, pretrain: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no pre-trained weights; run the pretrain stage (dvc repro) or set "
                                 f"models.{name}.pretrained: false")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_tensors(path, "pre-trained weights file", "delete it and re-run the pretrain stage (dvc repro)")
+    if "m2se" not in ckpt:
+        raise FileNotFoundError(f"{path}: the pretrain stage ran for another model ({ckpt.get('skipped')}); run it "
+                                f"with model={name} selected (dvc repro), or set models.{name}.pretrained: false")
     model.load_m2se(ckpt["m2se"], str(path))
     log.info("initialised %s's M²SE from %s (%s epochs of pre-training)", name, path, ckpt["meta"].get("epochs"))
 
@@ -103,6 +105,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
         model_params["max_len"] = pre.max_len
     if "loss" in fields and model_params.get("loss") is None:  # the model section may fix its own (MMSR: bce)
         model_params["loss"] = cfg.loss
+    if "num_users" in fields:  # user-embedding models (BPR-MF, FPMC)
+        model_params["num_users"] = len(view.valid_targets)
     features = features or prepared.parent / "features"
     seed_everything(cfg.seed)  # the initial weights too: two runs with one seed are the same run
     model = build_with_features(name, model_params, features, prepared, view.num_items)

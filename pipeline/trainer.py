@@ -1,7 +1,7 @@
 """One training loop for every registered model: batches of windows, early stopping on validation.
 
 The loop knows nothing about model kinds. A model owns its loss — `model.loss(inputs, targets,
-negatives)` (RecBole's `calculate_loss` shape) — and may declare one hook, `prepare(train, lr)`,
+negatives, users)` (RecBole's `calculate_loss` shape) — and may declare one hook, `prepare(train, lr)`,
 called once before the first step with the training view: it may compute statistics from the
 training interactions (popularity's counts) and may return its optimizer parameter groups (MMSR's
 per-part learning rates). A model with no trainable parameters is fitted by `prepare` alone.
@@ -47,7 +47,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "ce"  # ce: full softmax over all items | bce: sampled negatives (a model's own `loss` wins)
     negatives: int = 1  # negatives per position for bce
-    patience: int = 10  # stop after this many validations without improvement
+    patience: int = 10  # stop after this many validations (epochs) without improvement ...
+    patience_steps: int = 0  # ... or, when > 0, once the best validation is this many optimizer steps old
     window_stride: int = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows, more context per target
     device: str = "auto"  # auto: cuda when present, else cpu
     threads: int = 0  # CPU threads for torch; 0 = all cores
@@ -56,8 +57,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"train.loss={self.loss!r}: use one of {LOSSES}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise ConfigError("train.epochs, train.batch_size and train.patience must be >= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.patience_steps < 0:
+            raise ConfigError("train.epochs, train.batch_size and train.patience must be >= 1, "
+                              "train.patience_steps >= 0")
+
+    def stop(self, stale_epochs: int, stale_steps: int) -> bool:
+        """Early stopping: patience in optimizer steps when `patience_steps` is set, else in epochs."""
+        return stale_steps >= self.patience_steps if self.patience_steps else stale_epochs >= self.patience
 
 
 def seed_everything(seed: int) -> None:
@@ -117,8 +123,9 @@ class Loop:
         try:
             saved = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # noqa: BLE001 - truncated, corrupt or pickled files raise several types
-            log.warning("ignoring %s: not a readable resume state (%s: %s); starting over (delete it to silence "
-                        "this)", path, type(e).__name__, str(e)[:200])
+            # (torch's own message may invite weights_only=False, i.e. unpickling code: not repeated)
+            log.warning("ignoring %s: not a readable resume state (%s: truncated, corrupt, or not tensors only); "
+                        "starting over", path, type(e).__name__)
             return None
         if not isinstance(saved, dict) or saved.get("key") != key:
             log.warning("ignoring %s: it was saved by a run with other settings", path)
@@ -171,25 +178,25 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     groups = prepare(view.train, cfg.lr) if prepare is not None else None
     trainable = [p for p in model.parameters() if p.requires_grad]
 
-    def validate(epoch: int, loss: float, train_s: float) -> dict:
+    def validate(epoch: int, step: int, loss: float, train_s: float) -> dict:
         tv = time.perf_counter()
         metrics, _, _ = evaluate_queries(model, valid, protocol, device)
-        row = {"epoch": epoch, "loss": loss, "train_s": train_s, "eval_s": time.perf_counter() - tv,
+        row = {"epoch": epoch, "step": step, "loss": loss, "train_s": train_s, "eval_s": time.perf_counter() - tv,
                **{f"valid/{k}": v for k, v in metrics.items()}}
         if on_epoch:
             on_epoch(row)
         return row
 
     if not trainable:  # statistics only (popularity): nothing to optimise, one validation
-        row = validate(1, float("nan"), time.perf_counter() - t0)
+        row = validate(1, 0, float("nan"), time.perf_counter() - t0)
         return {"history": [row], "best_epoch": 1, "best": row[key], "seconds": time.perf_counter() - t0,
                 "device": str(device), "windows": 0}
 
-    inputs, targets = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
+    inputs, targets, users = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
     if not (targets > 0).any():
         raise ConfigError("no training targets: every user has fewer than 4 interactions after preprocessing "
                           "(2 are held out); lower preprocess.user_core or use a larger data set")
-    x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets)
+    x_all, y_all, u_all = torch.as_tensor(inputs), torch.as_tensor(targets), torch.as_tensor(users)
     opt = torch.optim.Adam(groups if groups is not None else trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state_key = resume_key(model, cfg, windows=len(x_all), items=view.num_items)
     progress = loop.resume(state_path, state_key, model, [opt])
@@ -197,33 +204,37 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
         log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", state_path, progress["epoch"], key,
                  progress["best"], progress["best_epoch"])
     else:
-        progress = {"epoch": 0, "best": -1.0, "best_epoch": 0, "best_state": None, "stale": 0, "history": []}
+        progress = {"epoch": 0, "steps": 0, "best": -1.0, "best_epoch": 0, "best_step": 0, "best_state": None,
+                    "stale": 0, "history": []}
     p = progress
-    start = cfg.epochs + 1 if p["stale"] >= cfg.patience else p["epoch"] + 1  # a saved run may have stopped early
+    stopped = cfg.stop(p["stale"], p["steps"] - p["best_step"]) and p["epoch"] > 0  # a saved run may have stopped
+    start = cfg.epochs + 1 if stopped else p["epoch"] + 1
     for epoch in range(start, cfg.epochs + 1):
         model.train()
         te = time.perf_counter()
         total, steps = 0.0, 0
         for idx in loop.batches(len(x_all), f"epoch {epoch}"):
             x, y = x_all[idx].to(device), y_all[idx].to(device)
-            loss = model.loss(x, y, loop.negatives(y))
+            loss = model.loss(x, y, loop.negatives(y), u_all[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total, steps = total + loss.item(), steps + 1
-        row = validate(epoch, total / max(steps, 1), time.perf_counter() - te)
+        p["steps"] += steps
+        row = validate(epoch, p["steps"], total / max(steps, 1), time.perf_counter() - te)
         p["history"].append(row)
         log.info("epoch %d loss %.4f %s %.4f (train %.1fs, eval %.1fs)", epoch, row["loss"], key, row[key],
                  row["train_s"], row["eval_s"])
         if row[key] > p["best"]:
-            p.update(best=row[key], best_epoch=epoch, stale=0, best_state=copy.deepcopy(model.state_dict()))
+            p.update(best=row[key], best_epoch=epoch, best_step=p["steps"], stale=0,
+                     best_state=copy.deepcopy(model.state_dict()))
         else:
             p["stale"] += 1
         p["epoch"] = epoch
         loop.save(state_path, state_key, epoch, model, [opt], p)
-        if p["stale"] >= cfg.patience:
-            log.info("early stop: no %s improvement for %d epochs (best %.4f at epoch %d)", key, p["stale"],
-                     p["best"], p["best_epoch"])
+        if cfg.stop(p["stale"], p["steps"] - p["best_step"]):
+            log.info("early stop: no %s improvement for %d epochs / %d steps (best %.4f at epoch %d)", key,
+                     p["stale"], p["steps"] - p["best_step"], p["best"], p["best_epoch"])
             break
     model.load_state_dict(p["best_state"])
     if state_path is not None and state_path.exists():

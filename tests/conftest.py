@@ -33,7 +33,9 @@ def tiny_params(**overrides) -> dict:
                    "m2sr": {"hidden": 32, "blocks": 1, "dropout": 0.1},
                    "msm4sr": {"hidden": 32, "attn_dim": 32, "experts": 4, "layers": 1, "inner": 64, "dropout": 0.1},
                    "mmsr": {"hidden": 32, "inner": 64, "adapter_dim": 32, "dropout": 0.1},
-                   "automlp": {"hidden": 32, "short_lengths": [2, 5, 10], "search_epochs": 2, "dropout": 0.1}},
+                   "automlp": {"hidden": 32, "short_lengths": [2, 5, 10], "search_epochs": 2, "dropout": 0.1},
+                   "bprmf": {"embedding": 32}, "fpmc": {"embedding": 32},
+                   "bert4rec": {"hidden": 32, "layers": 1, "heads": 2, "inner": 64, "dropout": 0.1}},
         "pretrain": {"epochs": 3, "batch_size": 256, "seed": 0},
     }
     features = yaml.safe_load((ROOT / "params.yaml").read_text())["features"]  # the shipped defaults

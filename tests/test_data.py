@@ -16,7 +16,7 @@ def make(seqs):
 def test_every_training_interaction_is_a_target_exactly_once():
     seqs = [list(range(1, 13)), [5, 6, 7, 8], [9, 3, 4]]
     seq = Split(make(seqs)).training.train
-    x, y = train_windows(seq, max_len=3)
+    x, y, users = train_windows(seq, max_len=3)
     # user 0 trains on 1..10 -> targets 2..10; user 1 on 5,6 -> target 6; user 2 on 9 -> none
     targets = sorted(y[y > 0].tolist())
     assert targets == sorted(list(range(2, 11)) + [6])
@@ -26,6 +26,8 @@ def test_every_training_interaction_is_a_target_exactly_once():
             if row_y[t]:
                 assert row_x[t] > 0
     assert x.shape[1] == 3 and (x[:, 0] == 0).any()  # left padding
+    # each window knows its user: user 0's windows hold only items 1..10, user 1's only 5 and 6
+    assert set(x[users == 0].ravel()) - {0} <= set(range(1, 11)) and set(x[users == 1].ravel()) - {0} == {5}
 
 
 def test_split_queries_and_histories():
@@ -54,8 +56,8 @@ def test_split_needs_three_items_per_user():
 
 def test_overlapping_windows_keep_each_target_once_with_more_context():
     seq = Split(make([list(range(1, 23))])).training.train  # item v sits at position v - 1; trains on items 1..20
-    base_x, base_y = train_windows(seq, max_len=6)
-    x, y = train_windows(seq, max_len=6, stride=2)
+    base_x, base_y, _ = train_windows(seq, max_len=6)
+    x, y, _ = train_windows(seq, max_len=6, stride=2)
     assert sorted(y[y > 0].tolist()) == sorted(base_y[base_y > 0].tolist()) == list(range(2, 21))
     # each target v sees min(v - 1, max_len - stride = 4) items of context at least
     for row_x, row_y in zip(x, y):
@@ -83,12 +85,17 @@ def test_cold_subsequences_are_every_prefix_ending_in_a_cold_item():
 
     # same sequences as above; training counts: item 1 -> 2, item 2 -> 1, item 3 -> 3
     split = Split(Sequences(np.array([1, 1, 2, 3, 2, 3, 3, 3, 1, 1]), np.array([0, 5, 10]), 3))
-    q = cold_subsequences(split, 2, max_len=3)
+    (q,) = cold_subsequences(split, 2, max_len=3)
     # threshold 2: only item 2 is cold -> user 0 positions 2 and 4 (position 0 has no prefix)
     assert q.targets.tolist() == [2, 2]
     assert q.inputs.tolist() == [[0, 1, 1], [1, 2, 3]]
     assert q.seen[0].tolist() == [0, 2, 6] and q.seen[1].tolist() == [1, 1, 1, 1, 2, 3]
-    q = cold_subsequences(split, 3, max_len=3)
+    (q,) = cold_subsequences(split, 3, max_len=3)
     # threshold 3: items 1 and 2 are cold -> user 0 positions 1, 2, 4; user 1 positions 3, 4
     assert q.targets.tolist() == [1, 2, 2, 1, 1] and np.diff(q.seen[0]).tolist() == [1, 2, 4, 3, 4]
-    assert len(cold_subsequences(split, 1, 3)) == 0
+    assert q.users.tolist() == [0, 0, 0, 1, 1]
+    assert list(cold_subsequences(split, 1, 3)) == []
+    # chunked: the same queries, each chunk's histories within the budget (one over-long prefix alone)
+    chunks = list(cold_subsequences(split, 3, max_len=3, max_history=4))
+    assert [c.targets.tolist() for c in chunks] == [[1, 2], [2], [1], [1]]
+    assert [int(c.seen[0][-1]) for c in chunks] == [3, 4, 3, 4]

@@ -72,6 +72,19 @@ def test_sasrec_beats_pop_on_demo(prepared):
     assert 0 <= results["sasrec"]["cold_seq/ndcg@10"] <= results["sasrec"]["cold_seq/hr@10"] <= 1
 
 
+@pytest.mark.parametrize("model", ["bprmf", "fpmc", "bert4rec"])
+def test_papers_baselines_beat_pop_on_demo(prepared, model):
+    """The M2SR / AutoMLP tables' baselines train through the one loop and beat popularity."""
+    tmp, p = prepared
+    res = {}
+    for m in ("pop", model):
+        out = tmp / f"baseline-{m}"
+        train(p | {"model": m}, tmp / "prepared", out)
+        res[m] = evaluate(p | {"model": m}, tmp / "prepared", out / "model.pt", out / "metrics.json")
+    assert res[model]["test/ndcg@10"] > 1.2 * res["pop"]["test/ndcg@10"], (res[model]["test/ndcg@10"],
+                                                                           res["pop"]["test/ndcg@10"])
+
+
 def extract(p: dict, folder: Path) -> None:
     from pipeline.features import image, keywords, text
     from pipeline.features.common import open_stage
@@ -162,8 +175,8 @@ def test_train_refuses_to_write_when_params_yaml_changed_while_it_ran(prepared, 
 
 def test_unknown_model_is_a_clear_error(prepared):
     tmp, p = prepared
-    with pytest.raises(ConfigError, match="model='bert4rec' is not one of"):
-        train(p | {"model": "bert4rec"}, tmp / "prepared", tmp / "x")
+    with pytest.raises(ConfigError, match="model='bert5rec' is not one of"):
+        train(p | {"model": "bert5rec"}, tmp / "prepared", tmp / "x")
 
 
 def dvc(cwd: Path, *args: str) -> str:
@@ -175,8 +188,8 @@ def dvc(cwd: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.slow
-def test_dvc_repro_then_exp_run_reuses_upstream_stages(tmp_path):
+def dvc_project(tmp_path: Path, params: dict) -> Path:
+    """A copy of the project's code and graph with `params` as params.yaml, in a fresh git repository."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("pipeline", "models", ".dvc/config", ".dvcignore", "dvc.yaml", "pyproject.toml"):
@@ -186,22 +199,50 @@ def test_dvc_repro_then_exp_run_reuses_upstream_stages(tmp_path):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, dst)
-    params = tiny_params()
-    params["train"] |= {"epochs": 2, "device": "auto"}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    return repo
+
+
+@pytest.mark.slow
+def test_dvc_repro_then_exp_run_reuses_upstream_stages(tmp_path):
+    params = tiny_params()
+    params["train"] |= {"epochs": 2, "device": "auto"}
+    repo = dvc_project(tmp_path, params)
     dvc(repo, "repro")
     metrics = json.loads((repo / "data" / "metrics.json").read_text())
     assert metrics["model"] == "sasrec" and set(METRIC_KEYS) <= set(metrics)
     for name in ("text/text", "text/text_sentences", "image/image", "keywords/keywords", "keywords/keyword_vectors"):
         assert (repo / "data" / "features" / f"{name}.parquet").is_file(), name
+    # SASRec reads no pre-trained weights: the pretrain stage only leaves its marker
+    assert "uses no pre-training" in json.loads((repo / "data" / "pretrain" / "pretrain.json").read_text())["skipped"]
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"], cwd=repo, check=True)
     out = dvc(repo, "exp", "run", "-S", "model=gru4rec")
-    for stage in ("download", "preprocess", "text_features", "image_features", "keywords", "pretrain"):
+    for stage in ("download", "preprocess", "text_features", "image_features", "keywords"):
         assert f"Stage '{stage}' didn't change, skipping" in out, out
     for stage in ("train", "evaluate"):
         assert f"Running stage '{stage}'" in out, out
     assert json.loads((repo / "data" / "metrics.json").read_text())["model"] == "gru4rec"
     shown = dvc(repo, "exp", "show", "--no-pager", "--md")
     assert "test/ndcg@10" in shown and "gru4rec" in shown
+
+
+@pytest.mark.slow
+def test_dvc_repro_resumes_killed_pretraining(tmp_path):
+    """msm4sr selected: `dvc repro` pre-trains; a SIGKILL after epoch 1 leaves resume.pt, and the
+    next `dvc repro` continues from it instead of starting over."""
+    params = tiny_params(model="msm4sr")
+    params["train"] |= {"epochs": 2}
+    params["pretrain"] |= {"epochs": 3}
+    repo = dvc_project(tmp_path, params)
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                        "DVC_NO_ANALYTICS": "1", "MMREC_KILL_AFTER_EPOCHS": "1"}
+    killed = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    assert killed.returncode != 0 and (repo / "data" / "pretrain" / "resume.pt").is_file(), killed.stderr[-2000:]
+    out = dvc(repo, "repro")
+    assert "resuming pre-training" in out and "after epoch 1" in out, out[-3000:]
+    assert not (repo / "data" / "pretrain" / "resume.pt").exists()
+    info = json.loads((repo / "data" / "pretrain" / "pretrain.json").read_text())
+    assert [r["epoch"] for r in info["history"]] == [1, 2, 3]
+    assert json.loads((repo / "data" / "metrics.json").read_text())["model"] == "msm4sr"

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from pipeline.download import download
+from pipeline.params import ConfigError
 from pipeline.preprocess import PreprocessConfig, run
 from tests.conftest import ROOT, tiny_params
 
@@ -21,13 +22,19 @@ def train_cmd(params_file, prepared, out, env_extra=None):
                            str(out / "none")], env=env, capture_output=True, text=True, cwd=ROOT)
 
 
-def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    p = tiny_params()
-    p["train"] |= {"epochs": 5, "patience": 10, "threads": 1}
+def prepared(tmp_path, model="sasrec", **train):
+    """Tiny demo prepared under tmp_path and its params.yaml (train section updated by `train`)."""
+    p = tiny_params(model=model)
+    p["train"] |= train
     download(p, tmp_path / "raw")
     run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(**p["preprocess"]))
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(p))
+    return p, params_file
+
+
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    p, params_file = prepared(tmp_path, epochs=5, patience=10, threads=1)
 
     killed = train_cmd(params_file, tmp_path / "prepared", tmp_path / "a", {"MMREC_KILL_AFTER_EPOCHS": "2"})
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -51,15 +58,56 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_a_resume_state_from_other_settings_is_ignored(tmp_path):
-    p = tiny_params()
-    p["train"] |= {"epochs": 2, "threads": 1}
-    download(p, tmp_path / "raw")
-    run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(**p["preprocess"]))
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(p))
+    p, params_file = prepared(tmp_path, epochs=2, threads=1)
     killed = train_cmd(params_file, tmp_path / "prepared", tmp_path / "a", {"MMREC_KILL_AFTER_EPOCHS": "1"})
     assert killed.returncode == -9
     p["train"]["lr"] = 0.01
     params_file.write_text(yaml.safe_dump(p))
     again = train_cmd(params_file, tmp_path / "prepared", tmp_path / "a")
     assert again.returncode == 0 and "saved by a run with other settings" in again.stderr
+
+
+def test_killed_pretraining_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    """MSM4SR's pre-training is SIGKILLed after epoch 1 of 3; the rerun resumes from its saved state
+    and ends with exactly the weights of an uninterrupted run."""
+    from tests.conftest import write_random_features
+
+    p, params_file = prepared(tmp_path, model="msm4sr")
+    p["pretrain"] |= {"epochs": 3, "threads": 1}
+    params_file.write_text(yaml.safe_dump(p))
+    write_random_features(tmp_path / "prepared", tmp_path / "features")
+
+    def pretrain_cmd(out, env_extra=None):
+        env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
+        return subprocess.run([sys.executable, "-m", "pipeline.pretrain", "--params", str(params_file), "--prepared",
+                               str(tmp_path / "prepared"), "--features", str(tmp_path / "features"), "--out", str(out)],
+                              env=env, capture_output=True, text=True, cwd=ROOT)
+
+    killed = pretrain_cmd(tmp_path / "a", {"MMREC_KILL_AFTER_EPOCHS": "1"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "a" / "msm4sr.pt").exists()
+    assert torch.load(tmp_path / "a" / "resume.pt", weights_only=True)["progress"]["epoch"] == 1
+    resumed = pretrain_cmd(tmp_path / "a")
+    assert resumed.returncode == 0 and "resuming pre-training" in resumed.stderr and "after epoch 1" in resumed.stderr
+    assert not (tmp_path / "a" / "resume.pt").exists()
+    whole = pretrain_cmd(tmp_path / "b")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    a = torch.load(tmp_path / "a" / "msm4sr.pt", weights_only=True)["m2se"]
+    b = torch.load(tmp_path / "b" / "msm4sr.pt", weights_only=True)["m2se"]
+    for k in b:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_corrupt_or_pickled_resume_state_is_ignored_with_a_hint(tmp_path):
+    p, params_file = prepared(tmp_path, epochs=2, threads=1)
+    (tmp_path / "a").mkdir()
+    for name in ("truncated", "pickled"):
+        if name == "truncated":
+            (tmp_path / "a" / "resume.pt").write_bytes(b"PK\x03\x04 half a zip")
+        else:  # a pickled object (any class): weights_only=True refuses to unpickle it
+            torch.save({"key": "x", "progress": ConfigError("not a tensor")}, tmp_path / "a" / "resume.pt")
+        out = train_cmd(params_file, tmp_path / "prepared", tmp_path / "a")
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "not a readable resume state" in out.stderr and "starting over" in out.stderr, name
+        assert "weights_only=False" not in out.stderr  # never the invitation to unpickle code
+        assert (tmp_path / "a" / "model.pt").is_file()

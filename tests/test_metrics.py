@@ -100,3 +100,20 @@ def test_masked_items_never_returned_and_all_others_kept():
         returned = set(i[u][i[u] >= 0].tolist())
         assert returned == set(range(30)) - set(excl[indptr[u]:indptr[u + 1]].tolist())
         assert np.all(np.diff(s[u][np.isfinite(s[u])]) <= 0)
+
+
+def test_result_budget_chunks_give_the_same_answer():
+    """A user with a long history widens its chunk's search; with a small `max_results` the users
+    are searched in smaller chunks (one at a time at the limit) and the answer is unchanged."""
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((40, 4)).astype(np.float32)
+    items = rng.standard_normal((300, 4)).astype(np.float32)
+    counts = rng.integers(0, 5, 40)
+    counts[7] = 250  # one long history
+    excl = np.concatenate([rng.choice(300, c, replace=False) for c in counts])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    whole = exact_topk(q, items, 10, (indptr, excl))
+    for budget in (1, 100, 2000):
+        s, i = exact_topk(q, items, 10, (indptr, excl), max_results=budget)
+        np.testing.assert_array_equal(i, whole[1])
+        np.testing.assert_array_equal(s, whole[0])

@@ -20,8 +20,15 @@ TINY = {"sasrec": {"hidden": 16, "heads": 2, "inner": 32, "layers": 2, "max_len"
                  "features": {"text": [3, 8], "image": [2, 12]}},
         "automlp": {"hidden": 16, "layers": 2, "short_lengths": [2, 5], "max_len": L,
                     "features": {"text": [3, 8], "image": [2, 12]}},
+        "bprmf": {"embedding": 16, "num_users": B},
+        "fpmc": {"embedding": 16, "num_users": B},
+        "bert4rec": {"hidden": 16, "heads": 2, "inner": 32, "layers": 2, "max_len": L},
         "pop": {}}
 TRAINABLE = [m for m in MODELS if m != "pop"]
+CAUSAL = [m for m in TRAINABLE if getattr(MODELS[m], "CAUSAL", True)]
+OWN_LOSS = {"mmsr": "fuses the batch's items once (test_mmsr checks it equals this)",
+            "bert4rec": "the cloze loss (test_bert4rec)"}
+USERS = torch.arange(B)
 
 
 def build(name, **over):
@@ -60,18 +67,18 @@ def test_forward_loss_backward(name, loss):
     torch.manual_seed(0)
     model = build(name, loss=loss)
     seqs, targets = batch()
-    h = model.encode(seqs)
+    h = model.encode(seqs, USERS)
     vecs = model.item_vectors()
     assert h.shape[:2] == (B, L) and vecs.shape == (N_ITEMS + 1, h.shape[-1])
     neg = torch.randint(1, N_ITEMS + 1, (B, L, 2))
     calls = []
-    value = model.loss(seqs, targets, lambda: calls.append(1) or neg)
+    value = model.loss(seqs, targets, lambda: calls.append(1) or neg, USERS)
     assert calls == ([1] if loss == "bce" else [])
     assert value.ndim == 0 and torch.isfinite(value)
-    if name != "mmsr":  # MMSR fuses the batch's items once; test_mmsr checks that it equals this
+    if name not in OWN_LOSS:
         model.eval()
-        torch.testing.assert_close(model.loss(seqs, targets, lambda: neg),
-                                   sequence_loss(model.encode(seqs), targets, model.item_vectors(), loss, neg))
+        torch.testing.assert_close(model.loss(seqs, targets, lambda: neg, USERS),
+                                   sequence_loss(model.encode(seqs, USERS), targets, model.item_vectors(), loss, neg))
         model.train()
     value.backward()
     skip = getattr(model, "PRETRAIN_ONLY", ())  # parameters only the pre-training loss uses
@@ -96,7 +103,7 @@ def test_pop_ranks_by_training_frequency():
     assert scores.tolist() == [0, 2, 0, 3, 0, 1]
 
 
-@pytest.mark.parametrize("name", TRAINABLE)
+@pytest.mark.parametrize("name", CAUSAL)
 def test_causality(name):
     """Changing a later item leaves every earlier output unchanged."""
     torch.manual_seed(0)
@@ -106,9 +113,10 @@ def test_causality(name):
     changed = seqs.clone()
     changed[:, t + 1:] = (changed[:, t + 1:] % N_ITEMS) + 1
     with torch.no_grad():
-        a, b = model.encode(seqs), model.encode(changed)
+        a, b = model.encode(seqs, USERS), model.encode(changed, USERS)
     assert torch.allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-5)
-    assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-5)  # the change is visible later
+    if getattr(MODELS[name], "READS_SEQUENCE", True):
+        assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-5)  # the change is visible later
 
 
 @pytest.mark.parametrize("variant", ["pre_ln", "post_ln"])
@@ -127,13 +135,18 @@ def test_sasrec_ignores_padding_contents_and_amount(variant):
     short, longer = torch.tensor([[0, 0, 3, 4, 5]]), torch.tensor([[0, 0, 0, 0, 0, 0, 3, 4, 5]])
     with torch.no_grad():
         assert torch.allclose(model.encode(short)[:, -3:], model.encode(longer)[:, -3:], atol=1e-5)
-    # causality holds in both layouts
+    assert_only_the_last_state_moves(model)  # causality holds in both layouts
+
+
+def assert_only_the_last_state_moves(model) -> torch.Tensor:
+    """Changing the last item changes the last state and no earlier one; returns the states."""
     seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7]])
     changed = seqs.clone()
     changed[0, -1] = 9
     with torch.no_grad():
         a, b = model.encode(seqs), model.encode(changed)
     assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-5) and not torch.allclose(a[:, -1], b[:, -1])
+    return a
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -146,7 +159,7 @@ def test_checkpoint_rebuilds_the_model(name, tmp_path):
     loaded, ckpt = load_checkpoint(tmp_path / "m.pt")
     seqs, _ = batch()
     with torch.no_grad():
-        assert torch.equal(model.encode(seqs), loaded.eval().encode(seqs))
+        assert torch.equal(model.encode(seqs, USERS), loaded.eval().encode(seqs, USERS))
         assert torch.equal(model.item_vectors(), loaded.item_vectors())
     assert ckpt["model"] == name and ckpt["meta"]["max_len"] == L
 
@@ -158,7 +171,7 @@ def test_bad_checkpoint_and_model_names_are_clear(tmp_path):
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(ValueError, match="registered models"):
-        build_model("bert4rec", {}, 10)
+        build_model("bert5rec", {}, 10)
     with pytest.raises(ValueError, match="unknown config key"):
         build_model("sasrec", {"hiden": 3}, 10)
 
@@ -198,3 +211,70 @@ def test_feature_model_needs_features_and_checks_shapes():
     model = build("m2sr")
     with pytest.raises(ValueError, match="built for"):
         model.feats.load("text", torch.zeros(N_ITEMS + 1, 9), torch.ones(N_ITEMS + 1, dtype=torch.bool))
+
+
+def test_sasrec_visible_padding_is_causal_and_ignores_padding_contents():
+    """padding: visible (pmixer's layout): padding rows are zeroed, so their contents never matter, but
+    they take part in the attention softmax, so the amount of padding changes real outputs."""
+    torch.manual_seed(0)
+    cfg = TINY["sasrec"] | {"max_len": 12, "dropout": 0.0, "padding": "visible"}
+    model = build_model("sasrec", cfg, N_ITEMS).eval()
+    seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7]])
+    a = assert_only_the_last_state_moves(model)
+    with torch.no_grad():
+        longer = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5, 6, 7]])
+        assert not torch.allclose(model.encode(longer)[:, -5:], a[:, -5:], atol=1e-5)
+    blocked = build_model("sasrec", cfg | {"padding": "blocked"}, N_ITEMS)
+    blocked.load_state_dict(model.state_dict())  # same weights: only the mask differs
+    with torch.no_grad():
+        assert not torch.allclose(blocked.eval().encode(seqs)[:, -1], a[:, -1], atol=1e-5)
+    with pytest.raises(ValueError, match="padding='open'"):
+        build_model("sasrec", TINY["sasrec"] | {"padding": "open"}, N_ITEMS)
+
+
+def test_user_factor_models_score_by_user():
+    """BPR-MF ignores the sequence and scores by user; FPMC adds the last item's transition term."""
+    torch.manual_seed(0)
+    seqs, _ = batch()
+    mf, fpmc = build("bprmf").eval(), build("fpmc").eval()
+    other = torch.roll(USERS, 1)
+    with torch.no_grad():
+        assert torch.equal(mf.encode(seqs, USERS), mf.encode(torch.flip(seqs, [1]), USERS))
+        assert not torch.allclose(mf.encode(seqs, USERS), mf.encode(seqs, other))
+        scores = fpmc.encode(seqs, USERS)[:, -1] @ fpmc.item_vectors().T
+        hand = fpmc.ui(USERS) @ fpmc.iu.weight.T + fpmc.li(seqs[:, -1]) @ fpmc.il.weight.T
+        torch.testing.assert_close(scores, hand)
+    with pytest.raises(ValueError, match="pass `users`"):
+        mf.encode(seqs)
+    with pytest.raises(ValueError, match="num_users"):
+        build_model("fpmc", {"embedding": 4}, N_ITEMS)
+
+
+def test_bert4rec_masks_its_windows_and_predicts_at_the_appended_mask():
+    torch.manual_seed(0)
+    model = build("bert4rec", dropout=0.0).eval()
+    seqs, targets = batch()
+    with torch.no_grad():
+        h = model.encode(seqs)
+        changed = seqs.clone()
+        changed[:, 3] = (changed[:, 3] % N_ITEMS) + 1
+        assert not torch.allclose(model.encode(changed)[:, -1], h[:, -1])  # bidirectional: every input counts
+        x = torch.cat([seqs[:, 1:], torch.full_like(seqs[:, :1], model.mask_id)], 1)
+        torch.testing.assert_close(h, model.states(x))
+    assert model.item_vectors().shape == (N_ITEMS + 1, 17)  # the mask token is never ranked; + the bias
+    seen = []
+    orig = model.states
+
+    def spy(x):
+        seen.append(x.clone())
+        return orig(x)
+
+    model.states = spy
+    full = torch.randint(1, N_ITEMS + 1, (200, L))
+    for _ in range(40):
+        model.loss(full, torch.roll(full, -1, 1), None)
+    masked = torch.stack(seen) == model.mask_id  # (batches, windows, L)
+    assert masked.any(2).all()  # every window predicts something
+    last_only = (masked.sum(2) == 1).all(1) & masked[:, :, -1].all(1)
+    assert 0.2 < last_only.float().mean() < 0.8  # ft_ratio 0.5: whole batches of last-item prediction
+    assert masked[~last_only][:, :, :-1].float().mean() == pytest.approx(0.2, abs=0.03)  # the others: mask_ratio

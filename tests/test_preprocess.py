@@ -42,6 +42,10 @@ def test_rating_threshold_and_duplicates_are_counted():
             ("u", "d", 5.0, 5)]
     _, inter, _, stats = preprocess(raw(rows), cfg(min_rating=4.0))
     assert stats["dropped"]["below_min_rating"] == 1 and stats["dropped"]["duplicate"] == 1
+    # NaN or missing ratings are never compared (NaN sorts above every number): dropped as unrated
+    nan_rows = rows + [("u", "e", float("nan"), 6), ("u", "f", None, 7)]
+    _, _, _, nan_stats = preprocess(raw(nan_rows), cfg(min_rating=4.0))
+    assert nan_stats["dropped"]["unrated"] == 2 and nan_stats["dropped"]["below_min_rating"] == 1
     assert inter.height == 4  # a, c, a(again, later), d
     _, inter, _, stats = preprocess(raw(rows), cfg(min_rating=4.0, duplicates="first"))
     assert stats["dropped"]["duplicate"] == 2 and inter.height == 3
@@ -65,7 +69,7 @@ def test_every_row_is_accounted_for_and_metadata_gaps_counted():
     rows = [("u", "a", 1.0, 1), ("u", "b", 1.0, 2), ("u", "zzz", 1.0, 3), ("", "a", 1.0, 4), ("short", "a", 1.0, 5)]
     items = pl.DataFrame({"item": ["a", "b", "only_meta"]})
     items_t, inter, _, stats = preprocess(raw(rows, items), cfg())
-    assert stats["dropped"] == {"missing_id": 1, "below_min_rating": 0, "duplicate": 0, "kcore": 0,
+    assert stats["dropped"] == {"missing_id": 1, "unrated": 0, "below_min_rating": 0, "duplicate": 0, "kcore": 0,
                                 "too_short_to_split": 1}
     assert stats["metadata"]["items_without_metadata"] == 1  # zzz
     assert stats["metadata"]["metadata_rows_without_interactions"] == 1  # only_meta

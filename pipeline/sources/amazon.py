@@ -15,7 +15,6 @@ manifest of every failure, and items without a fetched image are masked downstre
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import logging
 import shutil
@@ -26,7 +25,8 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.sources import fetch as net
-from pipeline.sources.common import MAX_BAD_LINE_SHARE, RawData, SourceError, copy_files, image_paths_for
+from pipeline.sources.common import (INT64_LIMIT, MAX_BAD_LINE_SHARE, RawData, SourceError, check_timestamp_units, clip,
+                                     copy_files, copy_tree, image_paths_for, parse_rating)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def fetch(cfg: AmazonConfig, out: Path) -> dict:
     meta = {"format": "amazon", "origin": origin, "version": cfg.version, "reviews": reviews, "meta": meta_file,
             "images": None}
     if cfg.source and (Path(cfg.source) / "images").is_dir():  # a local mirror of the images
-        shutil.copytree(Path(cfg.source) / "images", out / "images")
+        meta["skipped"] = {}
+        copy_tree(Path(cfg.source) / "images", out / "images", Path(cfg.source), meta["skipped"])
         meta["images"] = "images"
     elif cfg.images and (out / meta_file).is_file():
         from pipeline.sources.images import download_images
@@ -86,15 +87,31 @@ def fetch(cfg: AmazonConfig, out: Path) -> dict:
     return meta
 
 
+def gunzip(path: Path) -> bytes:
+    """Every gzip member of `path`, decompressed. A stream that ends early is a cut-short download;
+    bytes after the last member that are not another member are called trailing data (both errors
+    name the file: never a silently shorter data set)."""
+    raw, out, pos = path.read_bytes(), [], 0
+    while pos < len(raw):
+        if raw[pos:pos + 2] != b"\x1f\x8b":
+            what = "is not a gzip file" if pos == 0 else f"has {len(raw) - pos:,} bytes of trailing data after its gzip stream"
+            raise SourceError(f"{path}: {what} (at byte {pos:,}); the file is damaged or not what the source ships "
+                              "— delete it and fetch it again")
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out.append(d.decompress(raw[pos:]))
+        except zlib.error as e:
+            raise SourceError(f"{path}: corrupt gzip data at byte {pos:,} ({e}) — delete it and fetch it again") from None
+        if not d.eof:
+            raise SourceError(f"{path}: not a complete gzip file (the stream ends early, {len(raw):,} bytes); the "
+                              "download was cut short — delete it and fetch it again")
+        pos = len(raw) - len(d.unused_data)
+    return b"".join(out)
+
+
 def gz_lines(path: Path) -> pl.DataFrame:
-    """Decompress a .json.gz into a `text` column with 1-based `line` numbers; a truncated or corrupt
-    archive is an error naming the file (never a silently shorter data set)."""
-    try:
-        with gzip.open(path, "rb") as f:
-            data = f.read()
-    except (EOFError, OSError, zlib.error) as e:
-        raise SourceError(f"{path}: not a complete gzip file ({e}); the download was cut short or the file is "
-                          "corrupt — delete it and fetch it again") from None
+    """Decompress a .json.gz into a `text` column with 1-based `line` numbers (see `gunzip`)."""
+    data = gunzip(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -108,7 +125,7 @@ def _too_many_bad(path: Path, bad: pl.DataFrame, total: int, what: str) -> None:
     if bad.height == 0:
         return
     first = bad.row(0, named=True)
-    msg = f"{path}:{first['line']}: {what}: {first['text'][:120]!r}"
+    msg = f"{path}:{first['line']}: {what}: {clip(first['text'], 120)}"
     if bad.height > MAX_BAD_LINE_SHARE * max(total, 1):
         raise SourceError(f"{msg}. {bad.height} of {total} lines are bad: is this the right file?")
     log.warning("%s — skipping %d such line(s) of %d", msg, bad.height, total)
@@ -119,12 +136,16 @@ def read_reviews(path: Path, report: dict) -> pl.DataFrame:
     fields = lines.with_columns(
         pl.col("text").str.json_path_match("$.reviewerID").alias("user"),
         pl.col("text").str.json_path_match("$.asin").alias("item"),
-        pl.col("text").str.json_path_match("$.overall").cast(pl.Float64, strict=False).alias("rating"),
-        pl.col("text").str.json_path_match("$.unixReviewTime").cast(pl.Int64, strict=False).alias("timestamp"))
+        pl.col("text").str.json_path_match("$.overall").alias("overall"),
+        pl.col("text").str.json_path_match("$.unixReviewTime").cast(pl.Float64, strict=False).alias("_t"))
+    fields = fields.with_columns(pl.when(pl.col("_t").abs() < INT64_LIMIT).then(pl.col("_t")).cast(pl.Int64)
+                                 .alias("timestamp")).drop("_t")
     bad = fields.filter(pl.col("user").is_null() | pl.col("item").is_null() | pl.col("timestamp").is_null())
     _too_many_bad(path, bad, lines.height, "not a JSON review with reviewerID, asin and unixReviewTime")
     report["reviews_malformed_lines"] = bad.height
     good = fields.filter(pl.col("user").is_not_null() & pl.col("item").is_not_null() & pl.col("timestamp").is_not_null())
+    check_timestamp_units(good, path)
+    good = parse_rating(good, "overall", path, report, "reviews")
     return good.select(pl.col("user").str.strip_chars(), pl.col("item").str.strip_chars(), "rating", "timestamp",
                        (pl.col("line") - 1).cast(pl.Int64).alias("row"))
 

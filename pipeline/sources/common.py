@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,21 +70,42 @@ def decode(path: Path, encoding: str) -> str:
         ) from None
 
 
+def clip(value: object, n: int = 80) -> str:
+    """repr of a value for a message, cut to n characters (a 5 MB field must not fill the log)."""
+    text = repr(value)
+    return text if len(text) <= n else f"{text[:n]}…({len(text):,} characters)"
+
+
+# Control bytes the line reader may use as its never-occurring "field separator"; the first one a
+# file does not contain is taken, so a 0x1F inside a field cannot split a line.
+_SEPARATORS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x07", b"\x00")
+
+
 def read_lines(path: Path, encoding: str = "utf-8") -> pl.DataFrame:
     """A file's lines as one string column `text` (blank lines kept as null, line numbers intact).
 
     UTF-8 files are read by polars without a Python string per line; other encodings are decoded
-    first. Invalid bytes are an error naming the line (see `decode`).
+    first. A UTF-8 byte-order mark is dropped, CRLF line ends are handled. Invalid bytes are an
+    error naming the line (see `decode`).
     """
-    opts = {"separator": "\x1f", "has_header": False, "new_columns": ["text"], "schema": {"text": pl.String},
-            "quote_char": None}
-    if encoding.lower().replace("-", "") in ("utf8", "utf8sig"):
-        try:
-            return pl.read_csv(path, **opts)
-        except pl.exceptions.ComputeError:
-            decode(path, encoding)  # raises the line-numbered error if the bytes are the problem
-            raise
-    return pl.read_csv(io.BytesIO(decode(path, encoding).encode("utf-8")), **opts)
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if encoding.lower().replace("-", "") not in ("utf8", "utf8sig"):
+        data = decode(path, encoding).encode("utf-8")
+    sep = next((c for c in _SEPARATORS if c not in data), None)
+    if sep is None:
+        raise SourceError(f"{path}: contains every control byte {_SEPARATORS} — not a text file?")
+    opts = {"separator": sep.decode(), "has_header": False, "new_columns": ["text"], "schema": {"text": pl.String},
+            "quote_char": None, "eol_char": "\n"}
+    if not data:
+        return pl.DataFrame(schema={"text": pl.String})
+    try:
+        lines = pl.read_csv(io.BytesIO(data), **opts)
+    except pl.exceptions.ComputeError:
+        decode(path, encoding)  # raises the line-numbered error if the bytes are the problem
+        raise
+    return lines.with_columns(pl.col("text").str.strip_suffix("\r"))
 
 
 def split_lines(
@@ -111,7 +133,7 @@ def split_lines(
         first = bad.row(0, named=True)
         msg = (
             f"{path}:{first['line']}: expected {len(names)} fields separated by {sep!r} "
-            f"({', '.join(names)}), found {first['n']}: {first['text'][:120]!r}"
+            f"({', '.join(names)}), found {first['n']}: {clip(first['text'], 120)}"
         )
         if bad.height > MAX_BAD_LINE_SHARE * max(parts.height, 1):
             raise SourceError(
@@ -125,31 +147,142 @@ def split_lines(
     return frame, {"blank_lines": blank.height, "malformed_lines": bad.height}
 
 
+INT64_LIMIT = 9.2e18  # |values| beyond this do not fit an int64
+
+
 def parse_int_column(df: pl.DataFrame, col: str, path: Path, report: dict, key: str) -> pl.DataFrame:
-    """Cast a string column to int64 (accepting '12.0'); rows that do not parse are counted and dropped."""
+    """Cast a string column to int64 (accepting '12.0'); rows that do not parse, or do not fit an int64
+    (e.g. 1e30), are counted and dropped."""
     parsed = df.with_columns(pl.col(col).str.strip_chars().cast(pl.Float64, strict=False).alias("_v"))
-    bad = parsed.filter(pl.col("_v").is_null() | ~pl.col("_v").is_finite())
+    ok = pl.col("_v").is_not_null() & pl.col("_v").is_finite() & (pl.col("_v").abs() < INT64_LIMIT)
+    bad = parsed.filter(~ok)
     if bad.height:
         r = bad.row(0, named=True)
-        log.warning("%s:%s: %s %r is not a number — skipping %d such row(s)", path, r["line"], col, r[col], bad.height)
+        log.warning("%s:%s: %s %s is not a number that fits an int64 — skipping %d such row(s)", path, r["line"], col,
+                    clip(r[col]), bad.height)
     report[key] = report.get(key, 0) + bad.height
-    return parsed.filter(pl.col("_v").is_not_null() & pl.col("_v").is_finite()).with_columns(
-        pl.col("_v").floor().cast(pl.Int64).alias(col)
-    ).drop("_v")
+    return parsed.filter(ok).with_columns(pl.col("_v").floor().cast(pl.Int64).alias(col)).drop("_v")
+
+
+def parse_rating(df: pl.DataFrame, col: str | None, path: Path, report: dict, prefix: str) -> pl.DataFrame:
+    """Replace string column `col` by a float `rating` (null when absent). Empty values are counted
+    under `<prefix>_rating_missing`, non-numbers and NaN under `<prefix>_rating_unparseable`; both
+    become null (unrated), so `preprocess.min_rating` drops them under their own reason."""
+    if col is None:
+        return df.with_columns(pl.lit(None, dtype=pl.Float64).alias("rating"))
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    value = text.cast(pl.Float64, strict=False)
+    df = df.with_columns(text.alias("_t"), value.alias("_r"))
+    missing = df.filter(pl.col("_t").is_null() | (pl.col("_t") == ""))
+    bad = df.filter((pl.col("_t").fill_null("") != "") & (pl.col("_r").is_null() | pl.col("_r").is_nan()))
+    report[f"{prefix}_rating_missing"] = missing.height
+    report[f"{prefix}_rating_unparseable"] = bad.height
+    if bad.height:
+        r = bad.row(0, named=True)
+        where = f"{path}:{r['line']}" if "line" in r else str(path)
+        log.warning("%s: rating %s is not a number — %d such rating(s) kept as unrated", where, clip(r["_t"]),
+                    bad.height)
+    rating = pl.when(pl.col("_r").is_nan()).then(None).otherwise(pl.col("_r")).alias("rating")
+    return df.with_columns(rating).drop("_t", "_r", *([col] if col != "rating" else []))
+
+
+# Unix time of 1973-03-03 .. 5138-11-16 in seconds; the same instants in ms, µs and ns are 1e3, 1e6,
+# 1e9 times larger. Values below 1e8 (ordinals, file order) are not classified.
+UNIT_RANGES = {"seconds": (1e8, 1e11), "milliseconds": (1e11, 1e14), "microseconds": (1e14, 1e17),
+               "nanoseconds": (1e17, INT64_LIMIT)}
+
+
+def check_timestamp_units(df: pl.DataFrame, path: Path, col: str = "timestamp") -> None:
+    """Refuse a file whose unix timestamps mix units (seconds and milliseconds, …): sorted as numbers,
+    a user's millisecond events would all come after their second events — their oldest items would
+    become the validation and test targets. The error names a line of each unit."""
+    found = {}
+    for unit, (lo, hi) in UNIT_RANGES.items():
+        hit = df.filter((pl.col(col).abs() >= lo) & (pl.col(col).abs() < hi))
+        if hit.height:
+            found[unit] = (hit.height, hit.row(0, named=True))
+    if len(found) > 1:
+        detail = "; ".join(f"{n:,} look like {u} (e.g. line {r.get('line', '?')}: {r[col]})" for u, (n, r) in found.items())
+        raise SourceError(f"{path}: timestamps in mixed units — {detail}. Sorted as numbers these would reorder "
+                          "each user's events; convert the file to one unit (e.g. divide the millisecond values by "
+                          "1000) before reading it")
+
+
+def _outside(path: Path, root: Path) -> bool:
+    return not path.resolve().is_relative_to(root.resolve())
 
 
 def copy_files(src: Path, dst: Path, names: list[str], required: list[str], fix: str) -> list[str]:
-    """Copy `names` from `src` to `dst`; a missing required file is an error, a missing optional one is skipped."""
+    """Copy `names` from `src` to `dst`; a missing required file is an error, a missing optional one is
+    skipped. Nothing outside `src` is read: a file that is a symlink to a place outside it is an error."""
     if not src.is_dir():
         raise SourceError(f"{src}: source folder does not exist. {fix}")
     copied = []
     for name in names:
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)
+        path = src / name
+        if path.is_symlink() and path.exists() and _outside(path, src):
+            raise SourceError(f"{path}: a symlink to {path.resolve()}, outside the source folder; nothing outside "
+                              "`source` is read — copy the file into the folder (or point `source` at its folder)")
+        if path.is_file():
+            shutil.copy2(path, dst / name)
             copied.append(name)
         elif name in required:
-            raise SourceError(f"{src / name}: missing (required file of this source). {fix}")
+            raise SourceError(f"{path}: missing (required file of this source). {fix}")
     return copied
+
+
+def copy_tree(src: Path, dst: Path, root: Path, skipped: dict) -> None:
+    """Copy folder `src` (inside the source folder `root`) to `dst` without ever reading outside `root`.
+
+    Symlinks whose target resolves outside `root` are skipped (`links_outside_source`); dangling
+    links and link loops are skipped (`dangling_links`, `link_loops`); a link to a file inside `root`
+    is copied as that file; a link to a folder is not followed (`linked_folders_skipped`: what it
+    points to inside `root` is copied from its own place, anything else is outside). Each count is
+    added to `skipped` (download's `source.json` → `stats.json → download`) and logged once.
+    """
+    counts = {"links_outside_source": 0, "dangling_links": 0, "link_loops": 0, "linked_folders_skipped": 0}
+    first: dict[str, Path] = {}
+
+    def skip(reason: str, path: Path) -> None:
+        counts[reason] += 1
+        first.setdefault(reason, path)
+
+    def usable(path: Path) -> bool:
+        if not path.is_symlink():
+            return True
+        try:
+            target = path.resolve(strict=True)
+        except FileNotFoundError:
+            skip("dangling_links", path)
+            return False
+        except (RuntimeError, OSError):  # a loop (ELOOP)
+            skip("link_loops", path)
+            return False
+        if not target.is_relative_to(root.resolve()):
+            skip("links_outside_source", path)
+            return False
+        if target.is_dir():
+            skip("linked_folders_skipped", path)
+            return False
+        return True
+
+    if usable(src) and src.is_dir():
+        for folder, dirs, files in os.walk(src, followlinks=False):
+            here = Path(folder)
+            out = dst / here.relative_to(src)
+            out.mkdir(parents=True, exist_ok=True)
+            for d in list(dirs):
+                if (here / d).is_symlink():
+                    dirs.remove(d)
+                    usable(here / d)  # counted: never followed
+            for f in files:
+                if usable(here / f) and (here / f).is_file():
+                    shutil.copy2(here / f, out / f)
+    for reason, n in counts.items():
+        if n:
+            skipped[reason] = skipped.get(reason, 0) + n
+            log.warning("%s: skipped %d file(s) or folder(s) under %s: %s (first: %s)", src, n, root,
+                        reason.replace("_", " "), first[reason])
 
 
 def image_paths_for(ids: pl.Series, raw_dir: Path, folder: str, exts=(".jpg", ".jpeg", ".png")) -> pl.Series:

@@ -69,9 +69,21 @@ def download(url: str, dest: Path, md5: str | None = None, retries: int = 3,
     return dest
 
 
-def safe_extract(archive: Path, out: Path, members: list[str] | None = None) -> list[str]:
-    """Extract zip members (flattened) into `out`; refuse the whole archive if any member path is
-    absolute or climbs out with `..` — checked before anything is written."""
+# Limits on what an archive may expand to (a zip bomb: 2 MB that inflate to GBs). Override with
+# MMREC_MAX_EXTRACT_BYTES / MMREC_MAX_EXTRACT_RATIO or the arguments of `safe_extract`.
+MAX_EXTRACT_BYTES = int(os.environ.get("MMREC_MAX_EXTRACT_BYTES", 8 * 2**30))
+MAX_EXTRACT_RATIO = float(os.environ.get("MMREC_MAX_EXTRACT_RATIO", 200))
+
+
+def safe_extract(archive: Path, out: Path, members: list[str] | None = None, max_bytes: int | None = None,
+                 max_ratio: float | None = None) -> list[str]:
+    """Extract zip members (flattened) into `out`. The whole archive is refused, before anything is
+    written, if a member path is absolute or climbs out with `..`, if two extracted members share a
+    file name (flattening would overwrite one with the other), or if the declared sizes exceed
+    `max_bytes` in total or `max_ratio` times the compressed size; while extracting, the bytes are
+    counted as they stream (declared sizes can lie) and the same limits stop it."""
+    max_bytes = MAX_EXTRACT_BYTES if max_bytes is None else max_bytes
+    max_ratio = MAX_EXTRACT_RATIO if max_ratio is None else max_ratio
     out = out.resolve()
     done = []
     with zipfile.ZipFile(archive) as zf:
@@ -80,11 +92,35 @@ def safe_extract(archive: Path, out: Path, members: list[str] | None = None) -> 
             name = info.filename
             if name.startswith("/") or ".." in Path(name).parts or not str((out / name).resolve()).startswith(str(out)):
                 raise SourceError(f"{archive}: member {name!r} would extract outside {out}; refusing the archive")
+        wanted = [i for i in infos if not i.is_dir() and (members is None or Path(i.filename).name in members)]
+        names = [Path(i.filename).name for i in wanted]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            where = [i.filename for i in wanted if Path(i.filename).name in dup][:4]
+            raise SourceError(f"{archive}: members {where} share a file name and would overwrite each other when "
+                              "extracted flat; refusing the archive")
+        packed = sum(i.compress_size for i in wanted)
+        budget = min(max_bytes, int(max_ratio * max(packed, 1)))
+
+        def refuse(size: int) -> SourceError:
+            return SourceError(f"{archive}: expands to {size:,} bytes or more from {packed:,} compressed (limits: "
+                               f"{max_bytes:,} bytes, {max_ratio:g}x); refusing it as a possible zip bomb — raise "
+                               "MMREC_MAX_EXTRACT_BYTES / MMREC_MAX_EXTRACT_RATIO if the archive is genuine")
+
+        declared = sum(i.file_size for i in wanted)
+        if declared > budget:
+            raise refuse(declared)
         out.mkdir(parents=True, exist_ok=True)
-        for info in infos:
-            if info.is_dir() or (members is not None and Path(info.filename).name not in members):
-                continue
-            with zf.open(info) as src, open(out / Path(info.filename).name, "wb") as dst:
-                dst.write(src.read())
-            done.append(Path(info.filename).name)
+        total = 0
+        for info in wanted:
+            target = out / Path(info.filename).name
+            with zf.open(info) as src, open(target, "wb") as dst:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    total += len(block)
+                    if total > budget:
+                        dst.close()
+                        target.unlink()
+                        raise refuse(total)
+                    dst.write(block)
+            done.append(target.name)
     return done

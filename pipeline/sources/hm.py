@@ -11,14 +11,15 @@ there is no download: `source` is the unpacked competition folder (images option
 
 from __future__ import annotations
 
+import io
 import logging
-import shutil
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-from pipeline.sources.common import MAX_BAD_LINE_SHARE, RawData, SourceError, copy_files
+from pipeline.sources.common import MAX_BAD_LINE_SHARE, RawData, SourceError, clip, copy_files, copy_tree, decode
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,15 @@ class HMConfig:
     source: str | None = None  # the unpacked Kaggle folder
     images: bool = True  # copy images/ when present
     since: str | None = None  # keep transactions on or after this date (YYYY-MM-DD); the full file is 31M rows
+    encoding: str = "utf-8"  # the Kaggle files are UTF-8; bytes that are not are an error naming the line
+
+    def __post_init__(self) -> None:
+        if self.since is not None:
+            try:
+                date.fromisoformat(str(self.since))
+            except ValueError:
+                raise SourceError(f"datasets.hm.since={self.since!r}: not a date; use the ISO form YYYY-MM-DD, "
+                                  "e.g. 2020-06-01") from None
 
 
 def fetch(cfg: HMConfig, out: Path) -> dict:
@@ -42,16 +52,20 @@ def fetch(cfg: HMConfig, out: Path) -> dict:
     src = Path(cfg.source)
     copy_files(src, out, ["transactions_train.csv", "articles.csv", "customers.csv"],
                ["transactions_train.csv", "articles.csv"], fix)
-    images = None
+    images, skipped = None, {}
     if cfg.images and (src / "images").is_dir():
-        shutil.copytree(src / "images", out / "images")
+        copy_tree(src / "images", out / "images", src, skipped)
         images = "images"
-    return {"format": "hm", "origin": str(src), "images": images, "since": cfg.since}
+    return {"format": "hm", "origin": str(src), "images": images, "since": cfg.since, "encoding": cfg.encoding,
+            "skipped": skipped}
 
 
-def _read_csv(path: Path, required: list[str]) -> pl.DataFrame:
+def _read_csv(path: Path, required: list[str], encoding: str = "utf-8") -> pl.DataFrame:
+    """The CSV as strings; bytes invalid in `encoding` are an error naming the line (never decoded
+    lossily: two customer ids differing in one bad byte would merge)."""
+    text = decode(path, encoding)  # raises the line-numbered error
     try:
-        df = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), infer_schema=False)
     except pl.exceptions.ComputeError as e:
         raise SourceError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
     missing = [c for c in required if c not in df.columns]
@@ -67,15 +81,16 @@ def article_id(col: str) -> pl.Expr:
 def read(raw: Path, meta: dict) -> RawData:
     report: dict = {"note_same_day_order": "t_dat has no time of day: same-day purchases keep the file order"}
     tx_path = raw / "transactions_train.csv"
-    tx = _read_csv(tx_path, TX_COLUMNS).with_columns(
+    enc = meta.get("encoding", "utf-8")
+    tx = _read_csv(tx_path, TX_COLUMNS, enc).with_columns(
         pl.col("t_dat").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("date"))
     ok = pl.col("date").is_not_null() & pl.col("article_id").str.strip_chars().str.contains(r"^\d{1,10}$") & \
         (pl.col("customer_id").str.strip_chars().fill_null("") != "")
     bad = tx.filter(~ok)
     if bad.height:
         r = bad.row(0, named=True)
-        msg = (f"{tx_path}:{r['line']}: bad transaction (t_dat {r['t_dat']!r}, customer_id {r['customer_id']!r}, "
-               f"article_id {r['article_id']!r})")
+        msg = (f"{tx_path}:{r['line']}: bad transaction (t_dat {clip(r['t_dat'])}, customer_id "
+               f"{clip(r['customer_id'])}, article_id {clip(r['article_id'])})")
         if bad.height > MAX_BAD_LINE_SHARE * max(tx.height, 1):
             raise SourceError(f"{msg}; {bad.height} of {tx.height} rows are bad")
         log.warning("%s — skipping %d such row(s)", msg, bad.height)
@@ -89,7 +104,7 @@ def read(raw: Path, meta: dict) -> RawData:
                       pl.lit(None, dtype=pl.Float64).alias("rating"),
                       pl.col("date").cast(pl.Datetime("ms")).dt.epoch("s").cast(pl.Int64).alias("timestamp"),
                       (pl.col("line") - 2).cast(pl.Int64).alias("row"))
-    art = _read_csv(raw / "articles.csv", ARTICLE_COLUMNS)
+    art = _read_csv(raw / "articles.csv", ARTICLE_COLUMNS, enc)
     cats = [c for c in CATEGORY_COLUMNS if c in art.columns]
     items = art.select(
         article_id("article_id").alias("item"),

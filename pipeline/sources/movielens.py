@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from typing import Callable
 import polars as pl
 
 from pipeline.sources import fetch as net
-from pipeline.sources.common import RawData, SourceError, copy_files, decode, image_paths_for, parse_int_column, split_lines
+from pipeline.sources.common import (RawData, SourceError, check_timestamp_units, copy_files, copy_tree, decode,
+                                     image_paths_for, parse_int_column, parse_rating, split_lines)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def fetch(cfg: MovieLensConfig, out: Path) -> dict:
         copy_files(src, out, ["tmdb_overviews.csv"], ["tmdb_overviews.csv"],
                    "Set `posters` to a folder with posters/<movie_id>.jpg and tmdb_overviews.csv, or to null.")
         if (src / "posters").is_dir():
-            shutil.copytree(src / "posters", out / "posters")
+            copy_tree(src / "posters", out / "posters", src, meta.setdefault("skipped", {}))
         meta["posters"] = str(src)
     elif cfg.tmdb:
         key = os.environ.get("TMDB_API_KEY")
@@ -143,10 +143,12 @@ def read(raw: Path, meta: dict) -> RawData:
     df, rep = split_lines(path, "\t", ["user", "item", "rating", "timestamp"])
     report = {f"inter_{k}": v for k, v in rep.items()}
     df = parse_int_column(df, "timestamp", path, report, "inter_bad_timestamp")
+    check_timestamp_units(df, path)
+    df = parse_rating(df, "rating", path, report, "inter")
     inter = df.select(
         pl.col("user").str.strip_chars(),
         pl.col("item").str.strip_chars(),
-        pl.col("rating").str.strip_chars().cast(pl.Float64, strict=False),
+        pl.col("rating"),
         pl.col("timestamp"),
         (pl.col("line") - 1).cast(pl.Int64).alias("row"),
     )
@@ -177,7 +179,7 @@ def fetch_1m(cfg: MovieLens1MConfig, out: Path) -> dict:
         src = Path(cfg.posters)
         copy_files(src, out, ["tmdb_overviews.csv"], [], "")
         if (src / "posters").is_dir():
-            shutil.copytree(src / "posters", out / "posters")
+            copy_tree(src / "posters", out / "posters", src, meta.setdefault("skipped", {}))
         meta["posters"] = str(src)
     return meta
 
@@ -188,8 +190,10 @@ def read_1m(raw: Path, meta: dict) -> RawData:
     df, rep = split_lines(path, "::", ["user", "item", "rating", "timestamp"], "latin-1")
     report = {f"inter_{k}": v for k, v in rep.items()}
     df = parse_int_column(df, "timestamp", path, report, "inter_bad_timestamp")
-    inter = df.select(pl.col("user").str.strip_chars(), pl.col("item").str.strip_chars(),
-                      pl.col("rating").str.strip_chars().cast(pl.Float64, strict=False), pl.col("timestamp"),
+    check_timestamp_units(df, path)
+    df = parse_rating(df, "rating", path, report, "inter")
+    inter = df.select(pl.col("user").str.strip_chars(), pl.col("item").str.strip_chars(), pl.col("rating"),
+                      pl.col("timestamp"),
                       (pl.col("line") - 1).cast(pl.Int64).alias("row"))
     mpath = raw / "movies.dat"
     movies, rep = split_lines(mpath, "::", ["item", "title_year", "genres"], "latin-1")

@@ -8,13 +8,13 @@ an `images` folder named `<item_id>.jpg|.jpeg|.png`.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from pipeline.sources.common import RawData, SourceError, copy_files, image_paths_for, parse_int_column, split_lines
+from pipeline.sources.common import (RawData, SourceError, check_timestamp_units, clip, copy_files, copy_tree, image_paths_for,
+                                     parse_int_column, parse_rating, split_lines)
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +38,36 @@ def fetch(cfg: RecBoleConfig, out: Path) -> dict:
         raise SourceError(f"RecBole source needs both `source` and `name`. {fix}")
     src = Path(cfg.source)
     copied = copy_files(src, out, [f"{cfg.name}.inter", f"{cfg.name}.item"], [f"{cfg.name}.inter"], fix)
-    images = None
+    images, skipped = None, {}
     if cfg.images:
         if not (src / cfg.images).is_dir():
             raise SourceError(f"{src / cfg.images}: image folder not found; fix `images` or set it to null")
-        shutil.copytree(src / cfg.images, out / "images")
+        copy_tree(src / cfg.images, out / "images", src, skipped)
         images = "images"
-    return {"format": "recbole", "name": cfg.name, "images": images, "encoding": cfg.encoding, "files": copied}
+    return {"format": "recbole", "name": cfg.name, "images": images, "encoding": cfg.encoding, "files": copied,
+            "skipped": skipped}
 
 
 def parse_header(path: Path, encoding: str) -> list[tuple[str, str]]:
     with open(path, "rb") as f:
-        first = f.readline().decode(encoding, errors="replace").rstrip("\r\n")
+        raw = f.readline()
+    if not raw.strip():
+        raise SourceError(f"{path}: the file is empty (no header line); a RecBole atomic file starts with a typed "
+                          "header such as `user_id:token\\titem_id:token`")
+    first = raw.removeprefix(b"\xef\xbb\xbf").decode(encoding, errors="replace").rstrip("\r\n")  # a UTF-8 BOM is fine
     fields = []
     for col in first.split("\t"):
-        name, _, typ = col.partition(":")
+        name, _, typ = col.strip().partition(":")
         if typ not in TYPES:
             raise SourceError(
-                f"{path}:1: header field {col!r} is not `name:type` with type in {sorted(TYPES)}; "
+                f"{path}:1: header field {clip(col)} is not `name:type` with type in {sorted(TYPES)}; "
                 "RecBole atomic files start with a typed header such as `user_id:token\\titem_id:token`"
             )
         fields.append((name, typ))
+    names = [n for n, _ in fields]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SourceError(f"{path}:1: the header names {dup} more than once ({names}); each field once")
     return fields
 
 
@@ -71,17 +80,20 @@ def read(raw: Path, meta: dict) -> RawData:
         if need not in names:
             raise SourceError(f"{inter_path}:1: no `{need}` field in header {names}; RecBole needs user_id and item_id")
     df, report = split_lines(inter_path, "\t", names, enc, header=True)
+    if df.height == 0:
+        raise SourceError(f"{inter_path}: a header but no interaction lines; is this the right file?")
     report = {f"inter_{k}": v for k, v in report.items()}
     if "timestamp" in names:
         df = parse_int_column(df, "timestamp", inter_path, report, "inter_bad_timestamp")
+        check_timestamp_units(df, inter_path)
     else:
         report["note_no_timestamps"] = "no timestamp field: the file order is the chronological order"
         df = df.with_columns((pl.col("line") - 1).cast(pl.Int64).alias("timestamp"))
-    rating = pl.col("rating").str.strip_chars().cast(pl.Float64, strict=False) if "rating" in names else pl.lit(None)
+    df = parse_rating(df, "rating" if "rating" in names else None, inter_path, report, "inter")
     inter = df.select(
         pl.col("user_id").str.strip_chars().alias("user"),
         pl.col("item_id").str.strip_chars().alias("item"),
-        rating.cast(pl.Float64).alias("rating"),
+        pl.col("rating"),
         pl.col("timestamp"),
         (pl.col("line") - 2).cast(pl.Int64).alias("row"),
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.sources.common import RawData, SourceError, copy_files, read_lines, split_lines
+from pipeline.sources.common import RawData, SourceError, clip, copy_files, read_lines, split_lines
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +167,14 @@ def _read_text(path: Path, enc: str, report: dict) -> pl.DataFrame:
 def read_sasrec(raw: Path, meta: dict) -> RawData:
     path = raw / meta["file"]
     lines = read_lines(path, meta.get("encoding", "utf-8")).with_row_index("line", offset=1)
-    tokens = lines.with_columns(pl.col("text").fill_null("").str.strip_chars().str.split(" ")
-                                .list.eval(pl.element().filter(pl.element() != "")).alias("t"))
+    # any run of whitespace separates: a tab after the user id must not glue user and first item
+    tokens = lines.with_columns(pl.col("text").fill_null("").str.strip_chars().str.replace_all(r"\s+", " ")
+                                .str.split(" ").list.eval(pl.element().filter(pl.element() != "")).alias("t"))
     blank = tokens.filter(pl.col("t").list.len() == 0).height
     short = tokens.filter(pl.col("t").list.len() == 1)
     if short.height:
         r = short.row(0)
-        log.warning("%s:%d: a user with no items (%r) — skipping %d such line(s)", path, r[0], r[1], short.height)
+        log.warning("%s:%d: a user with no items (%s) — skipping %d such line(s)", path, r[0], clip(r[1]), short.height)
     good = tokens.filter(pl.col("t").list.len() >= 2)
     if good.height == 0:
         raise SourceError(f"{path}: no line of the form `user item [item ...]`; is this a SASRec-format file?")

@@ -1,0 +1,46 @@
+"""The training loop's stopping rules and its negatives."""
+
+import numpy as np
+import pytest
+import torch
+
+from models import build_model
+from pipeline.data import Sequences, Split
+from pipeline.evaluation import ProtocolConfig
+from pipeline.params import ConfigError
+from pipeline.trainer import Negatives, TrainConfig, fit
+
+
+def tiny_split(users=60, n_items=30, length=25, seed=0):
+    rng = np.random.default_rng(seed)
+    flat = rng.integers(1, n_items + 1, users * length)
+    return Split(Sequences(flat, np.arange(0, users * length + 1, length), n_items))
+
+
+@pytest.mark.parametrize("patience_steps, expected_epochs", [(1, 2), (5, 4), (6, 4), (7, 5)])
+def test_patience_in_optimizer_steps(patience_steps, expected_epochs):
+    """lr 0: validation never improves after epoch 1, so training stops once the best is
+    `patience_steps` optimizer steps old (2 steps per epoch here), whatever `patience` says."""
+    split = tiny_split()  # 60 users x 23 training items, max_len 10 -> 180 windows, batch 90 -> 2 steps/epoch
+    model = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 30)
+    cfg = TrainConfig(epochs=50, batch_size=90, lr=0.0, patience=1000, patience_steps=patience_steps, seed=0)
+    summary = fit(model, split.training, cfg, ProtocolConfig(ks=[10]), 10)
+    steps = [r["step"] for r in summary["history"]]
+    assert steps[:2] == [2, 4] and summary["best_epoch"] == 1
+    assert len(summary["history"]) == expected_epochs  # 1 + ceil(patience_steps / 2)
+    epochs = fit(build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 30),
+                 split.training, TrainConfig(epochs=50, batch_size=90, lr=0.0, patience=3, seed=0),
+                 ProtocolConfig(ks=[10]), 10)
+    assert len(epochs["history"]) == 4  # patience in epochs when patience_steps is 0
+    with pytest.raises(ConfigError, match="patience_steps"):
+        TrainConfig(patience_steps=-1)
+
+
+def test_negatives_are_drawn_once_per_batch_and_only_when_asked():
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    neg = Negatives(torch.zeros(4, 5, dtype=torch.long), num_items=7, per_target=3, generator=gen)
+    assert torch.equal(gen.get_state(), state)  # nothing drawn yet: a CE loss never touches the stream
+    first = neg()
+    assert first.shape == (4, 5, 3) and first.min() >= 1 and first.max() <= 7
+    assert torch.equal(neg(), first)  # the same negatives for every use within the batch
