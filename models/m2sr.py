@@ -9,7 +9,8 @@ Choices where the paper is silent or ambiguous (docs/models/m2sr.md):
 - Raw features (1280-d image, 384/768-d text) are first projected to `hidden` by a linear layer,
   so the three Mixer modules and their channel MLPs have the same width; the paper mixes the raw
   matrices but never gives D_I, D_T or the Linear's output size.
-- The fusion Linear maps 3·hidden -> hidden.
+- The fusion keeps eq. 2's width: Ŷ = Linear(Yⁱ ‖ Yᵗ ‖ Yˢ) maps 3·hidden -> D with
+  D = D_I + D_T + D_S = 3·hidden by default (`fusion_width`; a smaller value is an option, not the paper).
 - What the prediction layer scores against: each item's *fused input embedding*, i.e. the same
   fusion Linear applied to the item's projected image ‖ projected text ‖ ID embedding. Items are
   therefore scored through their content as well as their ID.
@@ -35,6 +36,7 @@ class M2SRConfig:
     hidden: int = 64  # width of every Mixer module after projecting the raw features
     blocks: int = 2  # Mixer blocks per modality module
     fusion_blocks: int = 1  # Mixer blocks in the Fusion Mixer Layer
+    fusion_width: int = 0  # D of eq. 2: 0 = D_I + D_T + D_S = 3 * hidden (the paper's); > 0 narrows it
     channel_expansion: int = 4
     dropout: float = 0.2
     max_len: int = 50  # set from preprocess.max_len
@@ -61,8 +63,9 @@ class M2SR(nn.Module):
             self.item_emb.weight[0].zero_()
         args = (h, cfg.max_len, cfg.blocks, cfg.channel_expansion, cfg.dropout)
         self.mix_image, self.mix_text, self.mix_id = MixerStack(*args), MixerStack(*args), MixerStack(*args)
-        self.fuse = nn.Linear(3 * h, h)
-        self.mix_fusion = MixerStack(h, cfg.max_len, cfg.fusion_blocks, cfg.channel_expansion, cfg.dropout)
+        d = cfg.fusion_width or 3 * h  # eq. 2: D = D_I + D_T + D_S
+        self.fuse = nn.Linear(3 * h, d)
+        self.mix_fusion = MixerStack(d, cfg.max_len, cfg.fusion_blocks, cfg.channel_expansion, cfg.dropout)
 
     def item_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Projected image, projected text and ID embedding of every item: 3 x (N+1, hidden)."""

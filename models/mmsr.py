@@ -12,7 +12,9 @@ Fusions (`fusion`), on each item's token sets (sentence stack / image stack, pro
   coarse (on the masked-mean vector t, v of each modality): `sum` t+v; `concat` W[t;v];
     `gate` g⊙t+(1-g)⊙v with g = σ(W[t;v]); `film` (1+γ(v))⊙t + β(v);
   Coarse+ (`<coarse>_dnn`): the same followed by a three-layer DNN;
-  `co_attention` (one layer): each modality's tokens attend to the other's, then a merging block;
+  `co_attention` (one layer): each modality's tokens through their own Transformer block (the study:
+    "fed independently into different transformer blocks"), then each attends to the other's,
+    then a merging block;
   `merge_attention` (`fusion_blocks` = n): [CLS; text tokens; image tokens] + modality-type
     embeddings through n bidirectional Transformer blocks, the CLS output.
 
@@ -56,8 +58,8 @@ class MMSRConfig:
     loss: str = "bce"  # the study's: BCE, one random negative per position | ce: full softmax
     adapter_lr: float | None = None  # projections + adapters (§8.2 "Top"); null = train.lr
     fusion_lr: float | None = None  # fusion module; null = train.lr
-    text_table: str = "text_sentences"  # token stack per item (text = one pooled vector)
-    image_table: str = "image"  # up to features.image.max_images pooled vectors per item
+    text_table: str = "text_sentences"  # token stack per item: sentence vectors | text_tokens (words) | text (pooled)
+    image_table: str = "image"  # pooled vector per image (up to features.image.max_images) | image_grid (7x7 tokens)
     max_len: int = 50  # set from preprocess.max_len
     features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train stage
 
@@ -141,6 +143,8 @@ class Fusion(nn.Module):
             self.modality_emb = nn.Embedding(len(MODALITIES), d)
             n = cfg.fusion_blocks if self.base == "merge_attention" else 1
             self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.inner, cfg.dropout) for _ in range(n))
+        if self.base == "co_attention":  # per-modality blocks before the merge (and cross-attention with two)
+            self.own = nn.ModuleDict({m: Block(d, cfg.heads, cfg.inner, cfg.dropout) for m in cfg.modalities})
         if self.base == "co_attention" and self.both:
             self.cross = nn.ModuleDict({m: CrossLayer(d, cfg.heads, cfg.inner, cfg.dropout) for m in MODALITIES})
 
@@ -161,6 +165,8 @@ class Fusion(nn.Module):
                 else:  # film: the image modulates the text features
                     e = (1 + self.gamma(v)) * t + self.beta(v)
             return self.dnn(e) if self.dnn is not None else e
+        if self.base == "co_attention":
+            tokens = {m: (self.own[m](x, bidirectional_mask(v)), v) for m, (x, v) in tokens.items()}
         if self.base == "co_attention" and self.both:
             (t, tv), (v, vv) = tokens["text"], tokens["image"]
             tokens = {"text": (self.cross["text"](t, v, vv), tv), "image": (self.cross["image"](v, t, tv), vv)}

@@ -53,7 +53,7 @@ class MSM4SRConfig:
     loss: str = "ce"  # fine-tuning loss: eq. 13's cross-entropy (bce: sampled negatives)
     pretrained: bool = True  # initialise M²SE from the pretrain stage (false: ablation w/o Pre-train)
     pretrained_path: str | None = None  # default data/pretrain/msm4sr.pt; another data set's for MSM4SR_Cross
-    freeze_transformer: bool = False  # MSM4SR_Cross: tune only the modality encoders (and IDs)
+    freeze_transformer: bool = False  # MSM4SR_Cross: at fine-tuning, tune only the modality encoders (and IDs)
     text_table: str = "text_sentences"  # per-sentence Sentence-BERT stack (eq. 1)
     image_table: str = "keyword_vectors"  # keyword sentences (eq. 2); `image` = the MSM4SR_ResNet ablation
     max_len: int = 50  # set from preprocess.max_len
@@ -149,8 +149,12 @@ class MSM4SR(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        if cfg.freeze_transformer:
-            self.transformer.requires_grad_(False)
+
+    def prepare(self, train, lr: float) -> None:
+        """Fine-tuning only (the trainer's hook; pre-training never calls it): MSM4SR_Cross freezes the
+        pre-trained Transformer here, so a source run pre-trained with the flag already set still
+        trains its Transformer."""
+        self.transformer.requires_grad_(not self.cfg.freeze_transformer)
 
     # ------------------------------------------------------------------ shared pieces
     def item_modal(self, m: str) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Rules, in order (each drop is counted in stats.json under `dropped`):
 
-1. Rows with an empty user or item id are dropped (`missing_id`).
+1. Rows with an empty user or item id are dropped (`missing_id`); with `user_fraction` < 1 only a
+   seeded random share of the users is kept (`user_sample`: target-size sweeps).
 2. Implicit feedback: with `min_rating` set, unrated rows (`unrated`: no rating, NaN or not a
    number — the reader's parse counts say which) and rows rated below it are dropped.
 3. Duplicates, by `duplicates`: `exact` drops repeats of the same (user, item, timestamp);
@@ -45,6 +46,8 @@ class PreprocessConfig:
     duplicates: str = "exact"  # exact | first | none
     max_len: int = 50  # model input length (used by train/evaluate; validated here)
     allow_degenerate: bool = False  # true: accept data the split cannot measure on (tiny test sets only)
+    user_fraction: float = 1.0  # < 1: keep a seeded random share of the users (target-size sweeps), before k-core
+    user_sample_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.duplicates not in DUPLICATE_POLICIES:
@@ -53,6 +56,8 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.max_len={self.max_len!r}: must be a positive integer (e.g. 50)")
         if self.user_core < 0 or self.item_core < 0:
             raise ConfigError("preprocess.user_core / item_core must be >= 0")
+        if not 0 < self.user_fraction <= 1:
+            raise ConfigError(f"preprocess.user_fraction={self.user_fraction}: a share of the users in (0, 1]")
 
 
 # With fewer items than the largest default cut-off (50), HR@50 is 1 for every model, and a handful
@@ -101,7 +106,8 @@ def kcore(df: pl.DataFrame, user_core: int, item_core: int) -> tuple[pl.DataFram
 def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     """Apply the module's rules; return (items, interactions, sequences, stats)."""
     df = raw.interactions
-    dropped = dict.fromkeys(["missing_id", "unrated", "below_min_rating", "duplicate", "kcore", "too_short_to_split"], 0)
+    dropped = dict.fromkeys(["missing_id", "user_sample", "unrated", "below_min_rating", "duplicate", "kcore",
+                             "too_short_to_split"], 0)
 
     def drop(name: str, kept: pl.DataFrame) -> pl.DataFrame:
         dropped[name] = dropped.get(name, 0) + df.height - kept.height
@@ -109,6 +115,10 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
 
     n_raw = df.height
     df = drop("missing_id", df.filter(pl.col("user").fill_null("").ne("") & pl.col("item").fill_null("").ne("")))
+    if cfg.user_fraction < 1:  # a seeded share of the users, whole (a smaller data set, not sparser users)
+        users = df["user"].unique().sort()
+        keep = users.sample(fraction=cfg.user_fraction, seed=cfg.user_sample_seed, shuffle=True)
+        df = drop("user_sample", df.filter(pl.col("user").is_in(keep.implode())))
     if cfg.min_rating is not None:  # unrated (missing, NaN, not a number: the readers count which) apart
         df = drop("unrated", df.filter(pl.col("rating").is_not_null() & ~pl.col("rating").is_nan()))
         df = drop("below_min_rating", df.filter(pl.col("rating") >= cfg.min_rating))
@@ -182,7 +192,9 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
                  "rule": "equal timestamps keep source file order"},
         "parse": raw.report,
         "config": asdict(cfg),
-        "degenerate": check_not_degenerate(n_users, n_items, interactions.height, n_raw, cfg, dropped),
+        # a deliberate user sample is not a filter that "dropped" data: the share is of what was sampled
+        "degenerate": check_not_degenerate(n_users, n_items, interactions.height, n_raw - dropped["user_sample"], cfg,
+                                           {k: v for k, v in dropped.items() if k != "user_sample"}),
     }
     accounted = interactions.height + sum(dropped.values())
     assert accounted == n_raw, f"row accounting is off: {accounted} != {n_raw}"

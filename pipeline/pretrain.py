@@ -50,6 +50,35 @@ class PretrainConfig:
     seed: int = 42
     device: str = "auto"
     threads: int = 0
+    warm_only: bool = False  # MSM4SR §IV-G-1: pre-train on warm items only (cold items never seen)
+    warm_threshold: int = 10  # an item is cold with fewer training occurrences (the paper's 10)
+
+
+def pretrain_pairs(view, max_len: int, warm_only: bool = False, threshold: int = 10
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Every training (prefix, next item) pair: each training target with its last `max_len` items.
+    With `warm_only`, cold items (< `threshold` training occurrences) are removed from every prefix
+    (the rest re-left-padded, order kept) and pairs whose target is cold are dropped, so pre-training
+    never sees a cold item."""
+    inputs, targets, _ = train_windows(view.train, max_len, stride=1)  # one window per training target
+    x, y = inputs, targets[:, -1]
+    keep = y > 0
+    stats = {}
+    if warm_only:
+        cold = view.train.counts() < threshold
+        cold[0] = False
+        keep &= ~cold[y]
+        stats = {"warm_only": True, "cold_items": int(cold[1:].sum()), "pairs_with_cold_target": int((cold[y] & (y > 0)).sum())}
+        x = remove_items(x, cold)
+        keep &= (x > 0).any(1)
+    return torch.as_tensor(x[keep]), torch.as_tensor(y[keep]), stats
+
+
+def remove_items(windows: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """(W, L) left-padded windows without the flagged item ids, re-left-padded, order kept."""
+    keep = (windows > 0) & ~flagged[windows]
+    order = np.argsort(keep, axis=1, kind="stable")  # dropped (False) first, kept after, each in order
+    return np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(windows, order, 1), 0)
 
 
 def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
@@ -67,10 +96,7 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
     model_params = dict((params.get("models") or {}).get(cfg.model) or {}) | {"max_len": pre.max_len}
     model = build_with_features(cfg.model, model_params, features, prepared, view.num_items)
     model.to(device)
-    inputs, targets, _ = train_windows(view.train, pre.max_len, stride=1)  # one window per training target
-    x_all, y_all = torch.as_tensor(inputs), torch.as_tensor(targets[:, -1])
-    keep = y_all > 0
-    x_all, y_all = x_all[keep], y_all[keep]
+    x_all, y_all, pair_stats = pretrain_pairs(view, pre.max_len, cfg.warm_only, cfg.warm_threshold)
     params_to_train = [p for n, p in model.named_parameters() if not n.startswith("item_emb")]
     opt = torch.optim.Adam(params_to_train, lr=cfg.lr, weight_decay=cfg.weight_decay)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +136,8 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
                "meta": {"pretrain": dataclasses.asdict(cfg), "epochs": len(history), "prepared": str(prepared)}}
     with atomic_path(out / f"{cfg.model}.pt") as tmp:
         torch.save(payload, tmp)
-    info = {"model": cfg.model, "pairs": len(x_all), "seconds": time.perf_counter() - t0, "device": str(device),
+    info = {"model": cfg.model, "pairs": len(x_all), **pair_stats, "seconds": time.perf_counter() - t0,
+            "device": str(device),
             "s_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else 0.0, "history": history}
     write_json(out / "pretrain.json", info)
     state_path.unlink(missing_ok=True)

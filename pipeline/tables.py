@@ -79,7 +79,7 @@ class TableError(ValueError):
 # Feature-store tables (pipeline/features). Vectors are fixed_size_list<float32|float16>[D]; stacks
 # are fixed_size_list<vector>[slots] with an explicit `count` and per-slot `mask` (False slots are
 # zeros and must be ignored); item_id is int32 as everywhere else.
-FEATURE_KINDS = ("text", "text_sentences", "image", "image_grid", "keyword_vectors", "keywords")
+FEATURE_KINDS = ("text", "text_sentences", "text_tokens", "image", "image_grid", "keyword_vectors", "keywords")
 VECTOR_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 
 
@@ -90,7 +90,7 @@ def feature_schema(kind: str, dim: int = 0, slots: int = 0, grid: int = 0, dtype
     vec = pa.list_(VECTOR_DTYPES[dtype], dim) if dim else None
     if kind == "text":  # one pooled vector per item from the configured text fields
         return pa.schema([("item_id", pa.int32()), ("present", pa.bool_()), ("vector", vec)])
-    if kind in ("text_sentences", "image", "keyword_vectors"):  # up to `slots` vectors per item
+    if kind in ("text_sentences", "text_tokens", "image", "keyword_vectors"):  # up to `slots` vectors per item
         return pa.schema([("item_id", pa.int32()), ("count", pa.int32()), ("mask", pa.list_(pa.bool_(), slots)),
                           ("vectors", pa.list_(vec, slots))])
     if kind == "image_grid":  # `grid` patch/region tokens for each loaded image

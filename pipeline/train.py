@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from models import MODELS, build_model
+from models import MODELS, build_model, model_config
 from pipeline.checkpoint import load_tensors, save_checkpoint
 from pipeline.data import TrainView, training_view
 from pipeline.evaluation import ProtocolConfig
@@ -35,7 +35,7 @@ def load_training_view(prepared: Path) -> TrainView:
 
 
 # Which stage folder under data/features holds each feature table.
-FEATURE_DIRS = {"text": "text", "text_sentences": "text", "image": "image", "image_grid": "image",
+FEATURE_DIRS = {"text": "text", "text_sentences": "text", "text_tokens": "text", "image": "image", "image_grid": "image",
                 "keyword_vectors": "keywords"}
 
 
@@ -81,6 +81,44 @@ def load_pretrained(model, name: str, pretrain: Path) -> None:
     log.info("initialised %s's M²SE from %s (%s epochs of pre-training)", name, path, ckpt["meta"].get("epochs"))
 
 
+def transfer(model, name: str, num_items: int, source: Path) -> dict:
+    """Start `model` (built for this catalogue, its feature buffers and statistics from this data set)
+    from a source run's checkpoint: every learned *parameter* whose shape does not depend on the
+    catalogue is copied; catalogue-sized parameters (ID embeddings, output biases: found by building
+    the same config for one more item and seeing which shapes change) and every buffer (feature
+    tables, feature statistics, counts) stay this data set's own. Returns what was copied and skipped."""
+    path = source / "model.pt" if source.is_dir() else source
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from={str(source)!r}: no checkpoint there; train the source run first "
+                                "and point init_from at its model.pt")
+    ckpt = load_tensors(path, "checkpoint", "re-train the source run")
+    if ckpt.get("model") != name:
+        raise ConfigError(f"train.init_from: {path} holds a {ckpt.get('model')!r} model, this run trains {name!r}")
+    cfg = model_config(model)
+    probe = build_model(name, cfg, num_items + 1).state_dict()
+    own = dict(model.named_parameters())
+    sized = {k for k, v in model.state_dict().items() if probe[k].shape != v.shape}
+    take, skipped = {}, {"catalogue_sized": sorted(k for k in own if k in sized), "missing_in_source": [],
+                         "shape_mismatch": []}
+    for k, p in own.items():
+        if k in sized:
+            continue
+        src = ckpt["state_dict"].get(k)
+        if src is None:
+            skipped["missing_in_source"].append(k)
+        elif src.shape != p.shape:
+            skipped["shape_mismatch"].append(k)
+        else:
+            take[k] = src
+    if not take:
+        raise ConfigError(f"train.init_from: nothing of {path} fits this {name} model (other architecture settings?)")
+    model.load_state_dict(take, strict=False)
+    log.info("transfer from %s: %d parameter tensors copied; kept this data set's %s", path, len(take),
+             {k: len(v) for k, v in skipped.items()})
+    return {"source": str(path), "source_items": ckpt["num_items"], "copied": len(take),
+            **{k: v for k, v in skipped.items()}}
+
+
 def run_params(params: dict, name: str) -> dict:
     """The parameters a trained model depends on, as recorded in its checkpoint and checked by evaluate."""
     return {"model": name, "models": (params.get("models") or {}).get(name) or {}, "train": params.get("train") or {},
@@ -119,6 +157,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
         model_params = model_params | {"short_lengths": [searched["k"]]}
         model = build_with_features(name, model_params, features, prepared, view.num_items)
         log.info("retraining %s with the chosen short-term length %d only", name, searched["k"])
+    transferred = transfer(model, name, view.num_items, Path(cfg.init_from)) if cfg.init_from else None
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s (%d parameters, loss %s) on %d users / %d items", name, n_params,
              getattr(model.cfg, "loss", "-"), len(view.valid_targets), view.num_items)
@@ -129,6 +168,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len, "params": run_params(params, name)}
     if searched:
         meta["search"] = {k: searched[k] for k in ("k", "p", "alpha", "seconds")}
+    if transferred:
+        meta["transfer"] = transferred
     save_checkpoint(out / "model.pt", name, model, view.num_items, meta)
     with atomic_path(out / "curve.csv") as tmp:
         pl.DataFrame(summary["history"]).write_csv(tmp)
@@ -138,6 +179,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     if searched:
         info |= {"search_k": searched["k"], "search_p": searched["p"], "search_s": searched["seconds"],
                  "search_history": searched["history"]}
+    if transferred:
+        info["transfer"] = transferred
     write_json(out / "train.json", info)
     return info
 

@@ -53,6 +53,7 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda when present, else cpu
     threads: int = 0  # CPU threads for torch; 0 = all cores
     seed: int = 42
+    init_from: str | None = None  # transfer: a source run's model.pt (or its folder); see pipeline.train.transfer
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

@@ -62,9 +62,14 @@ def write_random_features(prepared: Path, out: Path, seed: int = 0) -> None:
     text = pa.table({"item_id": pa.array(ids, pa.int32()), "present": pa.array(np.ones(n, bool)),
                      "vector": vector_column(rng.standard_normal((n, 12)), "float32")})
     write_table(text, out / "text" / "text.parquet", "text", base | {"dim": 12})
-    for folder, kind, slots, dim in (("text", "text_sentences", 3, 12), ("image", "image", 2, 16),
-                                     ("keywords", "keyword_vectors", 2, 12)):
+    for folder, kind, slots, dim in (("text", "text_sentences", 3, 12), ("text", "text_tokens", 6, 12),
+                                     ("image", "image", 2, 16), ("keywords", "keyword_vectors", 2, 12)):
         mask = rng.random((n, slots)) < 0.8
         mask[:, 0] = True
         table = stack_table(ids, rng.standard_normal((n, slots, dim)), mask, "float32")
         write_table(table, out / folder / f"{kind}.parquet", kind, base | {"dim": dim, "slots": slots})
+    with_image = ids[rng.random(n) < 0.9]  # image_grid: one row per encoded image, 4 tokens each
+    grid = pa.table({"item_id": pa.array(with_image, pa.int32()), "image_index": pa.array(np.zeros(len(with_image)),
+                                                                                          pa.int32()),
+                     "tokens": vector_column(rng.standard_normal((len(with_image), 4, 16)), "float32")})
+    write_table(grid, out / "image" / "image_grid.parquet", "image_grid", base | {"dim": 16, "grid": 4})

@@ -173,6 +173,64 @@ def test_train_refuses_to_write_when_params_yaml_changed_while_it_ran(prepared, 
     assert not (tmp_path / "out" / "model.pt").exists()
 
 
+def test_transfer_scores_another_catalogue_with_its_own_statistics(prepared, tmp_path):
+    """MMSR trained on catalogue A starts a run on catalogue B (other items, other size): every learned
+    parameter comes from A, the feature tables and their statistics are B's, and B is ranked."""
+    import torch
+
+    from tests.conftest import write_random_features
+
+    tmp, p = prepared
+    write_random_features(tmp / "prepared", tmp_path / "fa", seed=1)
+    pa = p | {"model": "mmsr"}
+    train(pa, tmp / "prepared", tmp_path / "a", tmp_path / "fa")
+    pb = pa | {"datasets": {"demo": {"format": "demo", "n_items": 220, "n_users": 200, "seed": 11, "image_size": 16}}}
+    download(pb, tmp_path / "rawb")
+    run(tmp_path / "rawb", tmp_path / "b", PreprocessConfig(**pb["preprocess"]))
+    write_random_features(tmp_path / "b", tmp_path / "fb", seed=2)
+    pb["train"] = p["train"] | {"init_from": str(tmp_path / "a"), "epochs": 1, "lr": 0.0}  # lr 0: nothing moves
+    info = train(pb, tmp_path / "b", tmp_path / "bt", tmp_path / "fb")
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "bt" / "model.pt", weights_only=True)
+    assert a["num_items"] != b["num_items"] and info["transfer"]["catalogue_sized"] == []  # ID-agnostic
+    params = [k for k in b["state_dict"] if not k.startswith("feats.") and not k.startswith(("mu_", "sd_"))]
+    assert info["transfer"]["copied"] == len(params)
+    for k in params:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    text = b["state_dict"]["feats.text"][b["state_dict"]["feats.text_mask"]]
+    torch.testing.assert_close(b["state_dict"]["mu_text"], text.mean(0))  # B's statistics, not A's
+    assert not torch.allclose(a["state_dict"]["mu_text"], b["state_dict"]["mu_text"])
+    res = evaluate(pb, tmp_path / "b", tmp_path / "bt" / "model.pt", tmp_path / "bt" / "metrics.json")
+    assert res["items"] == b["num_items"] and 0 <= res["test/ndcg@10"] <= 1
+    # an ID model transfers its sequence encoder; its ID table is the target's own
+    train(p | {"model": "sasrec", "train": p["train"] | {"epochs": 1}}, tmp / "prepared", tmp_path / "sa")
+    ids = train(p | {"model": "sasrec", "train": pb["train"] | {"init_from": str(tmp_path / "sa")}}, tmp_path / "b",
+                tmp_path / "st")
+    assert ids["transfer"]["catalogue_sized"] == ["item_emb.weight"]
+    with pytest.raises(ConfigError, match="holds a 'mmsr' model, this run trains 'sasrec'"):
+        train(p | {"model": "sasrec", "train": pb["train"]}, tmp_path / "b", tmp_path / "x")
+
+
+@pytest.mark.parametrize("fusion", ["merge_attention", "co_attention"])
+def test_mmsr_fuses_word_tokens_and_the_image_grid(prepared, tmp_path, fusion):
+    """`text_table: text_tokens` and `image_table: image_grid` (4 tokens per image here) load into MMSR's
+    token stacks and train through the fine-grained fusions."""
+    import torch
+
+    from tests.conftest import write_random_features
+
+    tmp, p = prepared
+    write_random_features(tmp / "prepared", tmp_path / "f")
+    section = p["models"]["mmsr"] | {"text_table": "text_tokens", "image_table": "image_grid", "fusion": fusion}
+    q = p | {"model": "mmsr", "models": p["models"] | {"mmsr": section}, "train": p["train"] | {"epochs": 2}}
+    info = train(q, tmp / "prepared", tmp_path / "m", tmp_path / "f")
+    state = torch.load(tmp_path / "m" / "model.pt", weights_only=True)["state_dict"]
+    assert state["feats.text"].shape[1:] == (6, 12) and state["feats.image"].shape[1:] == (4, 16)
+    assert state["feats.image_mask"][1:].any(1).float().mean() > 0.8  # items with an image have their 4 tokens
+    res = evaluate(q, tmp / "prepared", tmp_path / "m" / "model.pt", tmp_path / "m" / "metrics.json")
+    assert info["epochs_run"] == 2 and 0 <= res["test/ndcg@10"] <= 1
+
+
 def test_unknown_model_is_a_clear_error(prepared):
     tmp, p = prepared
     with pytest.raises(ConfigError, match="model='bert5rec' is not one of"):

@@ -225,6 +225,19 @@ def test_text_stage_tables(tiny_items, minilm):
         read_table(d / "f" / "text" / "text.parquet", "image")
 
 
+def test_text_stage_word_tokens(tiny_items, minilm):
+    """`tokens: N`: the encoder's last hidden states of each text's first N tokens, masked, as a stack."""
+    d = tiny_items
+    report = text_stage.run(open_stage("text", feature_params(text={"tokens": 6}), d / "prepared", d / "raw",
+                                       d / "f" / "tok"))
+    tok, mask = load_item_matrix(d / "f" / "tok" / "text_tokens.parquet", "text_tokens", 10)
+    assert tok.shape == (11, 6, 384) and report["tokens_encoded"] == int(mask.sum())
+    assert not mask[8].any() and mask[1].all() and not tok[~mask].any()  # item 8 has no text
+    batch = minilm.tokenize(["Film 1. " + DOG[1]])
+    hidden = minilm.st({k: v[:, :6] for k, v in batch.items()})["token_embeddings"][0]
+    np.testing.assert_allclose(tok[1], hidden.detach().numpy(), atol=1e-4)
+
+
 def test_sentence_split():
     items = pl.DataFrame({"item_id": [1], "title": ["T"], "description": ["One! Two? Three... Four"],
                           "categories": [["x"]]})

@@ -278,3 +278,12 @@ def test_bert4rec_masks_its_windows_and_predicts_at_the_appended_mask():
     last_only = (masked.sum(2) == 1).all(1) & masked[:, :, -1].all(1)
     assert 0.2 < last_only.float().mean() < 0.8  # ft_ratio 0.5: whole batches of last-item prediction
     assert masked[~last_only][:, :, :-1].float().mean() == pytest.approx(0.2, abs=0.03)  # the others: mask_ratio
+
+
+@pytest.mark.parametrize("width, expected", [(0, 48), (20, 20)])
+def test_m2sr_fusion_width_follows_eq_2_or_the_parameter(width, expected):
+    """Eq. 2: Ŷ = Linear(Yⁱ ‖ Yᵗ ‖ Yˢ) keeps D = D_I + D_T + D_S (3 x hidden 16 = 48) unless narrowed."""
+    model = build("m2sr", fusion_width=width)
+    seqs, _ = batch()
+    assert model.fuse.out_features == expected and model.encode(seqs).shape[-1] == expected
+    assert model.item_vectors().shape == (N_ITEMS + 1, expected)

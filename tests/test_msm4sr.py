@@ -68,6 +68,7 @@ SWITCHES = [{}, {"nip": False}, {"cmcl": False}, {"mixup": False}, {"e2e_weight"
 def test_every_switch_pretrains_and_finetunes(switch):
     torch.manual_seed(0)
     model = build("msm4sr", **switch).train()
+    model.prepare(None, 1e-3)  # fine-tuning setup (MSM4SR_Cross freezes the Transformer here)
     seqs, targets = batch()
     out = model.pretrain_loss(seqs, targets[:, -1].clamp_min(1), torch.Generator().manual_seed(0))
     assert set(out) == {"loss", "nip_t", "nip_v", "cmcl_t", "cmcl_v"} and torch.isfinite(out["loss"])
@@ -131,3 +132,37 @@ def test_text_only_catalogue_pretrains_nip_on_text_alone():
     no_nip.feats.image_mask.zero_()
     with pytest.raises(ValueError, match="nothing to pre-train"):
         no_nip.pretrain_loss(seqs, targets[:, -1].clamp_min(1))
+
+
+def test_freeze_transformer_acts_at_fine_tuning_only():
+    """The flag set in params.yaml for MSM4SR_Cross must not freeze the source run's pre-training."""
+    torch.manual_seed(0)
+    model = build("msm4sr", freeze_transformer=True).train()
+    seqs, targets = batch()
+    model.pretrain_loss(seqs, targets[:, -1].clamp_min(1), torch.Generator().manual_seed(0))["loss"].backward()
+    assert all(p.grad is not None for p in model.transformer.parameters())  # pre-training trains it
+    model.zero_grad()
+    model.prepare(None, 1e-3)
+    assert not any(p.requires_grad for p in model.transformer.parameters())
+    assert all(p.requires_grad for p in model.enc.parameters())
+
+
+def test_warm_only_pretraining_never_sees_a_cold_item():
+    import numpy as np
+
+    from pipeline.data import Sequences, Split
+    from pipeline.pretrain import pretrain_pairs, remove_items
+
+    rng = np.random.default_rng(0)
+    flat = np.concatenate([rng.integers(1, 6, 30 * 20), rng.integers(6, 40, 30 * 2)])  # items 6.. are rare
+    rng.shuffle(flat)
+    view = Split(Sequences(flat, np.arange(0, flat.size + 1, 22), 40)).training
+    x_all, y_all, _ = pretrain_pairs(view, 10)
+    x, y, stats = pretrain_pairs(view, 10, warm_only=True, threshold=10)
+    cold = view.train.counts() < 10
+    assert cold[y_all.numpy()].any() and cold[x_all.numpy()[x_all.numpy() > 0]].any()  # the plain pairs have some
+    assert not cold[y.numpy()].any() and not cold[x.numpy()[x.numpy() > 0]].any()  # warm-only: none anywhere
+    assert stats["cold_items"] == int(cold[1:].sum()) and len(y) <= len(y_all) - stats["pairs_with_cold_target"]
+    assert (x > 0).any(1).all()  # no empty prefix is left
+    # removal keeps the order of what remains and re-left-pads
+    assert remove_items(np.array([[0, 7, 1, 8, 2]]), np.isin(np.arange(41), [7, 8])).tolist() == [[0, 0, 0, 1, 2]]

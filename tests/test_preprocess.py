@@ -69,8 +69,8 @@ def test_every_row_is_accounted_for_and_metadata_gaps_counted():
     rows = [("u", "a", 1.0, 1), ("u", "b", 1.0, 2), ("u", "zzz", 1.0, 3), ("", "a", 1.0, 4), ("short", "a", 1.0, 5)]
     items = pl.DataFrame({"item": ["a", "b", "only_meta"]})
     items_t, inter, _, stats = preprocess(raw(rows, items), cfg())
-    assert stats["dropped"] == {"missing_id": 1, "unrated": 0, "below_min_rating": 0, "duplicate": 0, "kcore": 0,
-                                "too_short_to_split": 1}
+    assert stats["dropped"] == {"missing_id": 1, "user_sample": 0, "unrated": 0, "below_min_rating": 0, "duplicate": 0,
+                                "kcore": 0, "too_short_to_split": 1}
     assert stats["metadata"]["items_without_metadata"] == 1  # zzz
     assert stats["metadata"]["metadata_rows_without_interactions"] == 1  # only_meta
     assert items_t.filter(pl.col("orig_id") == "zzz")["has_metadata"].to_list() == [False]
@@ -108,3 +108,16 @@ def test_a_filter_that_drops_most_interactions_is_an_error():
         preprocess(raw(rows), PreprocessConfig(user_core=5, item_core=5))
     *_, stats = preprocess(raw(grid(60, 60)), PreprocessConfig())  # the same heavy users alone are fine
     assert stats["degenerate"] == [] and stats["users"] == 60
+
+
+def test_user_fraction_keeps_a_seeded_share_of_whole_users():
+    rows = grid(200, 60)
+    cfg = {"user_core": 0, "item_core": 0, "user_fraction": 0.3}
+    _, inter, seqs, stats = preprocess(raw(rows), PreprocessConfig(**cfg, user_sample_seed=1))
+    assert stats["users"] == 60 and stats["dropped"]["user_sample"] == 140 * 6 and stats["degenerate"] == []
+    assert (seqs["item_ids"].list.len() == 6).all()  # the kept users keep every event
+    again = preprocess(raw(rows), PreprocessConfig(**cfg, user_sample_seed=1))[2]
+    other = preprocess(raw(rows), PreprocessConfig(**cfg, user_sample_seed=2))[2]
+    assert again["orig_id"].to_list() == seqs["orig_id"].to_list() != other["orig_id"].to_list()
+    with pytest.raises(ConfigError, match="user_fraction"):
+        PreprocessConfig(user_fraction=0)

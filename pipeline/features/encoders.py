@@ -171,6 +171,26 @@ class TextEncoder:
             out[idx] = self.forward(self.tokenize([texts[i] for i in idx])).numpy()
         return out
 
+    @torch.inference_mode()
+    def encode_tokens(self, texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's last hidden states of each text's first `n` tokens (the word-level tokens
+        MMSR's fine-grained fusions attend over): (N, n, D) float32 and a (N, n) mask."""
+        vecs = np.zeros((len(texts), n, self.dim), np.float32)
+        mask = np.zeros((len(texts), n), bool)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for s in range(0, len(order), self.cfg.batch_size):
+            idx = order[s:s + self.cfg.batch_size]
+            batch = {k: v[:, :n].to(self.device) for k, v in self.tokenize([texts[i] for i in idx]).items()}
+            if self.cfg.kind == "sentence-transformers":
+                hidden = self.st(batch)["token_embeddings"]
+            else:
+                hidden = self.model(**batch).last_hidden_state
+            m = batch["attention_mask"].bool()
+            width = hidden.shape[1]
+            vecs[idx, :width] = (hidden * m[..., None]).float().cpu().numpy()
+            mask[idx, :width] = m.cpu().numpy()
+        return vecs, mask
+
 
 # ---------------------------------------------------------------------------------------- image
 

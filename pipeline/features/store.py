@@ -139,7 +139,7 @@ def mask_column(mask: np.ndarray) -> pa.Array:
 
 
 def stack_table(item_ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray, dtype: str) -> pa.Table:
-    """A `text_sentences` / `image` / `keyword_vectors` table: masked slots must be zero."""
+    """A `text_sentences` / `text_tokens` / `image` / `keyword_vectors` table: masked slots must be zero."""
     vectors = np.where(mask[..., None], vectors, 0.0)
     return pa.table({"item_id": pa.array(item_ids, pa.int32()), "count": pa.array(mask.sum(1), pa.int32()),
                      "mask": mask_column(mask), "vectors": vector_column(vectors, dtype)})
@@ -160,6 +160,8 @@ def load_item_matrix(path: Path, kind: str, n_items: int, expect: dict | None = 
 
     - `text`: vectors (n_items+1, D), present (n_items+1,)
     - stacks: vectors (n_items+1, S, D), mask (n_items+1, S)
+    - `image_grid` (one row per image): each item's images' tokens one after the other,
+      vectors (n_items+1, images x G, D), mask True where an image was encoded
     Items missing from the table get zeros and a False mask.
     """
     table = read_arrow(path, kind, expect)
@@ -167,6 +169,16 @@ def load_item_matrix(path: Path, kind: str, n_items: int, expect: dict | None = 
     ids = table.column("item_id").to_numpy()
     if ids.size and (ids.max() > n_items or ids.min() < 1):
         raise TableError(f"{path}: item ids outside 1..{n_items}; the features belong to another preprocessing run")
+    if kind == "image_grid":
+        g, d = prov["grid"], prov["dim"]
+        index = table.column("image_index").to_numpy()
+        images = int(index.max()) + 1 if index.size else 1  # only as many image slots as some item uses
+        vec = np.zeros((n_items + 1, images * g, d), np.float32)
+        mask = np.zeros((n_items + 1, images * g), bool)
+        slot = index[:, None] * g + np.arange(g)[None]
+        vec[ids[:, None], slot] = to_numpy(table.column("tokens"), (g, d))
+        mask[ids[:, None], slot] = True
+        return vec, mask
     if kind == "text":
         vec = np.zeros((n_items + 1, prov["dim"]), np.float32)
         present = np.zeros(n_items + 1, bool)

@@ -7,7 +7,9 @@ are joined with ". " into one text per item, encoded into `text.parquet` (one ve
 `present` False for items with no text: counted as `empty_text`, vector all zeros). The same text
 is split into sentences (at . ! ? followed by a space), the first `max_sentences` are encoded and
 stacked into `text_sentences.parquet` (`count` + `mask`; items with more sentences are counted in
-`sentences_dropped`). Writes `report.json` with the counts and throughput.
+`sentences_dropped`). With `tokens: N`, `text_tokens.parquet` holds the encoder's last hidden
+states of each text's first N tokens (masked): the word-level tokens MMSR's merge- and
+co-attention fuse. Writes `report.json` with the counts and throughput.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ FIELDS = ("title", "description", "categories")
 class TextConfig:
     fields: list[str] = field(default_factory=lambda: ["title", "description"])
     max_sentences: int = 10
+    tokens: int = 0  # > 0: also `text_tokens.parquet`, the encoder's last hidden states of the first N tokens
     encoder: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = [f for f in self.fields if f not in FIELDS]
         if bad or not self.fields:
             raise ConfigError(f"features.text.fields={self.fields!r}: choose from {FIELDS}")
-        if self.max_sentences < 1:
-            raise ConfigError("features.text.max_sentences must be >= 1")
+        if self.max_sentences < 1 or self.tokens < 0:
+            raise ConfigError("features.text.max_sentences must be >= 1 and features.text.tokens >= 0")
 
 
 def item_texts(items: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
@@ -63,6 +66,9 @@ def run(stage: Stage) -> dict:
     prov = {"text": base_provenance(stage, "text_features", "text", dim=encoder.dim, fields=cfg.fields, **encoder.identity),
             "text_sentences": base_provenance(stage, "text_features", "text_sentences", dim=encoder.dim,
                                               slots=cfg.max_sentences, fields=cfg.fields, **encoder.identity)}
+    if cfg.tokens:
+        prov["text_tokens"] = base_provenance(stage, "text_features", "text_tokens", dim=encoder.dim, slots=cfg.tokens,
+                                              fields=cfg.fields, **encoder.identity)
 
     def compute(shard: pl.DataFrame) -> dict[str, pa.Table]:
         ids = shard["item_id"].to_numpy()
@@ -81,19 +87,29 @@ def run(stage: Stage) -> dict:
         vecs[rows, slots] = encoder.encode(flat["sentences"].to_list())
         mask[rows, slots] = True
         counts["sentences_encoded"] += len(rows)
-        return {"text": pa.table({"item_id": pa.array(ids, pa.int32()), "present": pa.array(present),
-                                  "vector": vector_column(pooled, dtype)}),
-                "text_sentences": stack_table(ids, vecs, mask, dtype)}
+        out = {"text": pa.table({"item_id": pa.array(ids, pa.int32()), "present": pa.array(present),
+                                 "vector": vector_column(pooled, dtype)}),
+               "text_sentences": stack_table(ids, vecs, mask, dtype)}
+        if cfg.tokens:
+            tok, tok_mask = encoder.encode_tokens(shard["text"].to_list(), cfg.tokens)
+            tok_mask &= present[:, None]
+            counts["tokens_encoded"] += int(tok_mask.sum())
+            out["text_tokens"] = stack_table(ids, tok, tok_mask, dtype)
+        return out
 
     outputs = {"text": (stage.out / "text.parquet", "text"),
                "text_sentences": (stage.out / "text_sentences.parquet", "text_sentences")}
+    if cfg.tokens:
+        outputs["text_tokens"] = (stage.out / "text_tokens.parquet", "text_tokens")
     timing = extract_sharded(texts, compute, outputs, prov, {"text": cfg.fields, "max_sentences": cfg.max_sentences,
-                                                               "encoder": config_dict(enc_cfg)},
+                                                               "encoder": config_dict(enc_cfg)}
+                             | ({"tokens": cfg.tokens} if cfg.tokens else {}),
                              stage.work, stage.settings.shard_size, "text features", counts)
     report = {"items": texts.height, "encoded": int((texts["text"] != "").sum()),
               "skipped": {"empty_text": int((texts["text"] == "").sum())},
               "sentences_encoded": int(counts["sentences_encoded"]),
-              "sentences_dropped_over_max": int(counts["sentences_dropped"]), **timing,
+              "sentences_dropped_over_max": int(counts["sentences_dropped"]),
+              **({"tokens_encoded": int(counts["tokens_encoded"])} if cfg.tokens else {}), **timing,
               "encoder": encoder.identity, "dim": encoder.dim, "device": str(stage.device)}
     write_report(stage, "text_features", report)
     return report
