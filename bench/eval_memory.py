@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import table  # noqa: E402
+
 
 def one(items: int, users: int, longest: int) -> dict:
     import numpy as np
@@ -62,11 +64,14 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=200_000)
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval-memory.json"))
     args = ap.parse_args()
     if args.one is not None:
         print(json.dumps(one(args.items, args.users, args.one)))
         return
+    if args.report:
+        return print_table(json.loads(Path(args.report).read_text())["rows"])
     rows = []
     for n in args.longest:
         proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--items", str(args.items), "--users",
@@ -74,11 +79,14 @@ def main() -> None:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
         Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows}, indent=2))
-    print("\n| longest history | cold sub-seq queries | history entries (Σ prefix lengths) | seconds | peak RSS MB |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['longest']:,} | {r['cold_queries']:,} | {r['history_entries']:,} | {r['seconds']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} |")
+    print()
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(table(["longest history", "cold sub-seq queries", "history entries (Σ prefix lengths)", "seconds",
+                 "peak RSS MB"], [[f"{r['longest']:,}", f"{r['cold_queries']:,}", f"{r['history_entries']:,}",
+                                   f"{r['seconds']:.0f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]))
 
 
 if __name__ == "__main__":

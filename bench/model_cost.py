@@ -52,12 +52,8 @@ def child(spec: str, params: dict, work: Path, epochs: int) -> dict:
                       "train": params["train"] | {"epochs": epochs, "patience": epochs + 1}}
         t0 = time.perf_counter()
         info = train(p, work / "prepared", work / "cost-run", work / "features", work / "pretrain-cost")
-        curve = (work / "cost-run" / "curve.csv").read_text().splitlines()
-        header = curve[0].split(",")
-        rows = [dict(zip(header, line.split(","))) for line in curve[1:]]
-        out = {"train_s_per_epoch": info["train_s_per_epoch"],
-               "eval_s_per_epoch": sum(float(r["eval_s"]) for r in rows) / len(rows), "epochs": len(rows),
-               "parameters": info["parameters"], "wall_s": time.perf_counter() - t0}
+        out = {"train_s_per_epoch": info["train_s_per_epoch"], "eval_s_per_epoch": info["eval_s_per_epoch"],
+               "epochs": info["epochs_run"], "parameters": info["parameters"], "wall_s": time.perf_counter() - t0}
         if "search_s" in info:
             out["search_s_per_epoch"] = info["search_s"] / epochs
     return out | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -199,7 +199,7 @@ def report(out: Path, models: list[str]) -> list[dict]:
                           mean_std([r["best_valid_ndcg@10"] for r in rs]), mean_std([r["wall_to_best_s"] for r in rs],
                                                                                     "{:.0f}"),
                           t, mean_std([r["s_per_epoch"] for r in rs], "{:.1f}"),
-                          mean_std([r["peak_rss_mb"] for r in rs], "{:.0f}")])
+                          mean_std([r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")], "{:.0f}")])
         lines.append([model, "ours − RecBole", "", "", f"{sig['diff']:+.4f} [{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}]"
                       f" p {sig['p_value']:.2g}{' *' if sig['significant'] else ''}", "", "", "", "",
                       f"speed-up to RecBole's quality: {ratio:.1f}×" if ratio else "ours never reaches it", ""])

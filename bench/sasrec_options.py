@@ -2,6 +2,8 @@
 
     python bench/sasrec_options.py --seeds 0 1 2 --epochs 120      # the runs (one process, one thread)
     python bench/sasrec_options.py --report bench/results/sasrec-options/runs-*.json   # the tables
+    python bench/sasrec_options.py --report bench/results/sasrec-options/runs-*.json --race-rows post_ln:visible \
+        --chosen 570 --out bench/results/recbole-race/ours-sasrec-s0-1-2.json   # the race's SASRec rows
 
 ML-100K (our 5-core preprocessing), RecBole's protocol and hyper-parameters as in
 `bench/recbole_compare.py` (no history masking; hidden 64, 2 layers, 2 heads, inner 256, dropout
@@ -131,6 +133,35 @@ def report(files: list[str], chosen: int) -> None:
     print(table(["A − B", "metric", "Δ", "95 % CI", "p (Wilcoxon)", "significant"], pairs))
 
 
+def race_rows(files: list[str], option: str, patience: int, work: Path, out: Path) -> None:
+    """The early-stopped runs inside the recorded ones of `option` as `bench/recbole_compare.py ours`
+    rows (curve up to the stop, test of the best-validation epoch, ranks keyed by user and target),
+    so the RecBole race reuses these runs instead of training SASRec a fifth time. s/epoch here
+    includes the validation pass (the option runs record wall time per epoch, not train time alone)."""
+    from pipeline.evaluate import load_split
+
+    variant, padding = option.split(":")
+    mine = sorted((r for f in files for r in json.loads(Path(f).read_text())["rows"]
+                   if (r["variant"], r["padding"]) == (variant, padding)), key=lambda r: r["seed"])
+    test = load_split(work / "prepared").test_queries(50)
+    rows = []
+    for r in mine:
+        rep = replay(r, patience)
+        curve = [c for c in r["curve"] if c["epoch"] <= rep["stop_epoch"]]
+        best = next(c for c in curve if c["epoch"] == rep["best_epoch"])
+        rows.append({"model": "sasrec", "library": "ours", "seed": r["seed"], "variant": variant, "padding": padding,
+                     "curve": [{k: c[k] for k in ("epoch", "step", "wall_s", "valid/ndcg@10")} for c in curve],
+                     "best_valid_ndcg@10": rep["valid"], "best_epoch": rep["best_epoch"],
+                     "wall_to_best_s": best["wall_s"], "epochs_run": len(curve), "train_wall_s": curve[-1]["wall_s"],
+                     "s_per_epoch": curve[-1]["wall_s"] / len(curve), "peak_rss_mb": None,
+                     "test": {k: float(rep[f"test/{k}"]) for k in ("hr@10", "ndcg@10", "mrr@10")},
+                     "test_ranks": [[int(u) + 1, int(t), float(x)] for u, t, x in zip(test.users, test.targets,
+                                                                                        rep["ranks"])],
+                     "patience_steps": patience, "source": "bench/sasrec_options.py runs, replayed"})
+    save(out, rows)
+    print(f"{out}: {len(rows)} runs of {option} stopped at patience {patience} steps")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(ROOT / "bench" / ".work" / "ml-100k"), help="folder with prepared/")
@@ -141,7 +172,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sasrec-options" / "runs.json"))
     ap.add_argument("--report", nargs="+", metavar="JSON", help="only print the tables from these files")
     ap.add_argument("--chosen", type=int, default=570, help="patience (steps) for the paired comparison")
+    ap.add_argument("--race-rows", metavar="VARIANT:PADDING", help="with --report's files: write that option's "
+                    "early-stopped runs (patience --chosen) as RecBole-race rows to --out")
     args = ap.parse_args()
+    if args.race_rows:
+        return race_rows(args.report, args.race_rows, args.chosen, Path(args.work), Path(args.out))
     if args.report:
         return report(args.report, args.chosen)
     from pipeline.evaluate import load_split

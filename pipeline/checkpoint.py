@@ -15,12 +15,19 @@ from models import build_model, model_config
 from pipeline.tables import atomic_path
 
 
+def save_tensors(obj: dict, path: str | Path) -> None:
+    """`torch.save` atomically and byte-reproducibly: through an open file, so the archive's inner
+    folder is named `archive` and not after the random temporary file name (which made two saves of
+    the same weights differ byte for byte)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
 def save_checkpoint(path: str | Path, name: str, model: nn.Module, num_items: int, meta: dict | None = None) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"model": name, "config": model_config(model), "num_items": num_items, "state_dict": state,
                "meta": meta or {}}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_tensors(payload, path)
 
 
 def load_tensors(path: Path, what: str, fix: str) -> dict:

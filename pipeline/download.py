@@ -7,16 +7,34 @@ name and renamed into place, so an interrupted download never leaves a raw folde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.params import ConfigError, choose, from_dict, load_params, setup_logging
+from pipeline.params import invalidate, ConfigError, choose, from_dict, load_params, setup_logging
 from pipeline.sources import FETCHERS
 from pipeline.tables import write_json
 
 log = logging.getLogger("pipeline.download")
+
+
+@contextlib.contextmanager
+def in_project_root():
+    """Relative `source` paths are relative to the project root. A queued or `--temp` experiment runs
+    in a copy under .dvc/tmp/exps/, where DVC sets DVC_ROOT to the project it was queued from:
+    the fetch runs there, so `../shared/datasets/...` means the same folder in both cases."""
+    root = os.environ.get("DVC_ROOT")
+    here = Path.cwd()
+    if root and Path(root).resolve() != here.resolve():
+        log.info("resolving relative source paths from the project root %s (this run: %s)", root, here)
+        os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 def download(params: dict, out: Path) -> dict:
@@ -28,9 +46,10 @@ def download(params: dict, out: Path) -> dict:
     cfg_cls, fetch = FETCHERS[fmt]
     cfg = from_dict(cfg_cls, section, f"datasets.{name}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).resolve()
     try:
-        meta = fetch(cfg, tmp)
+        with in_project_root():
+            meta = fetch(cfg, tmp)
         meta["dataset"] = name
         write_json(tmp / "source.json", meta)
         if out.exists():
@@ -47,8 +66,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="data/raw")
+    ap.add_argument("--invalidates", nargs="*", help="later stages' outputs this stage makes stale (removed)")
     args = ap.parse_args()
     setup_logging()
+    invalidate(args.invalidates)
     download(load_params(args.params), Path(args.out))
 
 

@@ -20,7 +20,7 @@ from pipeline.evaluation import (ProtocolConfig, catalogue, cold_items, cold_sub
                                  evaluate_queries, length_groups, sample_negatives, sampled_ranks)
 from pipeline.metrics import metrics_from_ranks
 from pipeline.params import ConfigError, from_dict, load_params, setup_logging
-from pipeline.tables import read_json, read_table, write_json, write_table
+from pipeline.tables import file_sha256, read_json, read_table, write_json, write_table
 from pipeline.train import run_params
 from pipeline.trainer import resolve_device
 
@@ -47,6 +47,28 @@ def check_checkpoint_matches(ckpt: dict, params: dict, checkpoint: Path) -> None
         raise ConfigError(f"{checkpoint} was trained with other parameters than params.yaml ({detail}); no metrics "
                           "written. Re-run training (dvc repro). Two `dvc exp run` in one workspace at once rewrite "
                           "each other's params.yaml: queue them instead (README, 'Running experiments concurrently')")
+
+
+PINNED = ("torch", "torchvision", "numpy", "polars", "pyarrow", "faiss-cpu", "faiss-gpu-cu12", "transformers",
+          "sentence-transformers", "open-clip-torch", "scikit-learn", "scipy", "dvc")
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+
+
+def provenance() -> dict[str, str]:
+    """The library versions these numbers were measured with (installed, as the lock pins them) and
+    the lock file's SHA-256: `provenance/*` keys of metrics.json."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in PINNED:
+        try:
+            found.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    out = {"provenance/versions": " ".join(found)}
+    if LOCK.is_file():
+        out["provenance/lock_sha256"] = file_sha256(LOCK)
+    return out
 
 
 def write_ranks(path: Path, queries: dict, ranks: dict, provenance: dict) -> None:
@@ -107,7 +129,7 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
         result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}
         result |= {f"search/alpha@{k}": round(a, 6) for k, a in zip(ckpt["meta"]["search"]["p"],
                                                                     ckpt["meta"]["search"]["alpha"])}
-    result |= protocol.describe()
+    result |= protocol.describe() | provenance()
     queries_of["cold_seq"] = SimpleNamespace(targets=cold_targets, users=cold_users)
     write_ranks(ranks_out or out.with_name("ranks.parquet"), queries_of, ranks,
                 {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe()})

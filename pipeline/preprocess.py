@@ -29,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.params import ConfigError, from_dict, load_params, setup_logging
+from pipeline.params import invalidate, ConfigError, from_dict, load_params, setup_logging
 from pipeline.sources import READERS, RawData, SourceError
 from pipeline.tables import file_sha256, read_json, write_json, write_table
 
@@ -212,7 +212,8 @@ def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
     items, interactions, sequences, stats = preprocess(raw, cfg)
     stats["dataset"] = meta.get("dataset")
     stats["download"] = {"skipped": meta.get("skipped", {})}  # files the download refused (symlinks out, …)
-    prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "source": meta.get("origin"),
+    prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "format": meta.get("format"),
+            "source": meta.get("origin"),
             "source_json_sha256": file_sha256(meta_path), "config": asdict(cfg), "raw_dir": str(raw_dir)}
     write_table(items, out / "items.parquet", "items", prov)
     write_table(interactions, out / "interactions.parquet", "interactions", prov)
@@ -228,8 +229,10 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--raw", default="data/raw")
     ap.add_argument("--out", default="data/prepared")
+    ap.add_argument("--invalidates", nargs="*", help="later stages' outputs this stage makes stale (removed)")
     args = ap.parse_args()
     setup_logging()
+    invalidate(args.invalidates)
     cfg = from_dict(PreprocessConfig, load_params(args.params).get("preprocess"), "preprocess")
     run(Path(args.raw), Path(args.out), cfg)
 

@@ -29,10 +29,12 @@ import numpy as np
 import torch
 
 from models import MODELS, model_config
+from pipeline.checkpoint import save_tensors
 from pipeline.data import train_windows
+from pipeline.device import host
 from pipeline.params import from_dict, load_params, setup_logging
 from pipeline.preprocess import PreprocessConfig
-from pipeline.tables import atomic_path, write_json
+from pipeline.tables import write_json
 from pipeline.train import build_with_features, load_training_view
 from pipeline.trainer import Loop, resume_key
 
@@ -81,9 +83,10 @@ def remove_items(windows: np.ndarray, flagged: np.ndarray) -> np.ndarray:
     return np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(windows, order, 1), 0)
 
 
-def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
+def pretrain(params: dict, prepared: Path, features: Path, out: Path, timing: Path | None = None) -> dict:
     """Pre-train on the training view; resumable after a kill from the last completed epoch
-    (`out/resume.pt`, removed at the end)."""
+    (`out/resume.pt`, removed at the end). `pretrain.json` holds the losses (the same for the same
+    inputs); the timings go to `timing`. Returns both."""
     cfg = from_dict(PretrainConfig, params.get("pretrain"), "pretrain")
     pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
     if cfg.model not in MODELS or not hasattr(MODELS[cfg.model], "pretrain_loss"):
@@ -134,14 +137,17 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path) -> dict:
     payload = {"model": cfg.model, "config": model_config(model), "num_items": view.num_items,
                "m2se": {k: v.detach().cpu() for k, v in model.m2se_state().items()},
                "meta": {"pretrain": dataclasses.asdict(cfg), "epochs": len(history), "prepared": str(prepared)}}
-    with atomic_path(out / f"{cfg.model}.pt") as tmp:
-        torch.save(payload, tmp)
-    info = {"model": cfg.model, "pairs": len(x_all), **pair_stats, "seconds": time.perf_counter() - t0,
-            "device": str(device),
-            "s_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else 0.0, "history": history}
+    save_tensors(payload, out / f"{cfg.model}.pt")
+    info = {"model": cfg.model, "pairs": len(x_all), **pair_stats,
+            "history": [{k: v for k, v in r.items() if k != "seconds"} for r in history]}
     write_json(out / "pretrain.json", info)
+    run = {"seconds": time.perf_counter() - t0, "device": str(device),
+           "s_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else 0.0,
+           "epoch_seconds": [r["seconds"] for r in history], **host()}
+    if timing is not None:
+        write_json(timing, run)
     state_path.unlink(missing_ok=True)
-    return info
+    return info | run
 
 
 def needed(params: dict) -> str | None:
@@ -158,13 +164,13 @@ def needed(params: dict) -> str | None:
 
 
 def write_skipped(out: Path, reason: str) -> None:
-    """The stage's outputs when the selected model reads no pre-trained weights: a marker, so DVC's
-    graph is complete without the pre-training (the real weights come back from the run cache when
-    a model that needs them is selected again)."""
+    """The stage's outputs when the selected model reads no pre-trained weights: a marker (the same
+    whatever the model, so nothing downstream changes), so DVC's graph is complete without the
+    pre-training; the real weights come back from the run cache when a model that needs them is
+    selected again."""
     cfg_model = "msm4sr"
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / f"{cfg_model}.pt") as tmp:
-        torch.save({"skipped": reason}, tmp)
+    save_tensors({"skipped": reason}, out / f"{cfg_model}.pt")
     write_json(out / "pretrain.json", {"skipped": reason})
     log.info("pre-training skipped: %s", reason)
 
@@ -176,14 +182,22 @@ def main() -> None:
     ap.add_argument("--features", default="data/features")
     ap.add_argument("--out", default="data/pretrain")
     ap.add_argument("--always", action="store_true", help="pre-train even if the selected model reads no weights")
+    ap.add_argument("--plan", help="data/plan/pretrain.json (the plan stage): pre-train only when it says so")
+    ap.add_argument("--timing", help="write the run's timings here (e.g. data/timing/pretrain.json)")
     args = ap.parse_args()
     setup_logging()
     params = load_params(args.params)
-    reason = None if args.always else needed(params)
+    if args.plan:
+        from pipeline.plan import is_needed
+
+        reason = None if args.always or is_needed(Path(args.plan)) else "the selected model reads no pre-trained weights"
+    else:
+        reason = None if args.always else needed(params)
     if reason:
         write_skipped(Path(args.out), reason)
     else:
-        pretrain(params, Path(args.prepared), Path(args.features), Path(args.out))
+        pretrain(params, Path(args.prepared), Path(args.features), Path(args.out), Path(args.timing) if args.timing
+                 else None)
 
 
 if __name__ == "__main__":

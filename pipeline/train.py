@@ -17,8 +17,9 @@ import polars as pl
 from models import MODELS, build_model, model_config
 from pipeline.checkpoint import load_tensors, save_checkpoint
 from pipeline.data import TrainView, training_view
+from pipeline.device import host
 from pipeline.evaluation import ProtocolConfig
-from pipeline.params import ConfigError, choose, from_dict, load_params, setup_logging
+from pipeline.params import invalidate, ConfigError, choose, from_dict, load_params, setup_logging
 from pipeline.preprocess import PreprocessConfig
 from pipeline.features.store import load_item_matrix
 from pipeline.tables import atomic_path, file_sha256, read_table, write_json
@@ -126,10 +127,13 @@ def run_params(params: dict, name: str) -> dict:
 
 
 def train(params: dict, prepared: Path, out: Path, features: Path | None = None, pretrain: Path | None = None,
-          params_file: Path | None = None) -> dict:
+          params_file: Path | None = None, timing: Path | None = None) -> dict:
     """Train the selected model on the training view of `prepared`. With `params_file`, that file is
     read again at the end and must still say what it said at the start (a second `dvc exp run` in
-    the same workspace rewrites it; nothing is written then)."""
+    the same workspace rewrites it; nothing is written then).
+
+    Writes model.pt, curve.csv and train.json under `out` — results only, byte-identical for the
+    same inputs — and the run's timings and host details to `timing` (when given). Returns both."""
     name, model_params = choose(params, "model", "models")
     if name not in MODELS:
         raise ValueError(f"params.yaml: model={name!r} has a section but no implementation; registered: {sorted(MODELS)}")
@@ -167,22 +171,33 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
         check_unchanged(params_file, params, name)
     meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len, "params": run_params(params, name)}
     if searched:
-        meta["search"] = {k: searched[k] for k in ("k", "p", "alpha", "seconds")}
+        meta["search"] = {k: searched[k] for k in ("k", "p", "alpha")}
     if transferred:
         meta["transfer"] = transferred
     save_checkpoint(out / "model.pt", name, model, view.num_items, meta)
+    history = summary["history"]
     with atomic_path(out / "curve.csv") as tmp:
-        pl.DataFrame(summary["history"]).write_csv(tmp)
-    info = {k: summary[k] for k in ("best_epoch", "best", "seconds", "device", "windows")}
-    info |= {"model": name, "parameters": n_params, "epochs_run": len(summary["history"]),
-             "train_s_per_epoch": sum(r["train_s"] for r in summary["history"]) / len(summary["history"])}
+        pl.DataFrame(history).drop(*RUN_COLUMNS).write_csv(tmp)
+    info = {k: summary[k] for k in ("best_epoch", "best", "windows")}
+    info |= {"model": name, "parameters": n_params, "epochs_run": len(history)}
     if searched:
-        info |= {"search_k": searched["k"], "search_p": searched["p"], "search_s": searched["seconds"],
-                 "search_history": searched["history"]}
+        info |= {"search_k": searched["k"], "search_p": searched["p"],
+                 "search_history": [{k: v for k, v in r.items() if k != "seconds"} for r in searched["history"]]}
     if transferred:
         info["transfer"] = transferred
     write_json(out / "train.json", info)
-    return info
+    run = {"seconds": summary["seconds"], "device": summary["device"],
+           "train_s_per_epoch": sum(r["train_s"] for r in history) / len(history),
+           "eval_s_per_epoch": sum(r["eval_s"] for r in history) / len(history), **host()}
+    if searched:
+        run |= {"search_s": searched["seconds"], "search_s_per_epoch": [r["seconds"] for r in searched["history"]]}
+    if timing is not None:
+        write_json(timing, run)
+    return info | run
+
+
+RUN_COLUMNS = ("train_s", "eval_s")  # per-epoch timings: in the timing file, not in the hashed curve
+
 
 
 def check_unchanged(params_file: Path, params: dict, name: str) -> None:
@@ -202,10 +217,13 @@ def main() -> None:
     ap.add_argument("--features", default="data/features")
     ap.add_argument("--pretrain", default="data/pretrain")
     ap.add_argument("--out", default="data/model")
+    ap.add_argument("--timing", default="data/timing/train.json", help="the run's timings and host (not hashed)")
+    ap.add_argument("--invalidates", nargs="*", help="later stages' outputs this stage makes stale (removed)")
     args = ap.parse_args()
     setup_logging()
+    invalidate(args.invalidates)
     train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain),
-          Path(args.params))
+          Path(args.params), Path(args.timing))
 
 
 if __name__ == "__main__":

@@ -27,14 +27,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from models.common import LOSSES
+from pipeline.checkpoint import save_tensors
 from pipeline.data import TrainView, train_windows
-from pipeline.device import resolve_device  # noqa: F401  (re-exported for stages and benches)
+from pipeline.device import cpu_threads, resolve_device  # noqa: F401  (resolve_device: re-exported)
 from pipeline.evaluation import ProtocolConfig, evaluate_queries
 from pipeline.params import ConfigError
-from pipeline.tables import atomic_path
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class TrainConfig:
     patience_steps: int = 0  # ... or, when > 0, once the best validation is this many optimizer steps old
     window_stride: int = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows, more context per target
     device: str = "auto"  # auto: cuda when present, else cpu
-    threads: int = 0  # CPU threads for torch; 0 = all cores
+    threads: int = 0  # CPU threads for torch; 0 = the cores / the pipeline processes running now
     seed: int = 42
     init_from: str | None = None  # transfer: a source run's model.pt (or its folder); see pipeline.train.transfer
 
@@ -94,7 +94,8 @@ class Loop:
     def __init__(self, *, seed: int, threads: int, device: str, batch_size: int, num_items: int,
                  negatives: int = 1, where: str = "train"):
         seed_everything(seed)
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.threads, self.where = threads, f"{where}.threads"
+        torch.set_num_threads(cpu_threads(threads, self.where))
         self.device = resolve_device(device, f"{where}.device")
         self.batch_size, self.num_items, self.per_target = batch_size, num_items, negatives
         self.gen = torch.Generator().manual_seed(seed)
@@ -105,11 +106,14 @@ class Loop:
                    num_items=num_items, negatives=cfg.negatives)
 
     def batches(self, n: int, desc: str, limit: int = 0) -> Iterator[torch.Tensor]:
-        """Index tensors of one epoch: a fresh permutation of range(n) (its first `limit` if > 0) in batches."""
+        """Index tensors of one epoch: a fresh permutation of range(n) (its first `limit` if > 0) in batches.
+        (With `threads: 0` the share of the cores is looked at again: runs may have started or ended.)"""
+        if not self.threads:
+            torch.set_num_threads(cpu_threads(0, self.where))
         perm = torch.randperm(n, generator=self.gen)
         if limit:
             perm = perm[:limit]
-        for s in tqdm(range(0, len(perm), self.batch_size), desc=desc, unit="batch", leave=False, mininterval=2.0,
+        for s in progress(range(0, len(perm), self.batch_size), desc=desc, unit="batch", leave=False, mininterval=2.0,
                       disable=None):
             yield perm[s:s + self.batch_size]
 
@@ -145,8 +149,7 @@ class Loop:
             return
         state = {"key": key, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
                  "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "progress": progress}
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        save_tensors(state, path)
         kill_after = int(os.environ.get("MMREC_KILL_AFTER_EPOCHS", "0") or 0)
         if kill_after and epoch >= kill_after:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -60,7 +60,7 @@ def data(tmp_path_factory):
 
 
 def curve(path: Path) -> pl.DataFrame:
-    return pl.read_csv(path).drop("train_s", "eval_s")  # everything but the timings
+    return pl.read_csv(path)  # losses and validation metrics (timings live in the timing file)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -84,12 +84,9 @@ def test_poisoned_test_labels_leave_training_bit_identical(data, name):
         assert torch.equal(clean[k], bad[k]), f"{name}: weight {k} depends on the test items"
     assert curve(tmp / "clean" / name / "curve.csv").equals(curve(tmp / "poisoned" / name / "curve.csv"))
     meta = {v: ckpts[v]["meta"] for v in VARIANTS}
-    for m in meta.values():
-        m.get("search", {}).pop("seconds", None)  # a timing
     assert meta["clean"] == meta["poisoned"]  # best epoch, AutoMLP's k, p and α
     if "search_k" in infos["clean"]:
         assert infos["clean"]["search_k"] == infos["poisoned"]["search_k"]
-        for a, b in zip(infos["clean"]["search_history"], infos["poisoned"]["search_history"]):
-            assert {k: x for k, x in a.items() if k != "seconds"} == {k: x for k, x in b.items() if k != "seconds"}
+        assert infos["clean"]["search_history"] == infos["poisoned"]["search_history"]
     for k in pretrained.get("clean", {}):
         assert torch.equal(pretrained["clean"][k], pretrained["poisoned"][k]), f"pre-trained {k} saw the test items"

@@ -46,3 +46,23 @@ def test_hm_missing_column_is_clear(tmp_path):
     (src / "articles.csv").write_text("article_id,name\n1,x\n")
     with pytest.raises(SourceError, match=r"articles.csv: missing column\(s\) \['prod_name'"):
         fetch_read(tmp_path / "out", "hm", {"source": str(src)})
+
+
+def test_hm_auto_text_tells_colour_variants_apart(tmp_path):
+    """`features.text.fields: auto` describes H&M articles by name, type, group, pattern, colour and
+    department too: two colour variants of one product (same name, one without a description) get
+    different texts."""
+    from pipeline.features.text import TextConfig, item_texts
+
+    src = hm_folder(tmp_path / "hm", GOOD)
+    text = ARTICLES.splitlines()
+    header = text[0] + ",department_name"
+    (src / "articles.csv").write_text("\n".join([header] + [r + ",Jersey Basic" for r in text[1:]]) + "\n")
+    raw = fetch_read(tmp_path / "out", "hm", {"source": str(src)})
+    fields = TextConfig().resolved("hm")
+    assert fields == ["title", "categories", "description"]
+    items = raw.items.with_row_index("item_id", offset=1)
+    texts = dict(zip(items["item"], item_texts(items, fields)["text"]))
+    assert texts["0108775015"] != texts["0108775044"] and "White" in texts["0108775044"]
+    assert "Jersey Basic" in texts["0108775044"]
+    assert TextConfig().resolved("recbole") == ["title", "description"]  # other sources: unchanged

@@ -44,3 +44,39 @@ def test_negatives_are_drawn_once_per_batch_and_only_when_asked():
     first = neg()
     assert first.shape == (4, 5, 3) and first.min() >= 1 and first.max() <= 7
     assert torch.equal(neg(), first)  # the same negatives for every use within the batch
+
+
+def test_bert4rec_learns_a_sequential_pattern_popularity_cannot():
+    """Each user walks the catalogue in order (next = previous + 1): popularity is at chance, the
+    cloze-trained bidirectional model (scored at the appended [mask]) finds the next item."""
+    from pipeline.evaluation import evaluate_queries
+
+    rng = np.random.default_rng(0)
+    n, users, length = 50, 300, 15
+    flat = np.concatenate([(rng.integers(0, n) + np.arange(length)) % n + 1 for _ in range(users)])
+    split = Split(Sequences(flat, np.arange(0, flat.size + 1, length), n))
+    protocol = ProtocolConfig(mask_history=False, ks=[10])
+    scores = {}
+    for name, section in (("pop", {}), ("bert4rec", {"hidden": 32, "layers": 1, "heads": 2, "inner": 64, "max_len": 10})):
+        torch.manual_seed(0)
+        model = build_model(name, section, n)
+        fit(model, split.training, TrainConfig(epochs=30, batch_size=64, lr=3e-3, patience=30, seed=0, threads=1),
+            protocol, 10)
+        scores[name], _, _ = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))
+    assert scores["bert4rec"]["ndcg@10"] > 0.8 and scores["pop"]["ndcg@10"] < 0.2, scores
+
+
+def test_progress_shows_in_logs_when_not_a_terminal(caplog):
+    import logging
+    import time
+
+    from pipeline.progress import progress
+
+    caplog.set_level(logging.INFO)
+    for _ in progress(range(3), desc="short", unit="it", log_every=0.5):
+        pass
+    assert "short" not in caplog.text  # a loop shorter than the interval writes nothing
+    for _ in progress(range(12), desc="long loop", unit="item", log_every=0.2):
+        time.sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records if "long loop" in r.getMessage()]
+    assert len(lines) >= 2 and "item/s" in lines[-1] and "12/12" in lines[-1]

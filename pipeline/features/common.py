@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline.device import resolve_device
+from pipeline.device import cpu_threads, resolve_device
 from pipeline.features.images import SKIP_REASONS, load_image
 from pipeline.params import ConfigError, from_dict, load_params, setup_logging
 from pipeline.tables import VECTOR_DTYPES, file_sha256, read_table, write_json
@@ -24,12 +24,15 @@ log = logging.getLogger("pipeline.features")
 
 @dataclass
 class FeatureSettings:
+    extract: str = "auto"  # auto: only the tables the selected model reads (the plan stage) | all
     device: str = "auto"  # cuda when present, else cpu
-    threads: int = 0  # torch CPU threads; 0 = all cores
+    threads: int = 0  # torch CPU threads; 0 = the cores / the pipeline processes running now
     shard_size: int = 256  # items per shard: the unit of resumption
     dtype: str = "float32"  # float32 | float16 vectors on disk
 
     def __post_init__(self) -> None:
+        if self.extract not in ("auto", "all"):
+            raise ConfigError(f"features.extract={self.extract!r}: use 'auto' or 'all'")
         if self.dtype not in VECTOR_DTYPES:
             raise ConfigError(f"features.dtype={self.dtype!r}: use one of {sorted(VECTOR_DTYPES)}")
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
@@ -49,17 +52,37 @@ class Stage:
     out: Path
     work: Path
     device: torch.device
+    timing: Path | None = None  # where the run's timings go (never into `out`, which DVC hashes)
+    prepared_items: Path | None = None  # items.parquet (its provenance names the source format)
 
 
-def stage_args(name: str, doc: str) -> Stage:
+def stage_main(name: str, doc: str, run) -> None:
+    """A feature stage's command line. With `--plan` (the plan stage's file for this stage) saying the
+    selected model reads none of its tables, only a marker `report.json` is written: the stage costs
+    nothing for ID-only models (pipeline/plan.py)."""
+    from pipeline.plan import is_needed
+
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--raw", default="data/raw")
     ap.add_argument("--out", default=f"data/features/{name}")
+    ap.add_argument("--plan", help="data/plan/<stage>.json: run only when it says the tables are needed")
+    ap.add_argument("--timing", help="write the run's timings here (e.g. data/timing/<stage>.json)")
     args = ap.parse_args()
     setup_logging()
-    return open_stage(name, load_params(args.params), Path(args.prepared), Path(args.raw), Path(args.out))
+    if not is_needed(Path(args.plan) if args.plan else None):
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob("*.parquet"):
+            old.unlink()
+        write_json(out / "report.json", {"skipped": f"the selected model reads no {name} features; "
+                                                    "`dvc exp run -S features.extract=all` extracts them anyway"})
+        log.info("%s features not needed by the selected model: skipped (features.extract: auto)", name)
+        return
+    stage = open_stage(name, load_params(args.params), Path(args.prepared), Path(args.raw), Path(args.out))
+    stage.timing = Path(args.timing) if args.timing else None
+    run(stage)
 
 
 def open_stage(name: str, params: dict, prepared: Path, raw: Path, out: Path) -> Stage:
@@ -68,12 +91,12 @@ def open_stage(name: str, params: dict, prepared: Path, raw: Path, out: Path) ->
     for other in ("text", "image", "keywords"):
         features.pop(other, None)
     settings = from_dict(FeatureSettings, features, "features")
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    torch.set_num_threads(cpu_threads(settings.threads, "features.threads"))
     items_path = prepared / "items.parquet"
     items = read_table(items_path, "items")
     return Stage(settings, section, params, items, file_sha256(items_path), raw, out,
-                 out.parent / ".work" / name, resolve_device(settings.device, "features.device"))
+                 out.parent / ".work" / name, resolve_device(settings.device, "features.device"),
+                 prepared_items=items_path)
 
 
 def base_provenance(stage: Stage, name: str, kind: str, **extra) -> dict:
@@ -122,6 +145,13 @@ def skipped(counts: Counter) -> dict:
     return {r: int(counts.get(r, 0)) for r in SKIP_REASONS}
 
 
+RUN_KEYS = ("reused", "computed", "seconds", "items_per_s", "device")  # about the run, not the tables
+
+
 def write_report(stage: Stage, name: str, report: dict) -> None:
-    write_json(stage.out / "report.json", report)
+    """`report.json` (counts: the same for the same inputs) beside the tables; the run's timings and
+    resumption counts to `stage.timing`."""
+    write_json(stage.out / "report.json", {k: v for k, v in report.items() if k not in RUN_KEYS})
+    if stage.timing is not None:
+        write_json(stage.timing, {k: report[k] for k in RUN_KEYS if k in report})
     log.info("%s report: %s", name, {k: v for k, v in report.items() if k not in ("provenance",)})

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, skipped, stage_args, write_report
+from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, skipped, stage_main, write_report
 from pipeline.features.encoders import ImageEncoder, ImageEncoderConfig, config_dict
 from pipeline.features.store import extract_sharded, stack_table, vector_column
 from pipeline.params import ConfigError, from_dict
@@ -107,7 +107,7 @@ def image_report(stage: Stage, n_slots: int, counts: Counter, timing: dict) -> d
 
 
 def main() -> None:
-    run(stage_args("image", __doc__))
+    stage_main("image", __doc__, run)
 
 
 if __name__ == "__main__":

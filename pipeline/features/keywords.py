@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, stage_args, write_report
+from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, stage_main, write_report
 from pipeline.features.encoders import Tagger, TaggerConfig, TextEncoder, TextEncoderConfig, config_dict
 from pipeline.features.image import image_report
 from pipeline.features.store import extract_sharded, fingerprint, stack_table
@@ -136,7 +136,7 @@ def run(stage: Stage) -> dict:
 
 
 def main() -> None:
-    run(stage_args("keywords", __doc__))
+    stage_main("keywords", __doc__, run)
 
 
 if __name__ == "__main__":

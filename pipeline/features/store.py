@@ -29,9 +29,17 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from pipeline.tables import TableError, read_arrow, read_json, read_provenance, schema_for, write_json, write_table
+from pipeline.progress import progress
+from pipeline.tables import (
+    TableError,
+    read_arrow,
+    read_json,
+    read_provenance,
+    schema_for,
+    write_json,
+    write_table,
+)
 
 log = logging.getLogger("pipeline.features")
 
@@ -79,7 +87,7 @@ def extract_sharded(
     reused = computed = 0
     paths: list[dict[str, Path]] = []
     start = time.perf_counter()
-    with tqdm(total=inputs.height, desc=desc, unit="item", dynamic_ncols=True, mininterval=1.0) as bar:
+    with progress(total=inputs.height, desc=desc, unit="item", dynamic_ncols=True, mininterval=1.0) as bar:
         for i in range(n_shards):
             shard = inputs.slice(i * shard_size, shard_size)
             fp = fingerprint(base, frame_digest(shard))[:16]

@@ -21,25 +21,36 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, stage_args, write_report
+from pipeline.features.common import Stage, base_provenance, stage_main, write_report
 from pipeline.features.encoders import TextEncoder, TextEncoderConfig, config_dict
 from pipeline.features.store import extract_sharded, stack_table, vector_column
 from pipeline.params import ConfigError, from_dict
+from pipeline.tables import read_provenance
 
 FIELDS = ("title", "description", "categories")
+# `fields: auto`: how each source's items are described, as the papers do. H&M colour variants share
+# name and description, so its type / group / pattern / colour / department go in too (the MMSR study
+# adds categorical tags to H&M's text "to distinguish products with the same descriptions").
+SOURCE_FIELDS = {"hm": ["title", "categories", "description"]}
+DEFAULT_FIELDS = ["title", "description"]
 
 
 @dataclass
 class TextConfig:
-    fields: list[str] = field(default_factory=lambda: ["title", "description"])
+    fields: list[str] | str = "auto"  # auto: the source's own (SOURCE_FIELDS, else title + description)
     max_sentences: int = 10
     tokens: int = 0  # > 0: also `text_tokens.parquet`, the encoder's last hidden states of the first N tokens
     encoder: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.fields == "auto":
+            return
         bad = [f for f in self.fields if f not in FIELDS]
-        if bad or not self.fields:
-            raise ConfigError(f"features.text.fields={self.fields!r}: choose from {FIELDS}")
+        if bad or not self.fields or isinstance(self.fields, str):
+            raise ConfigError(f"features.text.fields={self.fields!r}: 'auto' or a list from {FIELDS}")
+
+    def resolved(self, source_format: str | None) -> list[str]:
+        return SOURCE_FIELDS.get(source_format, DEFAULT_FIELDS) if self.fields == "auto" else list(self.fields)
         if self.max_sentences < 1 or self.tokens < 0:
             raise ConfigError("features.text.max_sentences must be >= 1 and features.text.tokens >= 0")
 
@@ -60,15 +71,16 @@ def run(stage: Stage) -> dict:
     cfg = from_dict(TextConfig, stage.section, "features.text")
     enc_cfg = from_dict(TextEncoderConfig, cfg.encoder, "features.text.encoder")
     encoder = TextEncoder(enc_cfg, stage.device)
-    texts = item_texts(stage.items, cfg.fields)
+    fields = cfg.resolved(read_provenance(stage.prepared_items).get("format"))
+    texts = item_texts(stage.items, fields)
     counts: Counter = Counter()
     dtype = stage.settings.dtype
-    prov = {"text": base_provenance(stage, "text_features", "text", dim=encoder.dim, fields=cfg.fields, **encoder.identity),
+    prov = {"text": base_provenance(stage, "text_features", "text", dim=encoder.dim, fields=fields, **encoder.identity),
             "text_sentences": base_provenance(stage, "text_features", "text_sentences", dim=encoder.dim,
-                                              slots=cfg.max_sentences, fields=cfg.fields, **encoder.identity)}
+                                              slots=cfg.max_sentences, fields=fields, **encoder.identity)}
     if cfg.tokens:
         prov["text_tokens"] = base_provenance(stage, "text_features", "text_tokens", dim=encoder.dim, slots=cfg.tokens,
-                                              fields=cfg.fields, **encoder.identity)
+                                              fields=fields, **encoder.identity)
 
     def compute(shard: pl.DataFrame) -> dict[str, pa.Table]:
         ids = shard["item_id"].to_numpy()
@@ -101,7 +113,7 @@ def run(stage: Stage) -> dict:
                "text_sentences": (stage.out / "text_sentences.parquet", "text_sentences")}
     if cfg.tokens:
         outputs["text_tokens"] = (stage.out / "text_tokens.parquet", "text_tokens")
-    timing = extract_sharded(texts, compute, outputs, prov, {"text": cfg.fields, "max_sentences": cfg.max_sentences,
+    timing = extract_sharded(texts, compute, outputs, prov, {"text": fields, "max_sentences": cfg.max_sentences,
                                                                "encoder": config_dict(enc_cfg)}
                              | ({"tokens": cfg.tokens} if cfg.tokens else {}),
                              stage.work, stage.settings.shard_size, "text features", counts)
@@ -116,7 +128,7 @@ def run(stage: Stage) -> dict:
 
 
 def main() -> None:
-    run(stage_args("text", __doc__))
+    stage_main("text", __doc__, run)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
+
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def fetch(cfg: DemoConfig, out: Path) -> dict:
     item_ids = [f"P{i:05d}" for i in range(cfg.n_items)]
     with open(out / "demo.item", "w") as f:
         f.write("item_id:token\ttitle:token_seq\tcategories:token_seq\tdescription:token_seq\n")
-        for i in tqdm(range(cfg.n_items), desc="demo items", unit="item"):
+        for i in progress(range(cfg.n_items), desc="demo items", unit="item"):
             title, cat, desc = describe(i, a, rng)
             f.write(f"{item_ids[i]}\t{title}\t{cat}\t{desc}\n")
             render(i, a, cfg.image_size).save(out / "images" / f"{item_ids[i]}.png", optimize=False)

@@ -15,8 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from tqdm import tqdm
-
+from pipeline.progress import progress
 from pipeline.sources.common import SourceError
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def download(url: str, dest: Path, md5: str | None = None, retries: int = 3,
                 if have and getattr(resp, "status", 206) != 206:
                     have = 0  # server ignored the range: start over
                 total = int(resp.headers.get("Content-Length", 0)) + have
-                with open(part, "ab" if have else "wb") as f, tqdm(
+                with open(part, "ab" if have else "wb") as f, progress(
                     total=total or None, initial=have, unit="B", unit_scale=True, desc=dest.name
                 ) as bar:
                     for block in iter(lambda: resp.read(1 << 16), b""):

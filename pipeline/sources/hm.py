@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 TX_COLUMNS = ["t_dat", "customer_id", "article_id"]
 ARTICLE_COLUMNS = ["article_id", "prod_name", "product_type_name", "colour_group_name", "detail_desc"]
-CATEGORY_COLUMNS = ["product_type_name", "product_group_name", "graphical_appearance_name", "colour_group_name"]
+CATEGORY_COLUMNS = ["product_type_name", "product_group_name", "graphical_appearance_name", "colour_group_name",
+                    "department_name"]
 
 
 @dataclass

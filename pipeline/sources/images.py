@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from PIL import Image
-from tqdm import tqdm
+
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def download_images(urls: dict[str, list[str]], folder: Path, workers: int = 8, 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         jobs = [pool.submit(fetch_one, item, list(u or []), folder, retries, max_bytes, opener, sleep)
                 for item, u in urls.items()]
-        for job in tqdm(jobs, desc="images", unit="item", disable=None):
+        for job in progress(jobs, desc="images", unit="item", disable=None):
             item, status, reason = job.result()
             if status == "failed":
                 result["failed"][item] = reason

@@ -1,0 +1,93 @@
+"""Regenerate the tables in docs/benchmarks.md from bench/results/*.json, or check that they agree.
+
+    python bench/docs_tables.py --write-docs     # rewrite every generated block in place
+    python bench/docs_tables.py --check          # exit 1 (and show the diff) if a block is stale
+
+A generated block in the Markdown page is
+
+    <!-- generated: bench/automlp_report.py bench/results/automlp-search/runs-s*.json -->
+    ...the command's stdout...
+    <!-- end generated -->
+
+The marker names a bench script and its arguments; globs are expanded (natural order: row2 before row10) against the project
+root, the script runs with the project's Python, and its stdout replaces the block. So a re-run of a
+benchmark updates the page with one command, and tests/test_docs_tables.py fails when the page and
+the JSON disagree. Text outside the blocks (findings, verdicts) is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import glob
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "benchmarks.md"
+BLOCK = re.compile(r"(<!-- generated: (?P<cmd>.+?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.DOTALL)
+
+
+def natural(name: str) -> list:
+    """Sort key that puts row2 before row10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def expand(cmd: str) -> list[str]:
+    """The marker's words with globs expanded (natural order) against the project root; a glob
+    matching nothing is an error."""
+    out = []
+    for word in shlex.split(cmd):
+        if any(c in word for c in "*?["):
+            hits = sorted(glob.glob(word, root_dir=ROOT), key=natural)
+            if not hits:
+                raise SystemExit(f"{PAGE.name}: '{word}' in <!-- generated: {cmd} --> matches no file")
+            out += hits
+        else:
+            out.append(word)
+    return out
+
+
+def render(cmd: str) -> str:
+    argv = expand(cmd)
+    if not argv or not argv[0].startswith("bench/") or not argv[0].endswith(".py"):
+        raise SystemExit(f"{PAGE.name}: a generated block runs a bench/*.py script, got {cmd!r}")
+    res = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"{PAGE.name}: `{cmd}` failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
+    return res.stdout.strip("\n") + "\n"
+
+
+def regenerate(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group("cmd")) + m.group(4), text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--write-docs", action="store_true")
+    what.add_argument("--check", action="store_true")
+    ap.add_argument("--page", default=str(PAGE))
+    args = ap.parse_args()
+    page = Path(args.page)
+    old = page.read_text()
+    n = len(BLOCK.findall(old))
+    new = regenerate(old)
+    if args.write_docs:
+        tmp = page.with_suffix(".md.tmp")
+        tmp.write_text(new)
+        tmp.replace(page)
+        print(f"{page}: {n} generated block(s) rewritten")
+        return
+    if new != old:
+        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(page),
+                                                   "regenerated"))
+        raise SystemExit(f"{page} disagrees with bench/results: run python bench/docs_tables.py --write-docs")
+    print(f"{page}: {n} generated block(s) agree with bench/results")
+
+
+if __name__ == "__main__":
+    main()
