@@ -29,7 +29,6 @@ while dvc queue status 2>/dev/null | grep -qE "Queued|Running"; do sleep 10; don
 echo "  (queue drained in $((SECONDS - t0)) s)" | tee -a "$OUT/commands.txt"
 step 04-status dvc queue status
 step 05-table python -m pipeline.report --table
-step 06-show dvc exp show --csv --keep "model|train.seed|test/ndcg@10|test/hr@10" --drop ".*"
 step 07-report python -m pipeline.report --out "$ROOT/docs/report"
 step 08-query python -m pipeline.query sql "SELECT i.title, count(*) AS plays FROM interactions x JOIN items i USING (item_id) GROUP BY i.title ORDER BY plays DESC LIMIT 5"
 step 09-item python -m pipeline.query item 50 --k 3
