@@ -25,6 +25,27 @@ def resolve_device(name: str = "auto", where: str = "train.device") -> torch.dev
     return torch.device(name)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def use_bf16(precision: str, device: torch.device, where: str = "train.precision") -> bool:
+    """Whether training steps run under bf16 autocast: `bf16` always (CPU autocast exists, mostly for
+    tests), `auto` only on a CUDA device that supports bf16, `fp32` never. Evaluation always runs in
+    fp32, so ranks and ties are those of the full-precision scores."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{where}={precision!r}: use one of {PRECISIONS}")
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on `device`: through pinned memory and a non-blocking copy on CUDA, as is on CPU."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def host() -> dict:
     """Who ran it: torch threads, cores, machine, CUDA (for timing files only; never in a hashed output)."""
     import os

@@ -186,7 +186,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     if transferred:
         info["transfer"] = transferred
     write_json(out / "train.json", info)
-    run = {"seconds": summary["seconds"], "device": summary["device"],
+    run = {"seconds": summary["seconds"], "device": summary["device"], "precision": summary.get("precision", "fp32"),
            "train_s_per_epoch": sum(r["train_s"] for r in history) / len(history),
            "eval_s_per_epoch": sum(r["eval_s"] for r in history) / len(history), **host()}
     if searched:

@@ -31,7 +31,7 @@ from torch import nn
 from models.common import LOSSES
 from pipeline.checkpoint import save_tensors
 from pipeline.data import TrainView, train_windows
-from pipeline.device import cpu_threads, resolve_device  # noqa: F401  (resolve_device: re-exported)
+from pipeline.device import PRECISIONS, cpu_threads, resolve_device, to_device, use_bf16  # noqa: F401
 from pipeline.evaluation import ProtocolConfig, evaluate_queries
 from pipeline.params import ConfigError
 from pipeline.progress import progress
@@ -51,6 +51,7 @@ class TrainConfig:
     patience_steps: int = 0  # ... or, when > 0, once the best validation is this many optimizer steps old
     window_stride: int = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows, more context per target
     device: str = "auto"  # auto: cuda when present, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on a CUDA device that has it, else fp32 | fp32 | bf16
     threads: int = 0  # CPU threads for torch; 0 = the cores / the pipeline processes running now
     seed: int = 42
     init_from: str | None = None  # transfer: a source run's model.pt (or its folder); see pipeline.train.transfer
@@ -58,6 +59,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"train.loss={self.loss!r}: use one of {LOSSES}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision={self.precision!r}: use one of {PRECISIONS}")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.patience_steps < 0:
             raise ConfigError("train.epochs, train.batch_size and train.patience must be >= 1, "
                               "train.patience_steps >= 0")
@@ -174,6 +177,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     """
     loop = Loop.for_training(cfg, view.num_items)
     device = loop.device
+    bf16 = use_bf16(cfg.precision, device)
     model.to(device)
     valid = view.valid_queries(max_len)
     key = f"valid/{protocol.select_metric}"
@@ -218,8 +222,9 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
         te = time.perf_counter()
         total, steps = 0.0, 0
         for idx in loop.batches(len(x_all), f"epoch {epoch}"):
-            x, y = x_all[idx].to(device), y_all[idx].to(device)
-            loss = model.loss(x, y, loop.negatives(y), u_all[idx].to(device))
+            x, y = to_device(x_all[idx], device), to_device(y_all[idx], device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = model.loss(x, y, loop.negatives(y), to_device(u_all[idx], device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -244,4 +249,5 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     if state_path is not None and state_path.exists():
         state_path.unlink()
     return {"history": p["history"], "best_epoch": p["best_epoch"], "best": p["best"],
-            "seconds": time.perf_counter() - t0, "device": str(device), "windows": len(x_all)}
+            "seconds": time.perf_counter() - t0, "device": str(device), "windows": len(x_all),
+            "precision": "bf16" if bf16 else "fp32"}

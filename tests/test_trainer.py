@@ -80,3 +80,27 @@ def test_progress_shows_in_logs_when_not_a_terminal(caplog):
         time.sleep(0.05)
     lines = [r.getMessage() for r in caplog.records if "long loop" in r.getMessage()]
     assert len(lines) >= 2 and "item/s" in lines[-1] and "12/12" in lines[-1]
+
+
+def _weights_after(precision: str) -> dict:
+    split = tiny_split()
+    torch.manual_seed(0)
+    model = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 30)
+    cfg = TrainConfig(epochs=2, batch_size=90, lr=1e-2, patience=10, seed=0, threads=1, precision=precision)
+    summary = fit(model, split.training, cfg, ProtocolConfig(ks=[10]), 10)
+    return summary, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_autocast_trains():
+    """`auto` is fp32 off CUDA (bit-identical to `fp32`); `bf16` runs the steps under autocast (on CPU
+    too, so the path is tested here): it trains to finite weights that differ from the fp32 ones."""
+    s_auto, w_auto = _weights_after("auto")
+    s_fp32, w_fp32 = _weights_after("fp32")
+    s_bf16, w_bf16 = _weights_after("bf16")
+    assert s_auto["precision"] == s_fp32["precision"] == "fp32" and s_bf16["precision"] == "bf16"
+    assert all(torch.equal(w_auto[k], w_fp32[k]) for k in w_fp32)
+    assert all(torch.isfinite(w).all() for w in w_bf16.values())
+    assert any(not torch.equal(w_bf16[k], w_fp32[k]) for k in w_fp32 if w_fp32[k].is_floating_point())
+    assert all(w.dtype == w_fp32[k].dtype for k, w in w_bf16.items())  # autocast leaves the weights fp32
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")
