@@ -25,7 +25,8 @@ step 01-mmsr dvc exp run -S dataset=ml-100k -S model=mmsr -n mmsr-s42
 step 02-queue dvc exp run --queue -S dataset=ml-100k -S model=sasrec,gru4rec -S train.seed=0,1,2
 step 03-start dvc queue start -j 2
 t0=$SECONDS
-while dvc queue status 2>/dev/null | grep -qE "Queued|Running"; do sleep 10; done
+# (status captured first: `dvc … | grep -q` under pipefail ends the loop when grep closes the pipe)
+while st=$(dvc queue status 2>/dev/null) && grep -qE "Queued|Running" <<< "$st"; do sleep 10; done
 echo "  (queue drained in $((SECONDS - t0)) s)" | tee -a "$OUT/commands.txt"
 step 04-status dvc queue status
 step 05-table python -m pipeline.report --table
