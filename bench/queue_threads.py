@@ -68,7 +68,7 @@ def main() -> None:
     shutil.rmtree(repo, ignore_errors=True)
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
     common = ["-S", "dataset=ml-100k", "-S", "model=sasrec", "-S", f"train.epochs={args.epochs}",
-              "-S", "train.patience=1000", "-S", "train.patience_steps=0"]
+              "-S", "train.patience=1000"]
     t = time.perf_counter()
     sh(["dvc", "exp", "run", *common, "-S", "train.threads=1", "-n", "alone"], repo)
     rows = [r | {"setting": "alone, 1 thread"} for r in timings(repo, ["alone"])]
