@@ -33,5 +33,5 @@ step 05-table python -m pipeline.report --table
 step 07-report python -m pipeline.report --out "$ROOT/docs/report"
 step 08-query python -m pipeline.query sql "SELECT i.title, count(*) AS plays FROM interactions x JOIN items i USING (item_id) GROUP BY i.title ORDER BY plays DESC LIMIT 5"
 step 09-item python -m pipeline.query item 50 --k 3
-HEIGHT=3400 bash "$ROOT/bench/screenshot_report.sh" "$ROOT/docs/report/index.html" "$ROOT/docs/report/screenshot.png"
+HEIGHT=2880 bash "$ROOT/bench/screenshot_report.sh" "$ROOT/docs/report/index.html" "$ROOT/docs/report/screenshot.png"
 echo "tour done: $OUT, $ROOT/docs/report/"

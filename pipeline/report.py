@@ -86,7 +86,26 @@ def experiments(repo: Path = Path(".")) -> list[dict]:
             for node in group.get("revs") or []:
                 r = _run(node, node.get("name") or node.get("rev", "")[:7])
                 runs += [r] if r else []
-    return runs
+    return _without_applied_workspace(runs)
+
+
+def _without_applied_workspace(runs: list[dict]) -> list[dict]:
+    """Drop the workspace when it is an experiment applied (`dvc exp run` leaves its results in the
+    workspace): same params and metrics, so it would count that run twice."""
+    def key(r: dict) -> tuple:
+        return (sorted(r["params"].items(), key=str),
+                sorted((k, v) for k, v in r["metrics"].items() if not k.startswith("timing/") and
+                       not isinstance(v, (dict, list))))
+
+    exps = {repr(key(r)) for r in runs if r["rev"] != "workspace"}
+    return [r for r in runs if r["rev"] != "workspace" or repr(key(r)) not in exps]
+
+
+def effective_loss(run: dict) -> str:
+    """The loss a run trained with: the model's own `loss` when it sets one, else `train.loss`."""
+    p = run["params"]
+    own = p.get(f"models.{run['metrics'].get('model') or p.get('model')}.loss")
+    return str(own or p.get("train.loss"))
 
 
 def workspace(repo: Path = Path(".")) -> list[dict]:
@@ -126,7 +145,7 @@ def table(runs: list[dict]) -> str:
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(f"{r['metrics'].get('model')}|{r['metrics'].get('dataset')}|"
-                          f"{r['params'].get('train.loss')}|{r['params'].get('train.epochs')}", []).append(r)
+                          f"{effective_loss(r)}|{r['params'].get('train.epochs')}", []).append(r)
     header = ["model", "dataset", "loss", "epochs", "test HR@10", "test NDCG@10", "test MRR@10", "seeds", "runs"]
     lines = []
     for key, rs in groups.items():
