@@ -173,7 +173,9 @@ def combine(files: list[str], vs: str | None = None) -> None:
     A (model, seed) run present in several files counts once: the later file's row wins (a re-run).
     With `vs`, each row's paired difference to that model (pipeline.compare) is added."""
     payloads = [(Path(f).parent, json.loads(Path(f).read_text())) for f in files]
-    rows = list({(r["model"], r["seed"]): r | {"_dir": str(d)} for d, p in payloads for r in p["rows"]}.values())
+    # rows written before seeds were recorded per row ran params.yaml's default seed, 42
+    rows = list({(r["model"], r.get("seed", 42)): {"seed": 42} | r | {"_dir": str(d)}
+                 for d, p in payloads for r in p["rows"]}.values())
     models = list(dict.fromkeys(r["model"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
     print_table(rows, models, payloads[0][1]["dataset"], payloads[0][1]["stats"], seeds, vs)

@@ -86,7 +86,10 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval-scale.json"))
+    ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
+    if args.report:
+        return print_table(json.loads(Path(args.report).read_text())["rows"])
     if args.one:
         print(json.dumps(one(args.one, args.k, args.chunk)))
         return
@@ -99,7 +102,12 @@ def main() -> None:
         print(f"{size}: ours {r['ours_s']:.2f}s roofline {r['roofline_s']:.2f}s ratio {r['ratio']:.2f} "
               f"peak RSS {r['peak_rss_ours_mb']:.0f} MB check {r['check']}", flush=True)
         save(args.out, rows)
-    print("\n" + table(
+    print()
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(table(
         ["users × items", "ours s", "roofline s", "ours / roofline", "peak RSS MB (inputs MB)", "exact on sample"],
         [[f"{r['users']:,} × {r['items']:,}", f"{r['ours_s']:.2f}", f"{r['roofline_s']:.2f}", f"{r['ratio']:.2f}",
           f"{r['peak_rss_ours_mb']:.0f} ({r['inputs_mb']:.0f})",

@@ -19,6 +19,7 @@ Writes bench/results/extract-speed.json and prints the Markdown table for docs/b
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -91,7 +92,10 @@ def main() -> None:
     ap.add_argument("--loop-items", type=int, default=200)
     ap.add_argument("--stages", nargs="+", default=["text", "image", "keywords"])
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
+    if args.report:
+        return print_table(json.loads(Path(args.report).read_text())["rows"])
     setup_logging()
     torch.set_num_threads(args.threads)
     params = load_params(ROOT / "params.yaml") | {"dataset": args.dataset}
@@ -117,6 +121,10 @@ def main() -> None:
             rows.append(row)
             save(Path(args.out) / "extract-speed.json", rows, dataset=args.dataset, threads=args.threads)
 
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
     def f(x, fmt="{:.1f}"):
         return "—" if x is None else fmt.format(x)
 

@@ -68,7 +68,10 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "bench" / ".work"))
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
+    if args.report:
+        return print_table(json.loads(Path(args.report).read_text())["rows"])
     setup_logging()
     params = override(load_params(ROOT / "params.yaml"), args.set + [
         f"train.threads={args.threads}", f"pretrain.threads={args.threads}", f"features.threads={args.threads}"])
@@ -94,6 +97,10 @@ def main() -> None:
         rows.append({"model": spec, **json.loads(line[7:])})
         save(out_file, rows, dataset=args.dataset, epochs=args.epochs, threads=args.threads)
         print(f"{spec}: {rows[-1]}", flush=True)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
     print(table(["model", "parameters", "train s/epoch", "eval s/epoch", "peak RSS (MB)"],
                 [[r["model"], r.get("parameters", "—"), f"{r['train_s_per_epoch']:.1f}"
                   + (f" (+ search {r['search_s_per_epoch']:.1f})" if "search_s_per_epoch" in r else ""),

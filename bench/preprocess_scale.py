@@ -45,7 +45,10 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[1_000_000, 10_000_000])
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "preprocess-scale.json"))
+    ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
+    if args.report:
+        return print_table(json.loads(Path(args.report).read_text())["rows"])
     if args.one:
         print(json.dumps(one(Path(args.one))))
         return
@@ -65,6 +68,10 @@ def main() -> None:
                          **json.loads(proc.stdout.strip().splitlines()[-1])})
         print(json.dumps(rows[-1]), flush=True)
         save(args.out, rows)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
     print("\n" + table(["interactions", "file MB", "download s", "preprocess s", "kept", "peak RSS MB"],
                        [[f"{r['interactions']:,}", f"{r['file_mb']:.0f}", f"{r['download_s']:.1f}",
                          f"{r['preprocess_s']:.1f}", f"{r['kept']:,}", f"{r['peak_rss_mb']:.0f}"] for r in rows]))

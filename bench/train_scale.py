@@ -93,7 +93,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train-scale.json"))
+    ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
+    if args.report:
+        return print_table(json.loads(Path(args.report).read_text())["rows"])
     if args.one:
         items, inter, loss, *full = args.one.split(":")
         print(json.dumps(one(int(items), int(inter), loss, args.steps, full == ["full"])))
@@ -111,6 +114,10 @@ def main() -> None:
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
         save(args.out, rows)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
     print("\n" + table(
         ["items", "interactions", "loss", "s/step", "steps/epoch", "s/epoch", "peak RSS MB"],
         [[f"{r['items']:,}", f"{r['interactions']:,}", r["loss"], "—", "—", f"skipped: {r['skipped']}", "—"]

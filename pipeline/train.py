@@ -217,13 +217,13 @@ def main() -> None:
     ap.add_argument("--features", default="data/features")
     ap.add_argument("--pretrain", default="data/pretrain")
     ap.add_argument("--out", default="data/model")
-    ap.add_argument("--timing", default="data/timing/train.json", help="the run's timings and host (not hashed)")
+    ap.add_argument("--timing", help="write the run's timings and host here (not hashed; e.g. data/timing/train.json)")
     ap.add_argument("--invalidates", nargs="*", help="later stages' outputs this stage makes stale (removed)")
     args = ap.parse_args()
     setup_logging()
     invalidate(args.invalidates)
     train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain),
-          Path(args.params), Path(args.timing))
+          Path(args.params), Path(args.timing) if args.timing else None)
 
 
 if __name__ == "__main__":

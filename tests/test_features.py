@@ -292,7 +292,7 @@ def test_vocabulary_from_texts_and_file(tmp_path):
 def run_text_stage(d: Path, out: str, env: dict | None = None) -> subprocess.CompletedProcess:
     (d / "params.yaml").write_text(yaml.safe_dump(feature_params(text={"encoder": {"batch_size": 4}})))
     cmd = [sys.executable, "-m", "pipeline.features.text", "--params", str(d / "params.yaml"),
-           "--prepared", str(d / "prepared"), "--out", str(d / out)]
+           "--prepared", str(d / "prepared"), "--out", str(d / out), "--timing", str(d / f"{out}-timing.json")]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ | (env or {}))
 
 

@@ -19,7 +19,8 @@ def train_cmd(params_file, prepared, out, env_extra=None):
     env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
     return subprocess.run([sys.executable, "-m", "pipeline.train", "--params", str(params_file), "--prepared",
                            str(prepared), "--out", str(out), "--features", str(out / "none"), "--pretrain",
-                           str(out / "none")], env=env, capture_output=True, text=True, cwd=ROOT)
+                           str(out / "none"), "--timing", str(out / "timing.json")],  # never the repo's data/
+                          env=env, capture_output=True, text=True, cwd=ROOT)
 
 
 def prepared(tmp_path, model="sasrec", **train):
@@ -80,7 +81,8 @@ def test_killed_pretraining_resumes_and_matches_an_uninterrupted_run(tmp_path):
     def pretrain_cmd(out, env_extra=None):
         env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
         return subprocess.run([sys.executable, "-m", "pipeline.pretrain", "--params", str(params_file), "--prepared",
-                               str(tmp_path / "prepared"), "--features", str(tmp_path / "features"), "--out", str(out)],
+                               str(tmp_path / "prepared"), "--features", str(tmp_path / "features"), "--out", str(out),
+                               "--timing", str(out.parent / f"{out.name}-timing.json")],
                               env=env, capture_output=True, text=True, cwd=ROOT)
 
     killed = pretrain_cmd(tmp_path / "a", {"MMREC_KILL_AFTER_EPOCHS": "1"})
