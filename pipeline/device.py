@@ -48,7 +48,6 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def host() -> dict:
     """Who ran it: torch threads, cores, machine, CUDA (for timing files only; never in a hashed output)."""
-    import os
     import platform
 
     return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
