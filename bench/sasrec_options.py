@@ -92,12 +92,24 @@ def replay(runrow: dict, patience: int) -> dict:
             runrow["curve"][best_i]["step"] < patience, **{f"test/{k}": v for k, v in m.items()}}
 
 
-def report(files: list[str], chosen: int) -> None:
+def load_runs(files: list[str], budget: int | None) -> list[dict]:
+    """The recorded runs, each cut to its first `budget` epochs (None: as recorded). A run without
+    early stopping is the same for its first N epochs whatever its budget, so runs recorded with
+    different budgets compare on the smallest one; mixing budgets unequal is refused."""
+    rows = [r for f in files for r in json.loads(Path(f).read_text())["rows"]]
+    budget = budget or min(len(r["curve"]) for r in rows)
+    if any(len(r["curve"]) < budget for r in rows):
+        raise SystemExit(f"--budget {budget}: some runs recorded fewer epochs "
+                         f"({sorted({len(r['curve']) for r in rows})}); use at most the smallest")
+    return [r | {"curve": r["curve"][:budget]} for r in rows]
+
+
+def report(files: list[str], chosen: int, budget: int | None = None) -> None:
     import polars as pl
 
     from pipeline.compare import compare
 
-    rows = [r for f in files for r in json.loads(Path(f).read_text())["rows"]]
+    rows = load_runs(files, budget)
     options = sorted({(r["variant"], r["padding"]) for r in rows}, key=OPTIONS.index)
     print(f"runs: {len(rows)}; budget {max(len(r['curve']) for r in rows)} epochs; seeds "
           f"{sorted({r['seed'] for r in rows})}\n")
@@ -133,7 +145,7 @@ def report(files: list[str], chosen: int) -> None:
     print(table(["A − B", "metric", "Δ", "95 % CI", "p (Wilcoxon)", "significant"], pairs))
 
 
-def race_rows(files: list[str], option: str, patience: int, work: Path, out: Path) -> None:
+def race_rows(files: list[str], option: str, patience: int, work: Path, out: Path, budget: int | None) -> None:
     """The early-stopped runs inside the recorded ones of `option` as `bench/recbole_compare.py ours`
     rows (curve up to the stop, test of the best-validation epoch, ranks keyed by user and target),
     so the RecBole race reuses these runs instead of training SASRec a fifth time. s/epoch here
@@ -141,8 +153,8 @@ def race_rows(files: list[str], option: str, patience: int, work: Path, out: Pat
     from pipeline.evaluate import load_split
 
     variant, padding = option.split(":")
-    mine = sorted((r for f in files for r in json.loads(Path(f).read_text())["rows"]
-                   if (r["variant"], r["padding"]) == (variant, padding)), key=lambda r: r["seed"])
+    mine = sorted((r for r in load_runs(files, budget) if (r["variant"], r["padding"]) == (variant, padding)),
+                  key=lambda r: r["seed"])
     test = load_split(work / "prepared").test_queries(50)
     rows = []
     for r in mine:
@@ -157,7 +169,8 @@ def race_rows(files: list[str], option: str, patience: int, work: Path, out: Pat
                      "test": {k: float(rep[f"test/{k}"]) for k in ("hr@10", "ndcg@10", "mrr@10")},
                      "test_ranks": [[int(u) + 1, int(t), float(x)] for u, t, x in zip(test.users, test.targets,
                                                                                         rep["ranks"])],
-                     "patience_steps": patience, "source": "bench/sasrec_options.py runs, replayed"})
+                     "patience_steps": patience, "budget_epochs": len(r["curve"]), "censored": rep["censored"],
+                     "source": "bench/sasrec_options.py runs, replayed"})
     save(out, rows)
     print(f"{out}: {len(rows)} runs of {option} stopped at patience {patience} steps")
 
@@ -172,13 +185,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sasrec-options" / "runs.json"))
     ap.add_argument("--report", nargs="+", metavar="JSON", help="only print the tables from these files")
     ap.add_argument("--chosen", type=int, default=570, help="patience (steps) for the paired comparison")
+    ap.add_argument("--budget", type=int, help="with --report: compare the runs' first N epochs (default: the "
+                    "fewest any run recorded, so every option has the same budget)")
     ap.add_argument("--race-rows", metavar="VARIANT:PADDING", help="with --report's files: write that option's "
                     "early-stopped runs (patience --chosen) as RecBole-race rows to --out")
     args = ap.parse_args()
     if args.race_rows:
-        return race_rows(args.report, args.race_rows, args.chosen, Path(args.work), Path(args.out))
+        return race_rows(args.report, args.race_rows, args.chosen, Path(args.work), Path(args.out), args.budget)
     if args.report:
-        return report(args.report, args.chosen)
+        return report(args.report, args.chosen, args.budget)
     from pipeline.evaluate import load_split
     from pipeline.params import setup_logging
 

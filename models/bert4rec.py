@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.common import sequence_loss
+from models.common import SAMPLED, sequence_loss
 from models.sasrec import SASRecEncoder
 
 
@@ -88,4 +88,4 @@ class BERT4Rec(nn.Module):
         x = torch.where(masked, torch.full_like(seq, self.mask_id), seq)
         kind = self.cfg.loss
         return sequence_loss(self.states(x), torch.where(masked, seq, 0), self.item_vectors(), kind,
-                             negatives() if kind in ("bce", "bpr") else None)
+                             negatives() if kind in SAMPLED else None, getattr(negatives, "log_q", None))

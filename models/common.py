@@ -11,11 +11,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "bce", "bpr")
+LOSSES = ("ce", "bce", "bpr", "sampled_softmax")
+SAMPLED = ("bce", "bpr", "sampled_softmax")  # the losses that read the training loop's negatives
 
 
 def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.Tensor, kind: str = "ce",
-                  negatives: torch.Tensor | None = None) -> torch.Tensor:
+                  negatives: torch.Tensor | None = None, log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Next-item loss over every non-padding target position.
 
     Args:
@@ -24,7 +25,11 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.
         item_vecs: (N+1, D) output item vectors.
         kind: "ce" — full softmax cross-entropy over all N items (padding excluded);
             "bce" — binary cross-entropy with sampled negatives (B, L, S) ids;
-            "bpr" — Bayesian personalised ranking, -log σ(pos - neg), with the same negatives.
+            "bpr" — Bayesian personalised ranking, -log σ(pos - neg), with the same negatives;
+            "sampled_softmax" — softmax over the target and S negatives (S,) shared by the whole
+            batch, each logit minus log q(item) when `log_q` (N+1,) gives the log-probability the
+            negatives were drawn with (the logQ correction, Yi et al. 2019); a negative equal to
+            the target is masked. With every item as a negative and no correction it is "ce".
     """
     mask = targets > 0
     h = hidden[mask]  # (P, D)
@@ -33,6 +38,15 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.
         logits = h @ item_vecs.T  # (P, N+1)
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, t)
+    if kind == "sampled_softmax":
+        if negatives is None or negatives.dim() != 1:
+            raise ValueError("sampled_softmax needs the batch's shared negative ids (S,) from the training loop")
+        pos = (h * item_vecs[t]).sum(-1, keepdim=True)  # (P, 1)
+        neg = h @ item_vecs[negatives].T  # (P, S)
+        if log_q is not None:
+            pos, neg = pos - log_q[t][:, None], neg - log_q[negatives][None]
+        neg = neg.masked_fill(negatives[None] == t[:, None], float("-inf"))  # accidental hits
+        return F.cross_entropy(torch.cat([pos, neg], 1), torch.zeros(len(t), dtype=torch.long, device=t.device))
     if kind in ("bce", "bpr"):
         if negatives is None:
             raise ValueError(f"{kind} loss needs sampled negatives")
@@ -54,7 +68,7 @@ def next_item_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.
     are the windows' 0-based user indices, for models with user embeddings."""
     kind = model.cfg.loss
     return sequence_loss(model.encode(inputs, users), targets, model.item_vectors(), kind,
-                         negatives() if kind in ("bce", "bpr") else None)
+                         negatives() if kind in SAMPLED else None, getattr(negatives, "log_q", None))
 
 
 def causal_padding_mask(pad: torch.Tensor, causal: bool = True) -> torch.Tensor:

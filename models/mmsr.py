@@ -70,8 +70,9 @@ class MMSRConfig:
             raise ValueError(f"mmsr.backbone={self.backbone!r}: use one of {list(BACKBONES)}")
         if not self.modalities or set(self.modalities) - set(MODALITIES):
             raise ValueError(f"mmsr.modalities={self.modalities!r}: a non-empty subset of {MODALITIES}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"mmsr.loss={self.loss!r}: use one of {LOSSES}")
+        if self.loss not in LOSSES or self.loss == "sampled_softmax":
+            raise ValueError(f"mmsr.loss={self.loss!r}: use one of {[x for x in LOSSES if x != 'sampled_softmax']} "
+                             "(MMSR fuses only the items a step needs; shared-negative softmax is not wired in)")
         if self.hidden % self.heads:
             raise ValueError(f"mmsr: hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 

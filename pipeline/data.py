@@ -83,6 +83,13 @@ class Queries:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def rows(self, part: slice) -> "Queries":
+        """Queries part.start:part.stop (a contiguous shard), the history CSR re-based."""
+        a, b = part.start, part.stop
+        indptr, items = self.seen
+        return Queries(self.inputs[a:b], self.targets[a:b], (indptr[a:b + 1] - indptr[a], items[indptr[a]:indptr[b]]),
+                       self.users[a:b])
+
 
 @dataclass(frozen=True)
 class TrainView:

@@ -20,6 +20,7 @@ from pipeline.evaluation import (ProtocolConfig, catalogue, cold_items, cold_sub
                                  evaluate_queries, length_groups, sample_negatives, sampled_ranks)
 from pipeline.metrics import metrics_from_ranks
 from pipeline.params import ConfigError, from_dict, load_params, setup_logging
+from pipeline import distributed
 from pipeline.tables import file_sha256, read_json, read_table, write_json, write_table
 from pipeline.train import run_params
 from pipeline.trainer import resolve_device
@@ -84,6 +85,7 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     default `ranks.parquet` beside `out`): what `pipeline.compare` reads for paired statistics."""
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
     device = resolve_device((params.get("train") or {}).get("device", "auto"))
+    distributed.init(device)  # under torchrun: every query set is scored in shards, gathered in order
     model, ckpt = load_checkpoint(checkpoint, device)
     check_checkpoint_matches(ckpt, params, checkpoint)
     split = load_split(prepared)
@@ -130,6 +132,8 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
         result |= {f"search/alpha@{k}": round(a, 6) for k, a in zip(ckpt["meta"]["search"]["p"],
                                                                     ckpt["meta"]["search"]["alpha"])}
     result |= protocol.describe() | provenance()
+    if not distributed.is_main():
+        return result
     queries_of["cold_seq"] = SimpleNamespace(targets=cold_targets, users=cold_users)
     write_ranks(ranks_out or out.with_name("ranks.parquet"), queries_of, ranks,
                 {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe()})
@@ -148,7 +152,12 @@ def main() -> None:
     ap.add_argument("--ranks", default="data/ranks.parquet")
     args = ap.parse_args()
     setup_logging()
-    evaluate(load_params(args.params), Path(args.prepared), Path(args.checkpoint), Path(args.out), Path(args.ranks))
+    params = load_params(args.params)
+    nproc = int((params.get("train") or {}).get("nproc", 1))  # the model's stages share train.nproc
+    if nproc > 1 and not distributed.launched():
+        raise SystemExit(distributed.relaunch(nproc, "pipeline.evaluate"))
+    evaluate(params, Path(args.prepared), Path(args.checkpoint), Path(args.out), Path(args.ranks))
+    distributed.finish()
 
 
 if __name__ == "__main__":

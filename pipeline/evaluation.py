@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline import distributed
 from pipeline.data import Queries, Split, TrainView, prefixes_ending_in
 from pipeline.metrics import KS, metrics_from_ranks, ranks_from_topk
 from pipeline.params import ConfigError
@@ -127,11 +128,16 @@ def catalogue(model: nn.Module) -> np.ndarray:
 def evaluate_queries(model: nn.Module, queries: Queries, protocol: ProtocolConfig, device: torch.device,
                      items: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Metrics, per-query ranks and query vectors for `queries` (exact full ranking, the protocol's
-    masking rule). `items`: the model's `catalogue` when the caller already has it."""
-    vectors = user_vectors(model, queries.inputs, device, queries.users)
+    masking rule). `items`: the model's `catalogue` when the caller already has it.
+
+    In a torch.distributed group every rank scores its contiguous shard of the queries and the
+    ranks and vectors are gathered in order, so every rank returns what one process would."""
     items = catalogue(model) if items is None else items
-    ranks = full_ranks(vectors, items, queries.targets, queries.seen if protocol.mask_history else None,
-                       protocol, device)
+    mine = queries.rows(distributed.shard(len(queries))) if distributed.world() > 1 else queries
+    vectors = user_vectors(model, mine.inputs, device, mine.users)
+    ranks = full_ranks(vectors, items, mine.targets, mine.seen if protocol.mask_history else None, protocol, device)
+    if mine is not queries:
+        vectors, ranks = distributed.gather(vectors), distributed.gather(ranks)
     return metrics_from_ranks(ranks, protocol.ks), ranks, vectors
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import polars as pl
 
 from models import MODELS, build_model, model_config
+from pipeline import distributed
 from pipeline.checkpoint import load_tensors, save_checkpoint
 from pipeline.data import TrainView, training_view
 from pipeline.device import host
@@ -23,7 +25,7 @@ from pipeline.params import invalidate, ConfigError, choose, from_dict, load_par
 from pipeline.preprocess import PreprocessConfig
 from pipeline.features.store import load_item_matrix
 from pipeline.tables import atomic_path, file_sha256, read_table, write_json
-from pipeline.trainer import TrainConfig, fit, seed_everything
+from pipeline.trainer import TrainConfig, fit, resolve_device, seed_everything
 
 log = logging.getLogger("pipeline.train")
 
@@ -140,6 +142,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
     cfg = from_dict(TrainConfig, params.get("train"), "train")
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
+    distributed.init(resolve_device(cfg.device, "train.device"))  # under torchrun: join the group
     view = load_training_view(prepared)
     model_params = dict(model_params)
     fields = {f.name for f in dataclasses.fields(MODELS[name].Config)}
@@ -167,6 +170,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
              getattr(model.cfg, "loss", "-"), len(view.valid_targets), view.num_items)
     out.mkdir(parents=True, exist_ok=True)
     summary = fit(model, view, cfg, protocol, pre.max_len, state_path=out / "resume.pt")
+    if not distributed.is_main():  # every rank holds the same model; rank 0 writes it
+        return {k: summary[k] for k in ("best_epoch", "best", "windows")}
     if params_file is not None:
         check_unchanged(params_file, params, name)
     meta = {"best_epoch": summary["best_epoch"], "max_len": pre.max_len, "params": run_params(params, name)}
@@ -221,9 +226,16 @@ def main() -> None:
     ap.add_argument("--invalidates", nargs="*", help="later stages' outputs this stage makes stale (removed)")
     args = ap.parse_args()
     setup_logging()
-    invalidate(args.invalidates)
-    train(load_params(args.params), Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain),
+    params = load_params(args.params)
+    nproc = from_dict(TrainConfig, params.get("train"), "train").nproc
+    if nproc > 1 and not distributed.launched():  # DVC runs `python -m pipeline.train`: become torchrun's workers
+        invalidate(args.invalidates)
+        raise SystemExit(distributed.relaunch(nproc, "pipeline.train"))
+    if int(os.environ.get("RANK", "0")) == 0:  # a torchrun worker other than rank 0 leaves files alone
+        invalidate(args.invalidates)
+    train(params, Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain),
           Path(args.params), Path(args.timing) if args.timing else None)
+    distributed.finish()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from models.common import LOSSES
+from pipeline import distributed
 from pipeline.checkpoint import save_tensors
 from pipeline.data import TrainView, train_windows
 from pipeline.device import PRECISIONS, cpu_threads, resolve_device, to_device, use_bf16  # noqa: F401
@@ -46,7 +47,8 @@ class TrainConfig:
     lr: float = 1e-3  # Adam
     weight_decay: float = 0.0
     loss: str = "ce"  # ce: full softmax over all items | bce: sampled negatives (a model's own `loss` wins)
-    negatives: int = 1  # negatives per position for bce
+    negatives: int = 1  # negatives per position for bce / bpr; negatives shared by the batch for sampled_softmax
+    negatives_by: str = "uniform"  # uniform | popularity (∝ training counts; sampled_softmax subtracts log q)
     patience: int = 10  # stop after this many validations (epochs) without improvement ...
     patience_steps: int = 0  # ... or, when > 0, once the best validation is this many optimizer steps old
     window_stride: int = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows, more context per target
@@ -54,15 +56,18 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on a CUDA device that has it, else fp32 | fp32 | bf16
     threads: int = 0  # CPU threads for torch; 0 = the cores / the pipeline processes running now
     seed: int = 42
+    nproc: int = 1  # DDP processes on this node (pipeline.train relaunches itself under torch.distributed.run)
     init_from: str | None = None  # transfer: a source run's model.pt (or its folder); see pipeline.train.transfer
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"train.loss={self.loss!r}: use one of {LOSSES}")
+        if self.negatives_by not in ("uniform", "popularity"):
+            raise ConfigError(f"train.negatives_by={self.negatives_by!r}: use 'uniform' or 'popularity'")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision={self.precision!r}: use one of {PRECISIONS}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.patience_steps < 0:
-            raise ConfigError("train.epochs, train.batch_size and train.patience must be >= 1, "
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.patience_steps < 0 or self.nproc < 1:
+            raise ConfigError("train.epochs, train.batch_size, train.patience and train.nproc must be >= 1, "
                               "train.patience_steps >= 0")
 
     def stop(self, stale_epochs: int, stale_steps: int) -> bool:
@@ -77,17 +82,27 @@ def seed_everything(seed: int) -> None:
 
 
 class Negatives:
-    """Uniform negative item ids for one batch's targets, (*targets.shape, per_target), drawn from the
-    loop's generator on first call and the same on every later call. A loss that needs none never
-    calls it, so its random stream is untouched."""
+    """Negative item ids for one batch's targets, drawn from the loop's generator on first call and
+    the same on every later call. A loss that needs none never calls it, so its random stream is
+    untouched. Per target (*targets.shape, per_target) ids, or with `shared` (sampled softmax)
+    per_target ids for the whole batch; uniform over the items, or from `proposal` (N+1,)
+    probabilities — then `log_q` holds their logs for the loss's correction."""
 
-    def __init__(self, targets: torch.Tensor, num_items: int, per_target: int, generator: torch.Generator):
-        self.shape, self.num_items, self.gen = (*targets.shape, per_target), num_items, generator
-        self.device, self._drawn = targets.device, None
+    def __init__(self, targets: torch.Tensor, num_items: int, per_target: int, generator: torch.Generator,
+                 device: torch.device | None = None, shared: bool = False, proposal: torch.Tensor | None = None):
+        self.shape = (per_target,) if shared else (*targets.shape, per_target)
+        self.num_items, self.gen, self.shared, self.proposal = num_items, generator, shared, proposal
+        self.device, self._drawn = device or targets.device, None
+        self.log_q = None if proposal is None else proposal.clamp_min(1e-30).log().to(self.device)
 
     def __call__(self) -> torch.Tensor:
         if self._drawn is None:
-            self._drawn = torch.randint(1, self.num_items + 1, self.shape, generator=self.gen).to(self.device)
+            if self.proposal is None:
+                drawn = torch.randint(1, self.num_items + 1, self.shape, generator=self.gen)
+            else:
+                drawn = torch.multinomial(self.proposal, int(np.prod(self.shape)), replacement=True,
+                                          generator=self.gen).view(self.shape)
+            self._drawn = drawn.to(self.device)
         return self._drawn
 
 
@@ -102,6 +117,16 @@ class Loop:
         self.device = resolve_device(device, f"{where}.device")
         self.batch_size, self.num_items, self.per_target = batch_size, num_items, negatives
         self.gen = torch.Generator().manual_seed(seed)
+        self.shared, self.proposal = False, None  # sampled softmax: one set per batch; popularity proposal
+
+    def sample_like(self, loss: str, by: str, counts: np.ndarray | None) -> None:
+        """How `negatives` draws: shared by the batch for `loss` sampled_softmax; ∝ `counts` (the
+        training view's item counts, (N+1,)) when `by` is popularity."""
+        self.shared = loss == "sampled_softmax"
+        if by == "popularity":
+            c = torch.as_tensor(counts, dtype=torch.float64)
+            c[0] = 0.0
+            self.proposal = c / c.sum()
 
     @classmethod
     def for_training(cls, cfg: TrainConfig, num_items: int) -> "Loop":
@@ -121,7 +146,7 @@ class Loop:
             yield perm[s:s + self.batch_size]
 
     def negatives(self, targets: torch.Tensor) -> Negatives:
-        return Negatives(targets, self.num_items, self.per_target, self.gen)
+        return Negatives(targets, self.num_items, self.per_target, self.gen, self.device, self.shared, self.proposal)
 
     # ------------------------------------------------------------------ resumable state
     def resume(self, path: Path | None, key: str, model: nn.Module, optimizers: list) -> dict | None:
@@ -147,8 +172,8 @@ class Loop:
 
     def save(self, path: Path | None, key: str, epoch: int, model: nn.Module, optimizers: list, progress: dict) -> None:
         """Write the whole state atomically after an epoch (`MMREC_KILL_AFTER_EPOCHS=n` SIGKILLs the
-        process once epoch n is saved: the interruption tests)."""
-        if path is None:
+        process once epoch n is saved: the interruption tests). In a distributed run rank 0 writes it."""
+        if path is None or not distributed.is_main():
             return
         state = {"key": key, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
                  "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "progress": progress}
@@ -156,6 +181,31 @@ class Loop:
         kill_after = int(os.environ.get("MMREC_KILL_AFTER_EPOCHS", "0") or 0)
         if kill_after and epoch >= kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Loss(nn.Module):
+    """`model.loss` as a forward pass, so DistributedDataParallel can wrap it (DDP syncs gradients
+    of what its forward computes)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs, targets, negatives, users):
+        return self.model.loss(inputs, targets, negatives, users)
+
+
+class _RowsOf:
+    """This rank's rows of the global batch's negatives: every rank draws the whole batch's (the
+    same numbers one process draws), so the shared generator never diverges between ranks.
+    Negatives shared by the batch (sampled softmax) are every rank's."""
+
+    def __init__(self, negatives: Negatives, rows: slice):
+        self.negatives, self.rows, self.log_q = negatives, rows, negatives.log_q
+
+    def __call__(self) -> torch.Tensor:
+        drawn = self.negatives()
+        return drawn if self.negatives.shared else drawn[self.rows]
 
 
 def resume_key(model: nn.Module, cfg, **sizes) -> str:
@@ -177,6 +227,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     """
     loop = Loop.for_training(cfg, view.num_items)
     device = loop.device
+    rank, world = distributed.rank(), distributed.world()
     bf16 = use_bf16(cfg.precision, device)
     model.to(device)
     valid = view.valid_queries(max_len)
@@ -191,7 +242,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
         metrics, _, _ = evaluate_queries(model, valid, protocol, device)
         row = {"epoch": epoch, "step": step, "loss": loss, "train_s": train_s, "eval_s": time.perf_counter() - tv,
                **{f"valid/{k}": v for k, v in metrics.items()}}
-        if on_epoch:
+        if on_epoch and rank == 0:
             on_epoch(row)
         return row
 
@@ -205,8 +256,18 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
         raise ConfigError("no training targets: every user has fewer than 4 interactions after preprocessing "
                           "(2 are held out); lower preprocess.user_core or use a larger data set")
     x_all, y_all, u_all = torch.as_tensor(inputs), torch.as_tensor(targets), torch.as_tensor(users)
+    loop.sample_like(getattr(getattr(model, "cfg", None), "loss", cfg.loss), cfg.negatives_by,
+                     view.train.counts() if cfg.negatives_by == "popularity" else None)
     opt = torch.optim.Adam(groups if groups is not None else trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     state_key = resume_key(model, cfg, windows=len(x_all), items=view.num_items)
+    step_loss = model.loss
+    if world > 1:  # DDP: every rank takes its rows of each global batch; gradients all-reduced (mean)
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_loss = DistributedDataParallel(_Loss(model), device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
+                                            find_unused_parameters=True)
+        torch.manual_seed(cfg.seed + rank)  # dropout masks differ per rank (rank 0 draws one process's)
+        log.info("distributed training: rank %d of %d, global batch %d windows", rank, world, cfg.batch_size)
     progress = loop.resume(state_path, state_key, model, [opt])
     if progress is not None:
         log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", state_path, progress["epoch"], key,
@@ -222,13 +283,22 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
         te = time.perf_counter()
         total, steps = 0.0, 0
         for idx in loop.batches(len(x_all), f"epoch {epoch}"):
+            negatives, weight = loop.negatives(y_all[idx]), 1.0
+            if world > 1:  # rows rank, rank + world, ... of the global batch; the same draws on every rank
+                rows = slice(rank, None, world)
+                negatives, n_all = _RowsOf(negatives, rows), int((y_all[idx] > 0).sum())
+                idx = idx[rows]
+                weight = int((y_all[idx] > 0).sum()) / max(n_all, 1)  # this rank's share of the batch's targets
             x, y = to_device(x_all[idx], device), to_device(y_all[idx], device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model.loss(x, y, loop.negatives(y), to_device(u_all[idx], device))
+                loss = step_loss(x, y, negatives, to_device(u_all[idx], device))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # a model's loss is a mean over its batch's targets: weighted by each rank's share, DDP's mean
+            # of the ranks' gradients is the gradient of the global batch's mean
+            (loss * (weight * world) if world > 1 else loss).backward()
             opt.step()
-            total, steps = total + loss.item(), steps + 1
+            total, steps = total + loss.item() * weight, steps + 1
+        total = distributed.all_sum(total)
         p["steps"] += steps
         row = validate(epoch, p["steps"], total / max(steps, 1), time.perf_counter() - te)
         p["history"].append(row)
@@ -241,12 +311,13 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
             p["stale"] += 1
         p["epoch"] = epoch
         loop.save(state_path, state_key, epoch, model, [opt], p)
-        if cfg.stop(p["stale"], p["steps"] - p["best_step"]):
+        if distributed.broadcast(cfg.stop(p["stale"], p["steps"] - p["best_step"])):
             log.info("early stop: no %s improvement for %d epochs / %d steps (best %.4f at epoch %d)", key,
                      p["stale"], p["steps"] - p["best_step"], p["best"], p["best_epoch"])
             break
     model.load_state_dict(p["best_state"])
-    if state_path is not None and state_path.exists():
+    distributed.barrier()  # no rank may still be reading the state rank 0 removes
+    if state_path is not None and state_path.exists() and distributed.is_main():
         state_path.unlink()
     return {"history": p["history"], "best_epoch": p["best_epoch"], "best": p["best"],
             "seconds": time.perf_counter() - t0, "device": str(device), "windows": len(x_all),

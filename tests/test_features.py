@@ -327,3 +327,26 @@ def test_query_sql_and_float16(tiny_items):
     vec, _ = load_item_matrix(tables["text"], "text", 10)
     assert vec.dtype == np.float32 and np.abs(vec[1]).sum() > 0
     assert "nearest by text" in describe_item(1, tables, k=2)
+
+
+@pytest.mark.parametrize("stage", ["text", "image"])
+def test_two_process_extraction_writes_the_one_process_tables_byte_for_byte(tiny_items, stage):
+    """`features.nproc: 2`: the stage relaunches itself under torch.distributed.run (gloo), the ranks
+    split the shards, rank 0 merges — the same bytes and report as one process (1 thread each)."""
+    d = tiny_items
+    outs = {}
+    for nproc in (1, 2):
+        params = feature_params(text={"encoder": {"batch_size": 4}})
+        params["features"] |= {"threads": 1, "nproc": nproc}
+        (d / f"p{nproc}.yaml").write_text(yaml.safe_dump(params))
+        out = d / f"n{nproc}" / stage
+        done = subprocess.run([sys.executable, "-m", f"pipeline.features.{stage}", "--params", str(d / f"p{nproc}.yaml"),
+                               "--prepared", str(d / "prepared"), "--raw", str(d / "raw"), "--out", str(out)],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs[nproc] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+        assert not (d / f"n{nproc}" / ".work" / stage).exists()
+    assert "on 2 processes" in done.stderr
+    assert sorted(outs[1]) == sorted(outs[2]) and any(n.endswith(".parquet") for n in outs[1])
+    for name in outs[1]:
+        assert outs[2][name] == outs[1][name], name

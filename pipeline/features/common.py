@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from pipeline import distributed
 from pipeline.device import cpu_threads, resolve_device
 from pipeline.features.images import SKIP_REASONS, load_image
 from pipeline.params import ConfigError, from_dict, load_params, setup_logging
@@ -27,7 +28,8 @@ class FeatureSettings:
     extract: str = "auto"  # auto: only the tables the selected model reads (the plan stage) | all
     device: str = "auto"  # cuda when present, else cpu
     threads: int = 0  # torch CPU threads; 0 = the cores / the pipeline processes running now
-    shard_size: int = 256  # items per shard: the unit of resumption
+    shard_size: int = 256  # items per shard: the unit of resumption (and of work split across processes)
+    nproc: int = 1  # processes (torch.distributed, one per GPU or CPU share); > 1 relaunches under torchrun
     dtype: str = "float32"  # float32 | float16 vectors on disk
 
     def __post_init__(self) -> None:
@@ -37,6 +39,8 @@ class FeatureSettings:
             raise ConfigError(f"features.dtype={self.dtype!r}: use one of {sorted(VECTOR_DTYPES)}")
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
             raise ConfigError(f"features.shard_size={self.shard_size!r}: must be a positive integer")
+        if not isinstance(self.nproc, int) or self.nproc < 1:
+            raise ConfigError(f"features.nproc={self.nproc!r}: must be a positive integer")
 
 
 @dataclass
@@ -80,9 +84,15 @@ def stage_main(name: str, doc: str, run) -> None:
                                                     "`dvc exp run -S features.extract=all` extracts them anyway"})
         log.info("%s features not needed by the selected model: skipped (features.extract: auto)", name)
         return
-    stage = open_stage(name, load_params(args.params), Path(args.prepared), Path(args.raw), Path(args.out))
+    params = load_params(args.params)
+    nproc = from_dict(FeatureSettings, {k: v for k, v in (params.get("features") or {}).items()
+                                        if k not in ("text", "image", "keywords")}, "features").nproc
+    if nproc > 1 and not distributed.launched():
+        raise SystemExit(distributed.relaunch(nproc, f"pipeline.features.{name}"))
+    stage = open_stage(name, params, Path(args.prepared), Path(args.raw), Path(args.out))
     stage.timing = Path(args.timing) if args.timing else None
     run(stage)
+    distributed.finish()
 
 
 def open_stage(name: str, params: dict, prepared: Path, raw: Path, out: Path) -> Stage:
@@ -94,9 +104,10 @@ def open_stage(name: str, params: dict, prepared: Path, raw: Path, out: Path) ->
     torch.set_num_threads(cpu_threads(settings.threads, "features.threads"))
     items_path = prepared / "items.parquet"
     items = read_table(items_path, "items")
+    device = resolve_device(settings.device, "features.device")
+    distributed.init(device)  # under torchrun: join the group (shards split across ranks)
     return Stage(settings, section, params, items, file_sha256(items_path), raw, out,
-                 out.parent / ".work" / name, resolve_device(settings.device, "features.device"),
-                 prepared_items=items_path)
+                 out.parent / ".work" / name, device, prepared_items=items_path)
 
 
 def base_provenance(stage: Stage, name: str, kind: str, **extra) -> dict:
@@ -150,7 +161,9 @@ RUN_KEYS = ("reused", "computed", "seconds", "items_per_s", "device")  # about t
 
 def write_report(stage: Stage, name: str, report: dict) -> None:
     """`report.json` (counts: the same for the same inputs) beside the tables; the run's timings and
-    resumption counts to `stage.timing`."""
+    resumption counts to `stage.timing`. Rank 0 writes them in a distributed run."""
+    if not distributed.is_main():
+        return
     write_json(stage.out / "report.json", {k: v for k, v in report.items() if k not in RUN_KEYS})
     if stage.timing is not None:
         write_json(stage.timing, {k: report[k] for k in RUN_KEYS if k in report})

@@ -8,6 +8,11 @@ computes only the rest; a shard of other settings or inputs is never reused beca
 differs. When all shards exist they are concatenated in order and written atomically as the final
 table, and the shard folder is removed. The log says how many shards were reused and computed.
 
+In a torch.distributed group (`features.nproc` > 1, or the stage launched by torchrun) rank r
+computes the shards i with i % world == r, each written atomically under its own name as above;
+after a barrier rank 0 reads every shard's counts and writes the final tables, so the tables are
+byte-identical to a one-process run at the same threads per process.
+
 For tests of the resume path, `MMREC_KILL_AFTER_SHARDS=n` makes the process SIGKILL itself right
 after writing its n-th computed shard: a real kill at a deterministic point.
 """
@@ -30,6 +35,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import distributed
 from pipeline.progress import progress
 from pipeline.tables import (
     TableError,
@@ -77,6 +83,8 @@ def extract_sharded(
     Returns {"shards", "reused", "computed", "seconds", "items_per_s"}.
     """
     counts = Counter() if counts is None else counts
+    entry = Counter(counts)  # what the caller counted before: kept under the shards' counts
+    rank, world = distributed.rank(), distributed.world()
     if shard_size < 1:
         raise ValueError("features.shard_size must be >= 1")
     inputs = inputs.sort("item_id")
@@ -87,13 +95,18 @@ def extract_sharded(
     reused = computed = 0
     paths: list[dict[str, Path]] = []
     start = time.perf_counter()
-    with progress(total=inputs.height, desc=desc, unit="item", dynamic_ncols=True, mininterval=1.0) as bar:
+    sidecars: list[Path] = []
+    with progress(total=inputs.height, desc=desc, unit="item", dynamic_ncols=True, mininterval=1.0,
+                  disable=None if rank == 0 else True) as bar:
         for i in range(n_shards):
             shard = inputs.slice(i * shard_size, shard_size)
             fp = fingerprint(base, frame_digest(shard))[:16]
             files = {name: work / f"{name}-{i:05d}-{fp}.parquet" for name in outputs}
             paths.append(files)
             sidecar = work / f"counts-{i:05d}-{fp}.json"
+            sidecars.append(sidecar)
+            if i % world != rank:  # another rank's shard
+                continue
             if sidecar.is_file() and all(readable(f, outputs[n][1], provenance[n]) for n, f in files.items()):
                 counts.update(read_json(sidecar))
                 reused += 1
@@ -108,14 +121,27 @@ def extract_sharded(
             bar.update(shard.height)
             if kill_after and computed >= kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
+    if world > 1:
+        distributed.barrier()  # every rank's shards are on disk
+        reused, computed = int(distributed.all_sum(reused)), int(distributed.all_sum(computed))
+        counts.clear()
+        counts.update(entry)
+        for sidecar in sidecars:
+            counts.update(read_json(sidecar))
     seconds = time.perf_counter() - start
+    if rank != 0:
+        distributed.barrier()  # rank 0 writes the final tables and removes the shard folder
+        return {"shards": n_shards, "reused": reused, "computed": computed, "seconds": round(seconds, 3),
+                "items_per_s": None}
     for name, (final, kind) in outputs.items():
         parts = [read_arrow(p[name], kind) for p in paths]
         write_table(pa.concat_tables(parts), final, kind, provenance[name])
     stale = [f for f in work.iterdir() if f.suffix == ".parquet" and f not in {x for p in paths for x in p.values()}]
     shutil.rmtree(work, ignore_errors=True)
-    log.info("%s: %d shards, %d reused from an earlier run, %d computed (%d stale shard files removed)",
-             desc, n_shards, reused, computed, len(stale))
+    log.info("%s: %d shards, %d reused from an earlier run, %d computed (%d stale shard files removed)%s",
+             desc, n_shards, reused, computed, len(stale), f" on {world} processes" if world > 1 else "")
+    if world > 1:
+        distributed.barrier()
     return {"shards": n_shards, "reused": reused, "computed": computed, "seconds": round(seconds, 3),
             "items_per_s": round(inputs.height / seconds, 2) if seconds > 0 else None}
 
