@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import table  # noqa: E402
+from bench.report import load_rows, table  # noqa: E402
 
 
 def one(items: int, users: int, longest: int) -> dict:
@@ -71,7 +71,7 @@ def main() -> None:
         print(json.dumps(one(args.items, args.users, args.one)))
         return
     if args.report:
-        return print_table(json.loads(Path(args.report).read_text())["rows"])
+        return print_table(load_rows(args.report))
     rows = []
     for n in args.longest:
         proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--items", str(args.items), "--users",

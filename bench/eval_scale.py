@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save, table  # noqa: E402
+from bench.report import load_rows, save, table  # noqa: E402
 
 DEFAULT = ["10000x10000", "100000x10000", "10000x100000", "100000x100000", "10000x1000000", "1000000x10000"]
 
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
     if args.report:
-        return print_table(json.loads(Path(args.report).read_text())["rows"])
+        return print_table(load_rows(args.report))
     if args.one:
         print(json.dumps(one(args.one, args.k, args.chunk)))
         return

@@ -19,7 +19,6 @@ Writes bench/results/extract-speed.json and prints the Markdown table for docs/b
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import prepare, save, table  # noqa: E402
+from bench.report import load_rows, prepare, save, table  # noqa: E402
 from pipeline.features import image as image_stage  # noqa: E402
 from pipeline.features import keywords as keywords_stage  # noqa: E402
 from pipeline.features import text as text_stage  # noqa: E402
@@ -95,7 +94,7 @@ def main() -> None:
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
     if args.report:
-        return print_table(json.loads(Path(args.report).read_text())["rows"])
+        return print_table(load_rows(args.report))
     setup_logging()
     torch.set_num_threads(args.threads)
     params = load_params(ROOT / "params.yaml") | {"dataset": args.dataset}

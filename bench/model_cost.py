@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.baselines import extract_features, override, parse_spec  # noqa: E402
-from bench.report import prepare, save, table  # noqa: E402
+from bench.report import load_rows, prepare, save, table  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
 
 DEFAULT = ["pop", "sasrec", "gru4rec", "nextitnet", "mlpmixer", "m2sr", "msm4sr:pretrained=false", "mmsr",
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
     if args.report:
-        return print_table(json.loads(Path(args.report).read_text())["rows"])
+        return print_table(load_rows(args.report))
     setup_logging()
     params = override(load_params(ROOT / "params.yaml"), args.set + [
         f"train.threads={args.threads}", f"pretrain.threads={args.threads}", f"features.threads={args.threads}"])

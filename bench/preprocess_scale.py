@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save, table  # noqa: E402
+from bench.report import load_rows, save, table  # noqa: E402
 
 
 def one(folder: Path) -> dict:
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
     if args.report:
-        return print_table(json.loads(Path(args.report).read_text())["rows"])
+        return print_table(load_rows(args.report))
     if args.one:
         print(json.dumps(one(Path(args.one))))
         return

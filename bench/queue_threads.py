@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save, table
+from bench.report import load_rows, save, table
 
 
 def sh(args: list[str], cwd: Path) -> str:
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
     if args.report:
-        return print_table(json.loads(Path(args.report).read_text())["rows"])
+        return print_table(load_rows(args.report))
     if not args.clone:
         raise SystemExit("--clone DIR is required (a scratch folder for the project clone)")
     repo = Path(args.clone)

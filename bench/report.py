@@ -36,6 +36,11 @@ def save(path: str | Path, rows: list[dict], **extra) -> None:
     path.write_text(json.dumps(payload, indent=2))
 
 
+def load_rows(path: str | Path) -> list[dict]:
+    """The rows of a result file written by `save` (what every bench's `--report JSON` prints)."""
+    return json.loads(Path(path).read_text())["rows"]
+
+
 def mean_std(values, fmt: str = "{:.4f}") -> str:
     """`mean ± sample std` of the values (only the mean for one value, "—" for none)."""
     v = np.asarray(values, dtype=float)

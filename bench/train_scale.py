@@ -1,4 +1,4 @@
-"""Benchmark: SASRec training cost on large synthetic catalogues, full softmax vs sampled loss.
+"""Benchmark: SASRec training cost on large synthetic catalogues, full softmax vs sampled losses.
 
     python bench/train_scale.py                       # default grid
     python bench/train_scale.py --grid 100000:1000000:ce
@@ -11,7 +11,10 @@ the trainer does, then SASRec (hidden 64, 2 layers, batch 128 × 50 positions) i
 warm-up steps) are timed and time per epoch = median step time × steps per epoch (an
 extrapolation, marked as such). Peak RSS is the subprocess's. A point whose full-softmax logits
 would not fit in memory is reported as skipped with the size it would need. The interaction sweep
-at fixed items gives the growth exponent (least-squares slope in log-log).
+at fixed items gives the growth exponent (least-squares slope in log-log). Losses: `ce` (full
+softmax), `bce` (one uniform negative per position), `sampled_softmax` (SHARED_NEGATIVES items
+shared by the batch, drawn ∝ popularity, logQ-corrected: `train.loss: sampled_softmax`,
+`train.negatives_by: popularity`).
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import save, table  # noqa: E402
+from bench.report import load_rows, save, table  # noqa: E402
 
 DEFAULT = ["100000:1000000:ce", "100000:1000000:bce", "1000000:1000000:ce", "1000000:1000000:bce",
            "100000:250000:bce:full", "100000:500000:bce:full", "100000:1000000:bce:full", "100000:2000000:bce:full",
            "100000:4000000:bce:full"]
 BATCH, MAX_LEN, HIDDEN = 128, 50, 64
 MEMORY_BUDGET_GB = 16.0  # leave room on a 24 GiB machine
+SHARED_NEGATIVES = 1024
 
 
 def logits_gb(n_items: int) -> float:
@@ -65,15 +69,21 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     xs, ys = torch.as_tensor(x), torch.as_tensor(y)
     times = []
     order = torch.randperm(len(xs))
+    q = torch.as_tensor(seq.counts(), dtype=torch.float64)
+    q[0] = 0.0
+    q /= q.sum()
+    log_q = q.clamp_min(1e-30).log().float()
     n_steps = math.ceil(len(xs) / BATCH) + 2 if full else steps + 2
     t_epoch = time.perf_counter()
     for step in range(n_steps):
         idx = order[(step * BATCH) % len(xs):][:BATCH] if full else torch.randint(0, len(xs), (BATCH,))
         if step == 2:
             t_epoch = time.perf_counter()
-        neg = torch.randint(1, n_items + 1, (len(idx), MAX_LEN, 1)) if loss == "bce" else None
         t = time.perf_counter()
-        value = sequence_loss(model.encode(xs[idx]), ys[idx], model.item_vectors(), loss, neg)
+        neg = (torch.randint(1, n_items + 1, (len(idx), MAX_LEN, 1)) if loss == "bce" else
+               torch.multinomial(q, SHARED_NEGATIVES, replacement=True) if loss == "sampled_softmax" else None)
+        value = sequence_loss(model.encode(xs[idx]), ys[idx], model.item_vectors(), loss, neg,
+                              log_q if loss == "sampled_softmax" else None)
         opt.zero_grad()
         value.backward()
         opt.step()
@@ -96,7 +106,7 @@ def main() -> None:
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
     if args.report:
-        return print_table(json.loads(Path(args.report).read_text())["rows"])
+        return print_table(load_rows(args.report))
     if args.one:
         items, inter, loss, *full = args.one.split(":")
         print(json.dumps(one(int(items), int(inter), loss, args.steps, full == ["full"])))

@@ -214,6 +214,58 @@ class MSM4SR(nn.Module):
         out["loss"] = out["nip_t"] + out["nip_v"] + cfg.lam * (out["cmcl_t"] + out["cmcl_v"])  # eq. 11
         return out
 
+    def pretrain_loss_windows(self, inputs: torch.Tensor, targets: torch.Tensor, gen: torch.Generator | None = None,
+                              group: int = 256) -> dict[str, torch.Tensor]:
+        """NIP + CMCL for every prefix of (B, L) training windows from one causal pass per view
+        (`pretrain.one_pass_windows`): position t's state is the prefix ending at t, its target
+        targets[:, t]. The augmentations act on each window, not on each pair: sequence dropout
+        removes items from the whole window (a prefix's next item is then the next item that
+        remains) and mixup swaps an item's views in every prefix that holds it. The valid
+        positions are shuffled into groups of `group` pairs (their in-batch negatives, like one
+        per-pair batch); the loss is the pair-weighted mean over the groups."""
+        cfg = self.cfg
+        seqs, nxt = inputs, targets
+        if self.training and cfg.seq_dropout > 0:  # drop from the window's L + 1 items, then re-align the targets
+            full = drop_items(torch.cat([inputs, targets[:, -1:]], 1), cfg.seq_dropout, gen)
+            seqs, nxt = full[:, :-1], torch.where(full[:, :-1] > 0, full[:, 1:], 0)
+        valid = nxt > 0
+        ft = self.item_modal("text")
+        text_only = not bool(self.feats.image_mask.any())
+        if text_only and not cfg.nip:
+            raise ValueError("msm4sr: no item has image features and nip is off: nothing to pre-train")
+        zt = ft[seqs]
+        zv = None if text_only else self.item_modal("image")[seqs]
+        if not text_only and cfg.mixup and self.training:
+            zt, zv, _ = complementary_mixup(zt, zv, gen)
+        ht = self.run(zt, seqs)[valid]
+        hv = None if text_only else self.run(zv, seqs)[valid]
+        y = nxt[valid]
+        perm = torch.randperm(len(y), generator=gen).to(y.device)
+        totals: dict[str, torch.Tensor] = {}
+        for part in perm.split(group):
+            if len(part) < 2:
+                continue  # contrastive terms need in-batch negatives
+            w = len(part) / len(y)
+            if text_only:
+                m = self.proj["text"](ht[part])
+                zero = m.new_zeros(())
+                terms = {"nip_t": info_nce_pair(m, m, ft[y[part]], cfg.tau), "nip_v": zero, "cmcl_t": zero,
+                         "cmcl_v": zero}
+            else:
+                a, b = ht[part], hv[part]
+                m_t_hat, m_t_til, m_v_hat, m_v_til = self.proj["text"](a), self.proj["text"](b), \
+                    self.proj["image"](b), self.proj["image"](a)
+                zero = a.new_zeros(())
+                fv = self.item_modal("image")
+                terms = {"nip_t": info_nce_pair(m_t_hat, m_t_til, ft[y[part]], cfg.tau) if cfg.nip else zero,
+                         "nip_v": info_nce_pair(m_v_hat, m_v_til, fv[y[part]], cfg.tau) if cfg.nip else zero,
+                         "cmcl_t": cmcl(m_t_hat, m_t_til, cfg.tau) if cfg.cmcl else zero,
+                         "cmcl_v": cmcl(m_v_hat, m_v_til, cfg.tau) if cfg.cmcl else zero}
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0.0) + w * v
+        totals["loss"] = totals["nip_t"] + totals["nip_v"] + cfg.lam * (totals["cmcl_t"] + totals["cmcl_v"])
+        return totals
+
     def m2se_state(self) -> dict[str, torch.Tensor]:
         """The pre-trained M²SE weights: modality encoders, Transformer, eq.-6 projections."""
         return {k: v for k, v in self.state_dict().items() if k.split(".")[0] in ("enc", "transformer", "proj")}

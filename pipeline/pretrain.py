@@ -54,6 +54,13 @@ class PretrainConfig:
     threads: int = 0
     warm_only: bool = False  # MSM4SR §IV-G-1: pre-train on warm items only (cold items never seen)
     warm_threshold: int = 10  # an item is cold with fewer training occurrences (the paper's 10)
+    one_pass_windows: int = 0  # > 0: each step encodes this many training windows in one causal pass and
+    #                            trains on every prefix in them, in groups of batch_size pairs (pairs_per_epoch
+    #                            then counts windows); 0 = one Transformer pass per (prefix, next item) pair
+
+    def __post_init__(self) -> None:
+        if self.one_pass_windows < 0:
+            raise ValueError("pretrain.one_pass_windows must be >= 0")
 
 
 def pretrain_pairs(view, max_len: int, warm_only: bool = False, threshold: int = 10
@@ -74,6 +81,24 @@ def pretrain_pairs(view, max_len: int, warm_only: bool = False, threshold: int =
         x = remove_items(x, cold)
         keep &= (x > 0).any(1)
     return torch.as_tensor(x[keep]), torch.as_tensor(y[keep]), stats
+
+
+def pretrain_windows(view, max_len: int, warm_only: bool = False, threshold: int = 10
+                     ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The one-pass examples: the training windows (inputs, targets) of fine-tuning; with
+    `warm_only`, cold items are removed from each window (L + 1 items, re-left-padded) first, so
+    no prefix and no target holds one."""
+    inputs, targets, _ = train_windows(view.train, max_len)
+    stats = {}
+    if warm_only:
+        cold = view.train.counts() < threshold
+        cold[0] = False
+        full = remove_items(np.concatenate([inputs, targets[:, -1:]], 1), cold)
+        inputs, targets = full[:, :-1], np.where(full[:, :-1] > 0, full[:, 1:], 0)
+        stats = {"warm_only": True, "cold_items": int(cold[1:].sum())}
+    keep = (targets > 0).any(1)
+    stats["windows"] = int(keep.sum())
+    return torch.as_tensor(inputs[keep]), torch.as_tensor(targets[keep]), stats
 
 
 def remove_items(windows: np.ndarray, flagged: np.ndarray) -> np.ndarray:
@@ -99,7 +124,11 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path, timing: Pa
     model_params = dict((params.get("models") or {}).get(cfg.model) or {}) | {"max_len": pre.max_len}
     model = build_with_features(cfg.model, model_params, features, prepared, view.num_items)
     model.to(device)
-    x_all, y_all, pair_stats = pretrain_pairs(view, pre.max_len, cfg.warm_only, cfg.warm_threshold)
+    one_pass = cfg.one_pass_windows > 0
+    examples = pretrain_windows if one_pass else pretrain_pairs
+    x_all, y_all, pair_stats = examples(view, pre.max_len, cfg.warm_only, cfg.warm_threshold)
+    if one_pass:
+        loop.batch_size = cfg.one_pass_windows
     params_to_train = [p for n, p in model.named_parameters() if not n.startswith("item_emb")]
     opt = torch.optim.Adam(params_to_train, lr=cfg.lr, weight_decay=cfg.weight_decay)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,24 +140,33 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path, timing: Pa
     else:
         progress = {"epoch": 0, "history": []}
     t0 = time.perf_counter()
-    log.info("pre-training %s on %d (prefix, next item) pairs, %d epochs, batch %d, %s", cfg.model, len(x_all),
+    pairs = int((y_all > 0).sum()) if one_pass else len(x_all)
+    log.info("pre-training %s on %d (prefix, next item) pairs%s, %d epochs, batch %d pairs, %s", cfg.model, pairs,
+             f" in {len(x_all)} windows, {cfg.one_pass_windows} windows per causal pass" if one_pass else "",
              cfg.epochs, cfg.batch_size, device)
     for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
         model.train()
         te = time.perf_counter()
         sums: dict[str, float] = {}
-        steps = 0
+        steps = visits = 0
         for idx in loop.batches(len(x_all), f"pretrain {epoch}", limit=cfg.pairs_per_epoch):
-            if len(idx) < 2:
+            if one_pass:
+                visits += int((y_all[idx] > 0).sum())
+                losses = model.pretrain_loss_windows(x_all[idx].to(device), y_all[idx].to(device), loop.gen,
+                                                     cfg.batch_size)
+            elif len(idx) < 2:
                 continue  # contrastive losses need in-batch negatives
-            losses = model.pretrain_loss(x_all[idx].to(device), y_all[idx].to(device), loop.gen)
+            else:
+                visits += len(idx)
+                losses = model.pretrain_loss(x_all[idx].to(device), y_all[idx].to(device), loop.gen)
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
             steps += 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
-        row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}, "seconds": time.perf_counter() - te}
+        row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}, "pair_visits": visits,
+               "seconds": time.perf_counter() - te}
         progress["history"].append(row)
         progress["epoch"] = epoch
         log.info("pretrain epoch %d: %s", epoch, " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
@@ -138,12 +176,14 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path, timing: Pa
                "m2se": {k: v.detach().cpu() for k, v in model.m2se_state().items()},
                "meta": {"pretrain": dataclasses.asdict(cfg), "epochs": len(history), "prepared": str(prepared)}}
     save_tensors(payload, out / f"{cfg.model}.pt")
-    info = {"model": cfg.model, "pairs": len(x_all), **pair_stats,
+    info = {"model": cfg.model, "pairs": pairs, **pair_stats,
             "history": [{k: v for k, v in r.items() if k != "seconds"} for r in history]}
     write_json(out / "pretrain.json", info)
     run = {"seconds": time.perf_counter() - t0, "device": str(device),
            "s_per_epoch": float(np.mean([r["seconds"] for r in history])) if history else 0.0,
-           "epoch_seconds": [r["seconds"] for r in history], **host()}
+           "epoch_seconds": [r["seconds"] for r in history],
+           "pairs_per_s": float(sum(r["pair_visits"] for r in history) / max(sum(r["seconds"] for r in history), 1e-9))
+           if history else 0.0, **host()}
     if timing is not None:
         write_json(timing, run)
     state_path.unlink(missing_ok=True)

@@ -292,6 +292,8 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
             x, y = to_device(x_all[idx], device), to_device(y_all[idx], device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = step_loss(x, y, negatives, to_device(u_all[idx], device))
+            if not weight:  # a rank with no targets in this batch (tiny last batch): 0, but still in the all-reduce
+                loss = torch.nan_to_num(loss, nan=0.0)
             opt.zero_grad(set_to_none=True)
             # a model's loss is a mean over its batch's targets: weighted by each rank's share, DDP's mean
             # of the ranks' gradients is the gradient of the global batch's mean

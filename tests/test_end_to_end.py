@@ -388,3 +388,18 @@ def test_dvc_repro_resumes_killed_pretraining(tmp_path):
     info = json.loads((repo / "data" / "pretrain" / "pretrain.json").read_text())
     assert [r["epoch"] for r in info["history"]] == [1, 2, 3]
     assert json.loads((repo / "data" / "metrics.json").read_text())["model"] == "msm4sr"
+
+
+def test_one_pass_pretraining_learns_and_counts_pair_visits(pretrained, tmp_path):
+    """`pretrain.one_pass_windows`: every prefix of each window from one causal pass; the loss falls,
+    each epoch visits every training pair once, and fine-tuning starts from the weights."""
+    from pipeline.pretrain import pretrain
+
+    tmp, p = pretrained
+    q = p | {"pretrain": p["pretrain"] | {"one_pass_windows": 16}}
+    info = pretrain(q, tmp / "prepared", tmp / "features", tmp_path / "pretrain")
+    per_pair = json.loads((tmp / "pretrain" / "pretrain.json").read_text())
+    assert info["history"][-1]["loss"] < info["history"][0]["loss"], info["history"]
+    assert {r["pair_visits"] for r in info["history"]} == {info["pairs"]} and info["pairs"] == per_pair["pairs"]
+    assert info["windows"] < info["pairs"] and info["pairs_per_s"] > 0
+    train(q | {"model": "msm4sr"}, tmp / "prepared", tmp_path / "m", tmp / "features", tmp_path / "pretrain")

@@ -166,3 +166,22 @@ def test_warm_only_pretraining_never_sees_a_cold_item():
     assert (x > 0).any(1).all()  # no empty prefix is left
     # removal keeps the order of what remains and re-left-pads
     assert remove_items(np.array([[0, 7, 1, 8, 2]]), np.isin(np.arange(41), [7, 8])).tolist() == [[0, 0, 0, 1, 2]]
+
+
+def test_one_pass_prefix_loss_equals_per_pair_loss_when_each_window_has_one_target():
+    """`pretrain_loss_windows` with one target per window (the last position), no augmentation and
+    one group: the same pairs and states as `pretrain_loss` on (window, last target)."""
+    torch.manual_seed(0)
+    model = build("msm4sr", mixup=False, seq_dropout=0.0).eval()
+    seqs, targets = batch()
+    last = targets[:, -1].clamp_min(1)
+    only_last = torch.zeros_like(targets)
+    only_last[:, -1] = last
+    per_pair = model.pretrain_loss(seqs, last)
+    one_pass = model.pretrain_loss_windows(seqs, only_last, torch.Generator().manual_seed(0), group=len(seqs))
+    for k in per_pair:
+        assert one_pass[k].item() == pytest.approx(per_pair[k].item(), rel=1e-5), k
+    every = model.train().pretrain_loss_windows(seqs, targets, torch.Generator().manual_seed(0), group=4)
+    assert torch.isfinite(every["loss"]) and every["loss"] > 0  # every prefix, in groups of 4 pairs
+    every["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.transformer.parameters())
