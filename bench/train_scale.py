@@ -14,7 +14,9 @@ would not fit in memory is reported as skipped with the size it would need. The 
 at fixed items gives the growth exponent (least-squares slope in log-log). Losses: `ce` (full
 softmax), `bce` (one uniform negative per position), `sampled_softmax` (SHARED_NEGATIVES items
 shared by the batch, drawn ∝ popularity, logQ-corrected: `train.loss: sampled_softmax`,
-`train.negatives_by: popularity`).
+`train.negatives_by: popularity`); a `+sparse` suffix (e.g. `sampled_softmax+sparse`) reads the
+scored rows by embedding lookup and updates the embedding tables with SparseAdam
+(`train.sparse_embeddings: true`).
 """
 
 from __future__ import annotations
@@ -65,7 +67,10 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     x, y, _ = train_windows(seq, MAX_LEN)
     model = build_model("sasrec", {"hidden": HIDDEN, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2,
                                    "max_len": MAX_LEN}, n_items)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    from pipeline.trainer import TrainConfig, make_optimizers
+
+    loss, sparse = loss.removesuffix("+sparse"), loss.endswith("+sparse")
+    opts = make_optimizers(model, None, list(model.parameters()), TrainConfig(loss=loss, sparse_embeddings=sparse))
     xs, ys = torch.as_tensor(x), torch.as_tensor(y)
     times = []
     order = torch.randperm(len(xs))
@@ -82,17 +87,20 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
         t = time.perf_counter()
         neg = (torch.randint(1, n_items + 1, (len(idx), MAX_LEN, 1)) if loss == "bce" else
                torch.multinomial(q, SHARED_NEGATIVES, replacement=True) if loss == "sampled_softmax" else None)
-        value = sequence_loss(model.encode(xs[idx]), ys[idx], model.item_vectors(), loss, neg,
-                              log_q if loss == "sampled_softmax" else None)
-        opt.zero_grad()
+        value = sequence_loss(model.encode(xs[idx]), ys[idx], model.item_rows if sparse else model.item_vectors(),
+                              loss, neg, log_q if loss == "sampled_softmax" else None)
+        for opt in opts:
+            opt.zero_grad()
         value.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
         if step >= 2:
             times.append(time.perf_counter() - t)
     per_step = float(np.median(times))
     steps_per_epoch = math.ceil(len(xs) / BATCH)
     epoch_s = time.perf_counter() - t_epoch if full else per_step * steps_per_epoch
-    return {"items": n_items, "interactions": n_inter, "loss": loss, "windows": len(xs), "full_epoch": full,
+    return {"items": n_items, "interactions": n_inter, "loss": loss + ("+sparse" if sparse else ""), "windows": len(xs),
+            "full_epoch": full,
             "s_per_step": per_step, "steps_per_epoch": steps_per_epoch, "s_per_epoch": epoch_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

@@ -15,14 +15,15 @@ LOSSES = ("ce", "bce", "bpr", "sampled_softmax")
 SAMPLED = ("bce", "bpr", "sampled_softmax")  # the losses that read the training loop's negatives
 
 
-def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.Tensor, kind: str = "ce",
+def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs, kind: str = "ce",
                   negatives: torch.Tensor | None = None, log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Next-item loss over every non-padding target position.
 
     Args:
         hidden: (B, L, D) sequence states; position t predicts targets[:, t].
         targets: (B, L) item ids, 0 where there is no target.
-        item_vecs: (N+1, D) output item vectors.
+        item_vecs: (N+1, D) output item vectors, or for the sampled kinds a function ids -> their
+            vectors (an embedding lookup, so the table's gradient can be sparse: only those rows).
         kind: "ce" — full softmax cross-entropy over all N items (padding excluded);
             "bce" — binary cross-entropy with sampled negatives (B, L, S) ids;
             "bpr" — Bayesian personalised ranking, -log σ(pos - neg), with the same negatives;
@@ -34,15 +35,18 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.
     mask = targets > 0
     h = hidden[mask]  # (P, D)
     t = targets[mask]  # (P,)
+    rows = item_vecs if callable(item_vecs) else item_vecs.__getitem__
     if kind == "ce":
+        if callable(item_vecs):
+            raise ValueError("the full softmax (ce) needs the whole item matrix, not a row lookup")
         logits = h @ item_vecs.T  # (P, N+1)
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, t)
     if kind == "sampled_softmax":
         if negatives is None or negatives.dim() != 1:
             raise ValueError("sampled_softmax needs the batch's shared negative ids (S,) from the training loop")
-        pos = (h * item_vecs[t]).sum(-1, keepdim=True)  # (P, 1)
-        neg = h @ item_vecs[negatives].T  # (P, S)
+        pos = (h * rows(t)).sum(-1, keepdim=True)  # (P, 1)
+        neg = h @ rows(negatives).T  # (P, S)
         if log_q is not None:
             pos, neg = pos - log_q[t][:, None], neg - log_q[negatives][None]
         neg = neg.masked_fill(negatives[None] == t[:, None], float("-inf"))  # accidental hits
@@ -51,8 +55,8 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs: torch.
         if negatives is None:
             raise ValueError(f"{kind} loss needs sampled negatives")
         neg = negatives[mask]  # (P, S)
-        pos_logit = (h * item_vecs[t]).sum(-1)  # (P,)
-        neg_logit = torch.einsum("pd,psd->ps", h, item_vecs[neg])  # (P, S)
+        pos_logit = (h * rows(t)).sum(-1)  # (P,)
+        neg_logit = torch.einsum("pd,psd->ps", h, rows(neg))  # (P, S)
         if kind == "bpr":
             return -F.logsigmoid(pos_logit[:, None] - neg_logit).mean()
         return -(F.logsigmoid(pos_logit).mean() + F.logsigmoid(-neg_logit).mean())
@@ -67,8 +71,12 @@ def next_item_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.
     `bpr`, so a full-softmax model never draws from the training loop's random stream. `users` (B,)
     are the windows' 0-based user indices, for models with user embeddings."""
     kind = model.cfg.loss
-    return sequence_loss(model.encode(inputs, users), targets, model.item_vectors(), kind,
-                         negatives() if kind in SAMPLED else None, getattr(negatives, "log_q", None))
+    sampled = kind in SAMPLED
+    # a sampled loss reads only the rows it scores: through `item_rows` (an embedding lookup) when
+    # the model has one, so its item table can take sparse gradients (train.sparse_embeddings)
+    vecs = model.item_rows if sampled and hasattr(model, "item_rows") else model.item_vectors()
+    return sequence_loss(model.encode(inputs, users), targets, vecs, kind,
+                         negatives() if sampled else None, getattr(negatives, "log_q", None))
 
 
 def causal_padding_mask(pad: torch.Tensor, causal: bool = True) -> torch.Tensor:

@@ -128,6 +128,10 @@ class SASRec(nn.Module):
     def item_vectors(self) -> torch.Tensor:
         return self.item_emb.weight  # (N+1, D), tied with the input embedding
 
+    def item_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """item_vectors()[ids] as an embedding lookup (sparse-gradient capable)."""
+        return self.item_emb(ids)
+
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
         return next_item_loss(self, inputs, targets, negatives, users)

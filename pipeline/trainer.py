@@ -53,6 +53,7 @@ class TrainConfig:
     patience_steps: int = 0  # ... or, when > 0, once the best validation is this many optimizer steps old
     window_stride: int = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows, more context per target
     device: str = "auto"  # auto: cuda when present, else cpu
+    sparse_embeddings: bool = False  # embedding tables take sparse gradients + SparseAdam (with a sampled loss)
     precision: str = "auto"  # auto: bf16 autocast on a CUDA device that has it, else fp32 | fp32 | bf16
     threads: int = 0  # CPU threads for torch; 0 = the cores / the pipeline processes running now
     seed: int = 42
@@ -208,6 +209,37 @@ class _RowsOf:
         return drawn if self.negatives.shared else drawn[self.rows]
 
 
+def make_optimizers(model: nn.Module, groups, trainable: list, cfg: TrainConfig) -> list:
+    """Adam over the trainable parameters (or the model's own groups); with `sparse_embeddings`,
+    every embedding table takes sparse gradients and its own SparseAdam (rows a step does not
+    touch are not updated: the point at a million items)."""
+    if not cfg.sparse_embeddings:
+        return [torch.optim.Adam(groups if groups is not None else trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)]
+    if groups is not None or cfg.weight_decay:
+        raise ConfigError("train.sparse_embeddings: not with per-part learning rates (this model's prepare) or "
+                          "weight_decay (SparseAdam has none); set sparse_embeddings: false")
+    tables = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight.requires_grad]
+    for m in tables:
+        m.sparse = True
+    sparse = {id(m.weight) for m in tables}
+    dense = [p for p in trainable if id(p) not in sparse]
+    return ([torch.optim.Adam(dense, lr=cfg.lr)] if dense else []) + \
+        [torch.optim.SparseAdam([m.weight for m in tables], lr=cfg.lr)]
+
+
+def step_all(optimizers: list) -> None:
+    try:
+        for opt in optimizers:
+            opt.step()
+    except RuntimeError as e:
+        if "dense gradients" not in str(e):
+            raise
+        raise ConfigError("train.sparse_embeddings: this model's loss reads its item table as a whole (full softmax, "
+                          "or no `item_rows` lookup), so the table's gradient is dense; use a sampled loss "
+                          "(train.loss: sampled_softmax / bce) with a model that has item_rows, or "
+                          "sparse_embeddings: false") from e
+
+
 def resume_key(model: nn.Module, cfg, **sizes) -> str:
     """What a saved state must match to be resumed: model class and config, run settings, data sizes."""
     cfg_model = {k: v for k, v in vars(model.cfg).items() if k != "features"} if hasattr(model, "cfg") else {}
@@ -258,7 +290,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     x_all, y_all, u_all = torch.as_tensor(inputs), torch.as_tensor(targets), torch.as_tensor(users)
     loop.sample_like(getattr(getattr(model, "cfg", None), "loss", cfg.loss), cfg.negatives_by,
                      view.train.counts() if cfg.negatives_by == "popularity" else None)
-    opt = torch.optim.Adam(groups if groups is not None else trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizers = make_optimizers(model, groups, trainable, cfg)
     state_key = resume_key(model, cfg, windows=len(x_all), items=view.num_items)
     step_loss = model.loss
     if world > 1:  # DDP: every rank takes its rows of each global batch; gradients all-reduced (mean)
@@ -268,7 +300,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
                                             find_unused_parameters=True)
         torch.manual_seed(cfg.seed + rank)  # dropout masks differ per rank (rank 0 draws one process's)
         log.info("distributed training: rank %d of %d, global batch %d windows", rank, world, cfg.batch_size)
-    progress = loop.resume(state_path, state_key, model, [opt])
+    progress = loop.resume(state_path, state_key, model, optimizers)
     if progress is not None:
         log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", state_path, progress["epoch"], key,
                  progress["best"], progress["best_epoch"])
@@ -294,11 +326,12 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
                 loss = step_loss(x, y, negatives, to_device(u_all[idx], device))
             if not weight:  # a rank with no targets in this batch (tiny last batch): 0, but still in the all-reduce
                 loss = torch.nan_to_num(loss, nan=0.0)
-            opt.zero_grad(set_to_none=True)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             # a model's loss is a mean over its batch's targets: weighted by each rank's share, DDP's mean
             # of the ranks' gradients is the gradient of the global batch's mean
             (loss * (weight * world) if world > 1 else loss).backward()
-            opt.step()
+            step_all(optimizers)
             total, steps = total + loss.item() * weight, steps + 1
         total = distributed.all_sum(total)
         p["steps"] += steps
@@ -312,7 +345,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
         else:
             p["stale"] += 1
         p["epoch"] = epoch
-        loop.save(state_path, state_key, epoch, model, [opt], p)
+        loop.save(state_path, state_key, epoch, model, optimizers, p)
         if distributed.broadcast(cfg.stop(p["stale"], p["steps"] - p["best_step"])):
             log.info("early stop: no %s improvement for %d epochs / %d steps (best %.4f at epoch %d)", key,
                      p["stale"], p["steps"] - p["best_step"], p["best"], p["best_epoch"])

@@ -149,3 +149,32 @@ def test_sampled_softmax_draws_shared_popularity_negatives_and_learns():
                                                loss=loss, negatives=16, negatives_by="popularity"), protocol, 10)
         scores[name] = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))[0]["ndcg@10"]
     assert scores["sasrec"] > 2 * scores["pop"] + 0.1, scores
+
+
+def test_sparse_embeddings_touch_only_the_rows_a_step_reads():
+    """train.sparse_embeddings with sampled_softmax: one step leaves every item row that was neither
+    an input, a target nor a negative bit-identical; with the full softmax it is refused clearly."""
+    from pipeline.trainer import make_optimizers, step_all
+
+    split = tiny_split(users=60, n_items=200)
+    model = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10,
+                                   "loss": "sampled_softmax"}, 200)
+    cfg = TrainConfig(loss="sampled_softmax", sparse_embeddings=True, negatives=5)
+    opts = make_optimizers(model, None, list(model.parameters()), cfg)
+    assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"]
+    before = model.item_emb.weight.detach().clone()
+    x, y = torch.randint(1, 30, (4, 10)), torch.randint(1, 30, (4, 10))  # ids < 30 only
+    neg = torch.tensor([40, 41, 42, 43, 44])
+    model.loss(x, y, lambda: neg).backward()
+    assert model.item_emb.weight.grad.is_sparse
+    step_all(opts)
+    changed = (model.item_emb.weight.detach() != before).any(1).nonzero().flatten()
+    assert set(changed.tolist()) <= set(range(1, 30)) | set(neg.tolist()) and len(changed) > 0
+    summary = fit(model, split.training, TrainConfig(epochs=2, batch_size=64, lr=1e-2, loss="sampled_softmax",
+                                                     negatives=16, sparse_embeddings=True, seed=0, threads=1),
+                  ProtocolConfig(ks=[10]), 10)
+    assert np.isfinite(summary["history"][-1]["loss"])
+    dense = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 200)
+    with pytest.raises(ConfigError, match="sparse_embeddings"):
+        fit(dense, split.training, TrainConfig(epochs=1, sparse_embeddings=True, seed=0, threads=1),
+            ProtocolConfig(ks=[10]), 10)
