@@ -217,7 +217,15 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
     for model in models:
         ours = sorted((r for r in runs if r["model"] == model and r["library"] == "ours"), key=lambda r: r["seed"])
         theirs = sorted((r for r in runs if r["model"] == model and r["library"] == "recbole"), key=lambda r: r["seed"])
-        if not ours or not theirs:
+        if not ours:
+            continue
+        if not theirs:  # ours alone (RecBole's run did not fit here): its row, no comparison
+            lines.append([model, "ours", len(ours), mean_std([r["test"]["hr@10"] for r in ours]),
+                          mean_std([r["test"]["ndcg@10"] for r in ours]), mean_std([r["test"]["mrr@10"] for r in ours]),
+                          mean_std([r["best_valid_ndcg@10"] for r in ours]),
+                          mean_std([r["wall_to_best_s"] for r in ours], "{:.0f}"), "no RecBole run",
+                          mean_std([r["s_per_epoch"] for r in ours], "{:.1f}"),
+                          mean_std([r["peak_rss_mb"] for r in ours if r.get("peak_rss_mb")], "{:.0f}")])
             continue
         target = float(np.mean([r["best_valid_ndcg@10"] for r in theirs]))
         reach = [time_to(r["curve"], target) for r in ours]
@@ -229,9 +237,14 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
             sig = unpaired(ours, theirs)
         reached = [t for t in reach if t is not None]
         ratio = theirs_t / float(np.mean(reached)) if len(reached) == len(reach) else None
-        met = ratio is not None and ratio >= 10 and not (sig["significant"] and sig["diff"] < 0)
+        # the goal: RecBole's test quality (not significantly worse) in <= 1/10 of its wall time — ours'
+        # whole early-stopped run (its selected model is the one tested) against RecBole's time to its best
+        whole = theirs_t / float(np.mean([r["train_wall_s"] for r in ours]))
+        worse = sig["significant"] and sig["diff"] < 0
+        met = whole >= 10 and not worse
         row = {"model": model, "recbole_best_valid_mean": target, "ours_time_to_it_s": reach,
-               "recbole_time_to_best_s": theirs_t, "speedup": ratio, "test_ndcg@10_diff": sig, "goal_met": met}
+               "recbole_time_to_best_s": theirs_t, "speedup_to_recbole_valid": ratio, "speedup_whole_run": whole,
+               "test_ndcg@10_diff": sig, "goal_met": met}
         summary.append(row)
         for lib, rs in (("ours", ours), ("RecBole 1.2.1" + (" (saved run)" if theirs[0].get("source") else ""),
                                           theirs)):
@@ -246,7 +259,8 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
         lines.append([model, "ours − RecBole", "", "", f"{sig['diff']:+.4f} [{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}]"
                       f" p {sig['p_value']:.2g}{' *' if sig['significant'] else ''}"
                       f"{'' if sig['test'].startswith('paired') else ' (unpaired, over seeds)'}", "", "", "", "",
-                      f"speed-up to RecBole's quality: {ratio:.1f}×" if ratio else "ours never reaches it", ""])
+                      (f"to RecBole's best valid: {ratio:.1f}× faster; " if ratio else "RecBole's best valid not reached; ")
+                      + f"whole run vs RecBole's time to best: {whole:.1f}×; goal {'met' if met else 'not met'}", ""])
     print(table(["model", "library", "seeds", "test HR@10", "test NDCG@10", "test MRR@10", "best valid NDCG@10",
                  "wall s to its best valid", "wall s to RecBole's best valid", "s/epoch", "peak RSS MB"], lines))
     (out / "report.json").write_text(json.dumps(summary, indent=2))
