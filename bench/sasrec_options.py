@@ -144,6 +144,22 @@ def report(files: list[str], chosen: int, budget: int | None = None) -> None:
                               "yes" if row["significant"] else "no"])
     print(table(["A − B", "metric", "Δ", "95 % CI", "p (Wilcoxon)", "significant"], pairs))
 
+    from scipy import stats
+
+    def plateau(opt):
+        return [float(np.mean([c["test/ndcg@10"] for c in r["curve"][20:50]])) for r in rows
+                if (r["variant"], r["padding"]) == opt]
+
+    print("\nOver seeds (Welch's t-test), test NDCG@10 averaged over epochs 21-50 (no stopping rule involved):\n")
+    lines = []
+    for i, a in enumerate(options):
+        for b in options[i + 1:]:
+            pa, pb = plateau(a), plateau(b)
+            p = float(stats.ttest_ind(pa, pb, equal_var=False).pvalue)
+            lines.append([f"{a[0]}/{a[1]} − {b[0]}/{b[1]}", f"{np.mean(pa) - np.mean(pb):+.4f}", f"{p:.2g}",
+                          "yes" if p < 0.05 else "no"])
+    print(table(["A − B", "Δ plateau", "p (Welch, seeds)", "significant"], lines))
+
 
 def race_rows(files: list[str], option: str, patience: int, work: Path, out: Path, budget: int | None) -> None:
     """The early-stopped runs inside the recorded ones of `option` as `bench/recbole_compare.py ours`
