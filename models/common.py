@@ -74,9 +74,10 @@ def next_item_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.
     sampled = kind in SAMPLED
     # a sampled loss reads only the rows it scores: through `item_rows` (an embedding lookup) when
     # the model has one, so its item table can take sparse gradients (train.sparse_embeddings)
+    hidden = model.encode(inputs, users)  # before item_vectors(): the order the random streams are drawn in
     vecs = model.item_rows if sampled and hasattr(model, "item_rows") else model.item_vectors()
-    return sequence_loss(model.encode(inputs, users), targets, vecs, kind,
-                         negatives() if sampled else None, getattr(negatives, "log_q", None))
+    return sequence_loss(hidden, targets, vecs, kind, negatives() if sampled else None,
+                         getattr(negatives, "log_q", None))
 
 
 def causal_padding_mask(pad: torch.Tensor, causal: bool = True) -> torch.Tensor:
