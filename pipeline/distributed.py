@@ -6,8 +6,8 @@
 A stage calls `init(device)` first: under torchrun (WORLD_SIZE > 1 in the environment) it joins
 the process group — NCCL when the stage runs on CUDA, gloo on CPU — and pins the process to its
 local GPU; otherwise it does nothing and every helper below is the one-process identity, so the
-same code runs on a laptop, eight GPUs or several nodes. `relaunch(nproc, module)` is how a stage
-started by DVC (`python -m pipeline.train`) with `train.nproc > 1` re-runs itself under
+same code runs on a laptop, eight GPUs or several nodes. `become_workers(nproc, module)` is how a
+stage started by DVC (`python -m pipeline.train`) with `train.nproc > 1` re-runs itself under
 torch.distributed's own launcher (`torch.distributed.run`, what `torchrun` is).
 
 The rules every distributed path here follows: all ranks draw the same shared random numbers (the
@@ -109,13 +109,20 @@ def barrier() -> None:
         dist.barrier()
 
 
-def relaunch(nproc: int, module: str, argv: list[str] | None = None) -> int:
-    """Run `python -m module argv` as `nproc` workers under torch.distributed.run on this node and
-    return its exit status (the launcher's rendezvous on a free local port)."""
+def become_workers(nproc: int, module: str) -> None:
+    """A stage's command line with `nproc` > 1 that is not yet a torchrun worker: run the same
+    command as `nproc` workers (`relaunch`) and exit with their status. Otherwise return at once."""
+    if nproc > 1 and not launched():
+        raise SystemExit(relaunch(nproc, module))
+
+
+def relaunch(nproc: int, module: str) -> int:
+    """Run `python -m module <this process's arguments>` as `nproc` workers under
+    torch.distributed.run on this node and return its exit status (rendezvous on a free local port)."""
     from torch.distributed.run import get_args_parser, run
 
     args = get_args_parser().parse_args([f"--nproc_per_node={nproc}", "--standalone", "--no-python",
-                                         sys.executable, "-m", module, *(sys.argv[1:] if argv is None else argv)])
+                                         sys.executable, "-m", module, *sys.argv[1:]])
     log.info("relaunching %s on %d processes (torch.distributed.run)", module, nproc)
     try:
         run(args)

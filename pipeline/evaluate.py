@@ -23,7 +23,7 @@ from pipeline.params import ConfigError, from_dict, load_params, setup_logging
 from pipeline import distributed
 from pipeline.tables import file_sha256, read_json, read_table, write_json, write_table
 from pipeline.train import run_params
-from pipeline.trainer import resolve_device
+from pipeline.trainer import TrainConfig, resolve_device
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -153,9 +153,8 @@ def main() -> None:
     args = ap.parse_args()
     setup_logging()
     params = load_params(args.params)
-    nproc = int((params.get("train") or {}).get("nproc", 1))  # the model's stages share train.nproc
-    if nproc > 1 and not distributed.launched():
-        raise SystemExit(distributed.relaunch(nproc, "pipeline.evaluate"))
+    # the model's stages share train.nproc
+    distributed.become_workers(from_dict(TrainConfig, params.get("train"), "train").nproc, "pipeline.evaluate")
     evaluate(params, Path(args.prepared), Path(args.checkpoint), Path(args.out), Path(args.ranks))
     distributed.finish()
 

@@ -227,12 +227,10 @@ def main() -> None:
     args = ap.parse_args()
     setup_logging()
     params = load_params(args.params)
-    nproc = from_dict(TrainConfig, params.get("train"), "train").nproc
-    if nproc > 1 and not distributed.launched():  # DVC runs `python -m pipeline.train`: become torchrun's workers
-        invalidate(args.invalidates)
-        raise SystemExit(distributed.relaunch(nproc, "pipeline.train"))
     if int(os.environ.get("RANK", "0")) == 0:  # a torchrun worker other than rank 0 leaves files alone
         invalidate(args.invalidates)
+    # DVC runs `python -m pipeline.train`: with train.nproc > 1 it becomes torchrun's workers here
+    distributed.become_workers(from_dict(TrainConfig, params.get("train"), "train").nproc, "pipeline.train")
     train(params, Path(args.prepared), Path(args.out), Path(args.features), Path(args.pretrain),
           Path(args.params), Path(args.timing) if args.timing else None)
     distributed.finish()

@@ -87,14 +87,14 @@ class Negatives:
     the same on every later call. A loss that needs none never calls it, so its random stream is
     untouched. Per target (*targets.shape, per_target) ids, or with `shared` (sampled softmax)
     per_target ids for the whole batch; uniform over the items, or from `proposal` (N+1,)
-    probabilities — then `log_q` holds their logs for the loss's correction."""
+    probabilities — then `log_q` (their logs, on the device) is handed to the loss's correction."""
 
     def __init__(self, targets: torch.Tensor, num_items: int, per_target: int, generator: torch.Generator,
-                 device: torch.device | None = None, shared: bool = False, proposal: torch.Tensor | None = None):
+                 device: torch.device | None = None, shared: bool = False, proposal: torch.Tensor | None = None,
+                 log_q: torch.Tensor | None = None):
         self.shape = (per_target,) if shared else (*targets.shape, per_target)
         self.num_items, self.gen, self.shared, self.proposal = num_items, generator, shared, proposal
-        self.device, self._drawn = device or targets.device, None
-        self.log_q = None if proposal is None else proposal.clamp_min(1e-30).log().to(self.device)
+        self.device, self._drawn, self.log_q = device or targets.device, None, log_q
 
     def __call__(self) -> torch.Tensor:
         if self._drawn is None:
@@ -118,7 +118,8 @@ class Loop:
         self.device = resolve_device(device, f"{where}.device")
         self.batch_size, self.num_items, self.per_target = batch_size, num_items, negatives
         self.gen = torch.Generator().manual_seed(seed)
-        self.shared, self.proposal = False, None  # sampled softmax: one set per batch; popularity proposal
+        self.shared, self.proposal, self.log_q = False, None, None  # sampled softmax: one set per batch;
+        # popularity proposal and its log (computed once per run, not per batch)
 
     def sample_like(self, loss: str, by: str, counts: np.ndarray | None) -> None:
         """How `negatives` draws: shared by the batch for `loss` sampled_softmax; ∝ `counts` (the
@@ -128,6 +129,7 @@ class Loop:
             c = torch.as_tensor(counts, dtype=torch.float64)
             c[0] = 0.0
             self.proposal = c / c.sum()
+            self.log_q = self.proposal.clamp_min(1e-30).log().to(self.device)
 
     @classmethod
     def for_training(cls, cfg: TrainConfig, num_items: int) -> "Loop":
@@ -147,7 +149,8 @@ class Loop:
             yield perm[s:s + self.batch_size]
 
     def negatives(self, targets: torch.Tensor) -> Negatives:
-        return Negatives(targets, self.num_items, self.per_target, self.gen, self.device, self.shared, self.proposal)
+        return Negatives(targets, self.num_items, self.per_target, self.gen, self.device, self.shared, self.proposal,
+                         self.log_q)
 
     # ------------------------------------------------------------------ resumable state
     def resume(self, path: Path | None, key: str, model: nn.Module, optimizers: list) -> dict | None:
@@ -296,8 +299,8 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     if world > 1:  # DDP: every rank takes its rows of each global batch; gradients all-reduced (mean)
         from torch.nn.parallel import DistributedDataParallel
 
-        step_loss = DistributedDataParallel(_Loss(model), device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
-                                            find_unused_parameters=True)
+        step_loss = DistributedDataParallel(_Loss(model), find_unused_parameters=True,
+                                            device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
         torch.manual_seed(cfg.seed + rank)  # dropout masks differ per rank (rank 0 draws one process's)
         log.info("distributed training: rank %d of %d, global batch %d windows", rank, world, cfg.batch_size)
     progress = loop.resume(state_path, state_key, model, optimizers)

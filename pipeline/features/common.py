@@ -85,22 +85,25 @@ def stage_main(name: str, doc: str, run) -> None:
         log.info("%s features not needed by the selected model: skipped (features.extract: auto)", name)
         return
     params = load_params(args.params)
-    nproc = from_dict(FeatureSettings, {k: v for k, v in (params.get("features") or {}).items()
-                                        if k not in ("text", "image", "keywords")}, "features").nproc
-    if nproc > 1 and not distributed.launched():
-        raise SystemExit(distributed.relaunch(nproc, f"pipeline.features.{name}"))
+    distributed.become_workers(feature_settings(params).nproc, f"pipeline.features.{name}")
     stage = open_stage(name, params, Path(args.prepared), Path(args.raw), Path(args.out))
     stage.timing = Path(args.timing) if args.timing else None
     run(stage)
     distributed.finish()
 
 
+STAGE_SECTIONS = ("text", "image", "keywords")  # features.<stage>: one stage's own settings
+
+
+def feature_settings(params: dict) -> FeatureSettings:
+    """The settings the three feature stages share: `features` without the stages' own sections."""
+    shared = {k: v for k, v in (params.get("features") or {}).items() if k not in STAGE_SECTIONS}
+    return from_dict(FeatureSettings, shared, "features")
+
+
 def open_stage(name: str, params: dict, prepared: Path, raw: Path, out: Path) -> Stage:
-    features = dict(params.get("features") or {})
-    section = features.pop(name, None) or {}
-    for other in ("text", "image", "keywords"):
-        features.pop(other, None)
-    settings = from_dict(FeatureSettings, features, "features")
+    section = (params.get("features") or {}).get(name) or {}
+    settings = feature_settings(params)
     torch.set_num_threads(cpu_threads(settings.threads, "features.threads"))
     items_path = prepared / "items.parquet"
     items = read_table(items_path, "items")
