@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="only print one table from these result files")
     ap.add_argument("--vs", help="with --combine: add each row's paired difference to this model (spec), with its "
                     "95 %% bootstrap interval and * where significant")
+    ap.add_argument("--keep-models", metavar="DIR", help="copy each run's model.pt to DIR/<name>-<model>-s<seed>/ "
+                    "(e.g. a transfer source: train.init_from)")
     ap.add_argument("--prepare-only", action="store_true", help="only build --work's prepared/ and features/ "
                     "(before several jobs share them)")
     args = ap.parse_args()
@@ -109,6 +111,10 @@ def main() -> None:
                     failed.append({"model": model, "seed": seed, "error": f"{type(e).__name__}: {e}"})
                 else:
                     ranks = keep_ranks(out / "ranks.parquet", Path(args.out), args.name or args.dataset, model, seed)
+                    if args.keep_models:
+                        kept = Path(args.keep_models) / run_slug(args.name or args.dataset, model, seed)
+                        kept.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(out / "model.pt", kept / "model.pt")
                     rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model,
                                  "ranks": ranks})
                 save(Path(args.out) / (args.name or f"baselines-{args.dataset}.json"), rows, failed=failed,
@@ -120,11 +126,15 @@ def main() -> None:
         raise SystemExit(f"{len(failed)} run(s) failed: {failed}")
 
 
+def run_slug(name: str, model: str, seed: int) -> str:
+    """A file-name-safe name for one (result file, model spec, seed) run."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", f"{Path(name).stem}-{model}-s{seed}").strip("_")
+
+
 def keep_ranks(src: Path, out: Path, name: str, model: str, seed: int) -> str:
     """Copy a run's per-query ranks (evaluate stage) under out/ranks/; returns the path relative to out,
     which `python -m pipeline.compare` reads for paired statistics."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{Path(name).stem}-{model}-s{seed}").strip("_")
-    dst = out / "ranks" / f"{slug}.parquet"
+    dst = out / "ranks" / f"{run_slug(name, model, seed)}.parquet"
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     return str(dst.relative_to(out))
