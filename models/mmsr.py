@@ -52,6 +52,8 @@ class MMSRConfig:
     heads: int = 2
     inner: int = 256
     dropout: float = 0.2
+    sasrec_variant: str = "pre_ln"  # the SASRec backbone's layout: pre_ln (the study rows' so far) | post_ln (RecBole's)
+    sasrec_padding: str = "blocked"  # blocked | visible (models/sasrec.py)
     adapter: bool = True  # trainable residual adapter on the frozen features (top-block fine-tuning stand-in)
     adapter_dim: int = 128
     modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # [text] = MMSR-T, [image] = MMSR-V
@@ -68,6 +70,9 @@ class MMSRConfig:
             raise ValueError(f"mmsr.fusion={self.fusion!r}: use one of {list(FUSIONS)}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"mmsr.backbone={self.backbone!r}: use one of {list(BACKBONES)}")
+        if self.sasrec_variant not in ("pre_ln", "post_ln") or self.sasrec_padding not in ("blocked", "visible"):
+            raise ValueError(f"mmsr.sasrec_variant={self.sasrec_variant!r} / sasrec_padding={self.sasrec_padding!r}: "
+                             "use pre_ln | post_ln and blocked | visible (as models.sasrec's variant / padding)")
         if not self.modalities or set(self.modalities) - set(MODALITIES):
             raise ValueError(f"mmsr.modalities={self.modalities!r}: a non-empty subset of {MODALITIES}")
         if self.loss not in LOSSES or self.loss == "sampled_softmax":
@@ -204,7 +209,8 @@ class MMSR(nn.Module):
         self.in_norm = nn.LayerNorm(d)
         depth = cfg.layers or BACKBONES[cfg.backbone]
         if cfg.backbone == "sasrec":
-            self.backbone = SASRecEncoder(d, depth, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len)
+            self.backbone = SASRecEncoder(d, depth, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len,
+                                          cfg.sasrec_variant == "post_ln", attend_padding=cfg.sasrec_padding == "visible")
         elif cfg.backbone == "gru4rec":
             self.backbone = GRU4RecEncoder(d, 2 * d, depth, cfg.dropout)
         else:

@@ -116,3 +116,29 @@ def test_exp_table_groups_seeds_by_experiment_name():
     rows = summarise(pl.DataFrame(cols), "sci")
     assert [r[0] for r in rows] == ["sasrec", "mmsr"] and [r[1] for r in rows] == ["2", "1"]
     assert rows[0][2] == "0.2000 ± 0.1414" and rows[1][2] == "0.2000"
+
+
+def test_cold_queries_keep_the_test_queries_whose_target_is_cold():
+    from bench.cold_start import cold_queries
+
+    ranks = pl.DataFrame({"query": ["valid", "test", "test", "test", "cold_seq"], "user_id": [0, 0, 1, 2, 1],
+                          "target": [2, 2, 1, 3, 2], "rank": [1.0, 4.0, 2.0, 9.0, 3.0]})
+    cold = np.array([False, False, True, True])  # items 2 and 3 (row 0 = padding)
+    (got,) = cold_queries([ranks], cold)
+    assert got["query"].unique().to_list() == ["test_cold"]
+    assert got["user_id"].to_list() == [0, 2] and got["rank"].to_list() == [4.0, 9.0]
+
+
+def test_transfer_jobs_train_the_source_first_and_transferred_runs_wait_for_it(capsys):
+    from bench import transfer
+
+    transfer.jobs(["demo:ml-100k"])
+    lines = capsys.readouterr().out.splitlines()
+    ckpt = str(transfer.source_ckpt("demo", ["text", "image"]))
+    if not transfer.source_ckpt("demo", ["text", "image"]).is_file():
+        assert "--keep-models" in lines[0] and "--seeds 0" in lines[0]
+        lines = lines[1:]
+    assert len(lines) == len(transfer.FRACTIONS) * len(transfer.SEEDS) * 2
+    moved = [ln for ln in lines if "init_from" in ln]
+    assert len(moved) == len(lines) // 2 and all(ln.startswith(f"while [ ! -f {ckpt} ]") for ln in moved)
+    assert all(f"--name demo-to-ml-100k-f{f:g}-" in " ".join(lines) for f in transfer.FRACTIONS)

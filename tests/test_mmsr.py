@@ -110,3 +110,13 @@ def test_fusing_a_batch_once_gives_the_same_loss_as_encode(loss):
     neg = torch.randint(1, N_ITEMS + 1, (*targets.shape, 3))
     torch.testing.assert_close(model.loss(seqs, targets, lambda: neg),
                                sequence_loss(model.encode(seqs), targets, model.item_vectors(), loss, neg))
+
+
+@pytest.mark.parametrize("variant,padding", [("pre_ln", "blocked"), ("post_ln", "visible"), ("post_ln", "blocked")])
+def test_the_sasrec_backbone_layout_follows_the_parameters(variant, padding):
+    model = build("mmsr", sasrec_variant=variant, sasrec_padding=padding).eval()
+    assert model.backbone.post == (variant == "post_ln") and model.backbone.attend_padding == (padding == "visible")
+    seqs, targets = batch()
+    assert torch.isfinite(model.loss(seqs, targets, lambda: torch.randint(1, N_ITEMS + 1, (*targets.shape, 1))))
+    with pytest.raises(ValueError, match="sasrec_variant"):
+        build("mmsr", sasrec_variant="post")
