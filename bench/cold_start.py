@@ -42,6 +42,7 @@ DATASET = "amazon-scientific"
 OUT = ROOT / "bench" / "results" / "cold-start"
 SEEDS = [0, 1, 2]
 COLD_ITEMS = OUT / f"cold-items-{DATASET}.json"
+DELTAS = {"test_cold": ["ndcg@10", "hr@50"], "cold_seq": ["hr@50"]}  # the paired differences each query set reports
 MMSR_T = transfer.spec(["text"])  # the transfer source's spec: its seed-0 run is shared
 TABLES = {
     "mmsr": {"reference": 'sasrec:loss="bce"', "rows": [MMSR_T, 'sasrec:loss="bce"'], "sets": {}},
@@ -130,18 +131,19 @@ def report(which: str) -> None:
             per_seed = [r.filter(r["query"] == q)["rank"].to_numpy() for r in source[m]]
             line += [f"{len(per_seed[0]):,}"] + [mean_std([per_query(p, k).mean() for p in per_seed])
                                                    for k in ("ndcg@10", "hr@10", "hr@50")]
-            if m == ref or ref not in rows:
-                line.append("—")
-            else:
-                (d,) = compare(source[m], source[ref], ["hr@50" if q == "cold_seq" else "ndcg@10"], q)
+            for metric in DELTAS[q]:
+                if m == ref or ref not in rows:
+                    line.append("—")
+                    continue
+                (d,) = compare(source[m], source[ref], [metric], q)
                 line.append(f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]{' *' if d['significant'] else ''}")
         line += [mean_std([r["test/ndcg@10"] for r in rows[m].values()]),
                  "/".join(str(r["best_epoch"]) for _, r in sorted(rows[m].items()))]
         lines.append(line)
     header = ["model", "seeds"]
     for q, _, label in queries:
-        metric = "HR@50" if q == "cold_seq" else "NDCG@10"
-        header += [f"{label}: queries", "NDCG@10", "HR@10", "HR@50", f"Δ {metric} vs {ref}"]
+        header += [f"{label}: queries", "NDCG@10", "HR@10", "HR@50", *(f"Δ {k.replace('ndcg', 'NDCG').replace('hr', 'HR')} vs {ref}"
+                                                                        for k in DELTAS[q])]
     print(table(header + ["all users test NDCG@10", "best epochs"], lines))
 
 
