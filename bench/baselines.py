@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench.report import mean_std, prepare, save, table  # noqa: E402
+from bench.report import mean_std, paired_diff, prepare, save, table  # noqa: E402
 from models import MODELS  # noqa: E402
 from pipeline.evaluate import evaluate  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
@@ -163,7 +163,7 @@ def significance(rows: list[dict], model: str, vs: str, query: str, metric: str)
         p = float(stats.ttest_ind(va, vb, equal_var=False).pvalue)
         return f"{np.mean(va) - np.mean(vb):+.4f} (seeds, p {p:.2g}){' *' if p < 0.05 else ''}"
     (row,) = compare(a, b, [metric], query)
-    return f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{' *' if row['significant'] else ''}"
+    return paired_diff(row)
 
 
 def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, seeds: list[int],

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import transfer  # noqa: E402
-from bench.report import load_rows, mean_std, table  # noqa: E402
+from bench.report import load_rows, mean_std, paired_diff, table  # noqa: E402
 
 DATASET = "amazon-scientific"
 OUT = ROOT / "bench" / "results" / "cold-start"
@@ -136,7 +136,7 @@ def report(which: str) -> None:
                     line.append("—")
                     continue
                 (d,) = compare(source[m], source[ref], [metric], q)
-                line.append(f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]{' *' if d['significant'] else ''}")
+                line.append(paired_diff(d))
         line += [mean_std([r["test/ndcg@10"] for r in rows[m].values()]),
                  "/".join(str(r["best_epoch"]) for _, r in sorted(rows[m].items()))]
         lines.append(line)

@@ -49,6 +49,12 @@ def mean_std(values, fmt: str = "{:.4f}") -> str:
     return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
 
 
+def paired_diff(row: dict) -> str:
+    """'+0.0123 [+0.0050, +0.0190] *': a `pipeline.compare.compare` row's difference, its 95 %
+    interval, and * where significant (interval excludes 0 and Wilcoxon p < 0.05)."""
+    return f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{' *' if row['significant'] else ''}"
+
+
 def table(header: list[str], lines: list[list]) -> str:
     """A Markdown table."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

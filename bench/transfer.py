@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import load_rows, mean_std, table  # noqa: E402
+from bench.report import load_rows, mean_std, paired_diff, table  # noqa: E402
 
 PAIRS = [("amazon-scientific", "ml-100k", ["text"]), ("ml-100k", "amazon-scientific", ["text"]),
          ("demo", "ml-100k", ["text", "image"])]
@@ -120,7 +120,7 @@ def report() -> None:
             lines.append([f"{src} → {tgt}", "+".join(mods), f"{fraction:.0%} ({users:,} users)",
                           mean_std([r["test/ndcg@10"] for r in runs["scratch"]]),
                           mean_std([r["test/ndcg@10"] for r in runs["transfer"]]),
-                          f"{d['diff']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]{' *' if d['significant'] else ''}",
+                          paired_diff(d),
                           mean_std([r["test/hr@10"] for r in runs["scratch"]]),
                           mean_std([r["test/hr@10"] for r in runs["transfer"]]),
                           "/".join(str(r["best_epoch"]) for r in runs["scratch"]),
