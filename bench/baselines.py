@@ -34,6 +34,7 @@ from bench.report import mean_std, paired_diff, prepare, save, table  # noqa: E4
 from models import MODELS  # noqa: E402
 from pipeline.evaluate import evaluate  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
+from pipeline.tables import atomic_path  # noqa: E402
 from pipeline.train import train  # noqa: E402
 
 log = logging.getLogger("bench.baselines")
@@ -102,7 +103,8 @@ def main() -> None:
                 run_params = params | {"model": name, "models": models, "train": params["train"] | {"seed": seed}}
                 out = tmp / f"run-{len(rows) + len(failed)}"
                 try:
-                    if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True):
+                    if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True) \
+                            and not models[name].get("pretrained_path"):  # else: another data set's weights
                         pretrain_once(run_params, tmp)
                     info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
                     res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
@@ -113,8 +115,8 @@ def main() -> None:
                     ranks = keep_ranks(out / "ranks.parquet", Path(args.out), args.name or args.dataset, model, seed)
                     if args.keep_models:
                         kept = Path(args.keep_models) / run_slug(args.name or args.dataset, model, seed)
-                        kept.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(out / "model.pt", kept / "model.pt")
+                        with atomic_path(kept / "model.pt") as tmp_copy:  # a waiting transfer job never reads half a file
+                            shutil.copyfile(out / "model.pt", tmp_copy)
                     rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model,
                                  "ranks": ranks})
                 save(Path(args.out) / (args.name or f"baselines-{args.dataset}.json"), rows, failed=failed,

@@ -1,6 +1,7 @@
 """Benchmark: cold start as each paper defines it, on Amazon Scientific (text only).
 
     python bench/cold_start.py jobs > jobs.txt                 # one line per run, for bench/run_queue.py
+    python bench/cold_start.py jobs --missing                  # only the runs without a result yet
     python bench/cold_start.py cold-items                      # the prepared data's cold items, kept in results
     python bench/cold_start.py report mmsr                     # the MMSR study's table (§7.1, Table 8)
     python bench/cold_start.py report msm4sr                   # MSM4SR's table (§IV-G-1, Table V)
@@ -58,16 +59,27 @@ def result_files() -> list[Path]:
         [transfer.OUT / transfer.source_name(DATASET, ["text"])]
 
 
-def jobs() -> None:
+def pretrains(spec: str) -> bool:
+    """Whether a row's model reads pre-trained weights (its pre-training is shared by its seeds)."""
+    from bench.baselines import parse_spec
+    from models import MODELS
+
+    name, over = parse_spec(spec)
+    return hasattr(MODELS[name], "pretrain_loss") and over.get("pretrained", True)
+
+
+def jobs(missing: bool = False) -> None:
     """One line per (row, seed); a pre-trained MSM4SR row is one line for its seeds, so its
-    pre-training (the same for every fine-tuning seed) runs once."""
+    pre-training (the same for every fine-tuning seed) runs once. With `missing`, only the runs
+    without a result file yet."""
     from bench.baselines import run_slug
 
     for name, t in TABLES.items():
         for spec in t["rows"]:
-            pretrained = spec.startswith("msm4sr") and "pretrained=false" not in spec
-            groups = [SEEDS] if pretrained else [[s] for s in SEEDS if not (spec == MMSR_T and s == 0)]
+            groups = [SEEDS] if pretrains(spec) else [[s] for s in SEEDS if not (spec == MMSR_T and s == 0)]
             for seeds in groups:  # MMSR-T seed 0 is bench/transfer.py's Amazon source run
+                if missing and (OUT / f"{run_slug(name, spec, seeds[0])}.json").is_file():
+                    continue
                 sets = " ".join(f"'{s}'" for s in ["train.threads=1", "features.threads=1", "pretrain.threads=1",
                                                     *t["sets"].get(spec, [])])
                 print(f"{transfer.PY} bench/baselines.py --dataset {DATASET} --seeds {' '.join(map(str, seeds))} "
@@ -112,8 +124,9 @@ def report(which: str) -> None:
     rows = {}
     for f in result_files():
         if f.is_file():
-            for r in load_rows(f):
-                if r["model"] in t["rows"]:
+            sets = transfer.settings(json.loads(f.read_text()).get("command", "")) - {"preprocess.user_fraction=1.0"}
+            for r in load_rows(f):  # a row is its spec *and* its settings (the warm-only row differs only there)
+                if r["model"] in t["rows"] and sets == set(t["sets"].get(r["model"], [])):
                     rows.setdefault(r["model"], {})[r["seed"]] = r | {"_dir": str(f.parent)}
     ranks = {m: [read_ranks(Path(r["_dir"]) / r["ranks"]) for _, r in sorted(v.items())] for m, v in rows.items()}
     mask = cold_mask()
@@ -151,8 +164,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["jobs", "cold-items", "report"])
     ap.add_argument("table", nargs="?", choices=sorted(TABLES), default="mmsr")
+    ap.add_argument("--missing", action="store_true", help="jobs: only the runs without a result file yet")
     args = ap.parse_args()
-    {"jobs": jobs, "cold-items": write_cold_items, "report": lambda: report(args.table)}[args.what]()
+    {"jobs": lambda: jobs(args.missing), "cold-items": write_cold_items,
+     "report": lambda: report(args.table)}[args.what]()
 
 
 if __name__ == "__main__":

@@ -198,6 +198,7 @@ class MMSR(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.feats = ItemFeatures(cfg.features, num_items)
+        self._standardized: dict[str, tuple] = {}  # modality -> (key, standardized table); see `standardized`
         d = cfg.hidden
         self.proj = nn.ModuleDict({m: nn.Linear(cfg.features[m][-1], d) for m in cfg.modalities})
         for m in cfg.modalities:  # feature standardisation, set by `features_loaded`
@@ -216,12 +217,28 @@ class MMSR(nn.Module):
         else:
             self.backbone = NextItNetEncoder(d, 3, [1, 4], depth, cfg.dropout)
 
+    def standardized(self, m: str) -> torch.Tensor:
+        """(N+1, ..., D): the modality's table minus its frozen mean, over its std, computed once and
+        kept until the table or its statistics change (a new load, `features_loaded`, `.to()`). The
+        values are those `(x[ids] - mu) / sd` gives per step (the same elementwise operations), so
+        caching changes no number; with a 49-token image grid it saves ~1 s of a ~8 s step."""
+        tensors = (getattr(self.feats, m), getattr(self, f"mu_{m}"), getattr(self, f"sd_{m}"))
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        cached = self._standardized.get(m)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = self._standardized[m] = (key, (tensors[0] - tensors[1]) / tensors[2])
+        return cached[1]
+
     def tokens(self, ids: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Item ids (n,) -> {modality: (n, S, d) projected (+adapted) tokens, (n, S) valid}."""
         out = {}
+        n = getattr(self.feats, f"{self.cfg.modalities[0]}_mask").shape[0]
+        # a BCE step on a small catalogue needs nearly every item: the whole table, without a gather's copy
+        whole = len(ids) == n and torch.equal(ids, torch.arange(n, device=ids.device))
         for m in self.cfg.modalities:
-            mu, sd = getattr(self, f"mu_{m}"), getattr(self, f"sd_{m}")
-            x, valid = (getattr(self.feats, m)[ids] - mu) / sd, getattr(self.feats, f"{m}_mask")[ids]
+            x, valid = self.standardized(m), getattr(self.feats, f"{m}_mask")
+            x, valid = (x, valid) if whole else (x[ids], valid[ids])
             if x.dim() == 2:  # a pooled vector is one token
                 x, valid = x.unsqueeze(1), valid.unsqueeze(1)
             h = self.proj[m](x)

@@ -120,3 +120,31 @@ def test_the_sasrec_backbone_layout_follows_the_parameters(variant, padding):
     assert torch.isfinite(model.loss(seqs, targets, lambda: torch.randint(1, N_ITEMS + 1, (*targets.shape, 1))))
     with pytest.raises(ValueError, match="sasrec_variant"):
         build("mmsr", sasrec_variant="post")
+
+
+def test_cached_standardized_features_give_the_per_step_numbers_and_follow_new_features():
+    """The standardized tables are cached (frozen statistics), and a step over the whole catalogue skips
+    the gather: both must give exactly the numbers of standardizing the gathered rows per step, and a
+    new load or new statistics (transfer re-estimates them) must not leave a stale cache."""
+    torch.manual_seed(0)
+    model = build("mmsr", fusion="merge_attention").eval()
+    model.features_loaded()
+
+    def by_hand(ids):
+        toks = {}
+        for m in model.cfg.modalities:
+            x = (getattr(model.feats, m)[ids] - getattr(model, f"mu_{m}")) / getattr(model, f"sd_{m}")
+            valid = getattr(model.feats, f"{m}_mask")[ids]
+            x, valid = (x.unsqueeze(1), valid.unsqueeze(1)) if x.dim() == 2 else (x, valid)
+            toks[m] = (model.adapter[m](model.proj[m](x)), valid)
+        return model.fusion(toks) * (ids > 0).unsqueeze(-1)
+
+    every, some = torch.arange(N_ITEMS + 1), torch.tensor([0, 3, 5, 5, 9])
+    for ids in (every, some):
+        assert torch.equal(model.item_vectors_for(ids), by_hand(ids))
+    for m in model.feats.names:  # new features and statistics: the cache follows
+        x = getattr(model.feats, m)
+        model.feats.load(m, torch.randn_like(x) * 3 + 1, getattr(model.feats, f"{m}_mask"))
+    model.features_loaded()
+    for ids in (every, some):
+        assert torch.equal(model.item_vectors_for(ids), by_hand(ids))
