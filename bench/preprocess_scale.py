@@ -1,11 +1,14 @@
-"""Benchmark: ingest + k-core + split for 1M and 10M synthetic interactions.
+"""Benchmark: ingest + k-core + split for 1M to 100M synthetic interactions.
 
-    python bench/preprocess_scale.py --sizes 1000000 10000000
+    POLARS_MAX_THREADS=1 python bench/preprocess_scale.py --sizes 1000000 10000000 30000000 100000000
 
-For each size a Zipf-popular log (20 interactions per user on average) is written as a RecBole
-`.inter` file (the format users bring), then a fresh subprocess runs our download stage (copy)
-and preprocess stage (parse, 5-core, order, remap, split, three Parquet tables) on it. Reported:
-wall time per step and the subprocess's peak RSS.
+For each size a Zipf-popular log (20 interactions per user on average, items = interactions / 50)
+is written as a RecBole `.inter` file (the format users bring; above 10M rows in 10M-row chunks of
+disjoint users, `bench/synthetic.write_inter_chunked`), then a fresh subprocess runs our download
+stage (copy) and preprocess stage (typed streaming read, 5-core, order, remap, split, three
+Parquet tables) on it. Reported: wall time per step, seconds per million rows and the
+subprocess's peak RSS (and per input row); `--report` adds the log-log slope of peak RSS and of
+time against rows (1 = linear).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def one(folder: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", type=int, default=[1_000_000, 10_000_000])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[1_000_000, 10_000_000, 30_000_000])
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "preprocess-scale.json"))
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
@@ -52,14 +55,14 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(Path(args.one))))
         return
-    from bench.synthetic import interactions, write_inter
+    from bench.synthetic import write_inter_chunked
 
     rows = []
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             t = time.perf_counter()
-            write_inter(interactions(n // 20, max(n // 50, 1000), n, seed=0), tmp, "synth")
+            write_inter_chunked(n // 20, max(n // 50, 1000), n, tmp, "synth")
             gen_s = time.perf_counter() - t
             proc = subprocess.run([sys.executable, __file__, "--one", str(tmp)], capture_output=True, text=True,
                                   check=True)
@@ -71,10 +74,23 @@ def main() -> None:
     print_table(rows)
 
 
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log y against log x: 1 = linear growth."""
+    import numpy as np
+
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
 def print_table(rows: list[dict]) -> None:
-    print("\n" + table(["interactions", "file MB", "download s", "preprocess s", "kept", "peak RSS MB"],
+    print("\n" + table(["interactions", "file MB", "download s", "preprocess s", "s per M rows", "kept", "peak RSS MB",
+                        "RSS bytes / row"],
                        [[f"{r['interactions']:,}", f"{r['file_mb']:.0f}", f"{r['download_s']:.1f}",
-                         f"{r['preprocess_s']:.1f}", f"{r['kept']:,}", f"{r['peak_rss_mb']:.0f}"] for r in rows]))
+                         f"{r['preprocess_s']:.1f}", f"{r['preprocess_s'] / r['interactions'] * 1e6:.2f}", f"{r['kept']:,}",
+                         f"{r['peak_rss_mb']:.0f}", f"{r['peak_rss_mb'] * 2**20 / r['interactions']:.0f}"] for r in rows]))
+    if len(rows) > 1:
+        n = [r["interactions"] for r in rows]
+        print(f"\nlog-log slope vs rows: peak RSS {slope(n, [r['peak_rss_mb'] for r in rows]):.2f}, "
+              f"preprocess time {slope(n, [r['preprocess_s'] for r in rows]):.2f}")
 
 
 if __name__ == "__main__":

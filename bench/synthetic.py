@@ -4,6 +4,7 @@
 * `interactions` — a Zipf-popular interaction log (user, item, timestamp) for preprocessing and
   training scaling, generated in vectorised chunks so 10M rows fit in memory comfortably.
 * `write_inter` — the log as a RecBole `.inter` file, the format our ingest reads.
+* `write_inter_chunked` — the same for logs too large to build at once (100M rows), in chunks.
 """
 
 from __future__ import annotations
@@ -54,4 +55,24 @@ def write_inter(df: pl.DataFrame, folder: Path, name: str) -> Path:
         pl.format("u{}", "user").alias("user_id:token"), pl.format("i{}", "item").alias("item_id:token"),
         pl.col("timestamp").alias("timestamp:float"),
     ).write_csv(path, separator="\t", quote_style="never")
+    return path
+
+
+def write_inter_chunked(n_users: int, n_items: int, n_interactions: int, folder: Path, name: str,
+                        chunk: int = 10_000_000, seed: int = 0) -> Path:
+    """A log of `n_interactions` written in chunks of at most `chunk` rows over disjoint users (chunk c
+    draws with seed + c and its own share of the users, all items), appended to one `.inter` file, so
+    a 100M-row log never sits in memory. With one chunk it is exactly `write_inter(interactions(...))`."""
+    parts = max(1, -(-n_interactions // chunk))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.inter"
+    with open(path, "wb") as f:
+        for c in range(parts):
+            users = n_users // parts + (n_users % parts if c == parts - 1 else 0)
+            rows = n_interactions // parts + (n_interactions % parts if c == parts - 1 else 0)
+            df = interactions(users, n_items, rows, seed=seed + c).with_columns(pl.col("user") + c * (n_users // parts))
+            df.select(
+                pl.format("u{}", "user").alias("user_id:token"), pl.format("i{}", "item").alias("item_id:token"),
+                pl.col("timestamp").alias("timestamp:float"),
+            ).write_csv(f, separator="\t", quote_style="never", include_header=c == 0)
     return path

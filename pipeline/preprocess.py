@@ -18,6 +18,12 @@ Rules, in order (each drop is counted in stats.json under `dropped`):
 9. Degenerate data is refused (`check_not_degenerate`): fewer than 50 users or 50 items, or filters
    that dropped more than 90 % of the interactions, is an error naming the counts and what to
    change, unless `allow_degenerate: true` (then it is a warning and `stats.json → degenerate`).
+
+Large logs: the rules run on 4-byte id codes (the readers' categorical ids; the strings of the ids
+that survive are joined back at the end), duplicates are found by sorting instead of hashing, and
+the tables are written a row group at a time — ~115 bytes of memory per interaction, 100M rows in
+~11 GB (docs/benchmarks.md, "Preprocessing at scale"). The outputs are the same bytes as a
+string-keyed implementation of the same rules.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pipeline.tables import file_sha256, read_json, write_json, write_table
 log = logging.getLogger("pipeline.preprocess")
 
 DUPLICATE_POLICIES = ("exact", "first", "none")
+SPLITS = pl.Enum(["train", "valid", "test"])
 
 
 @dataclass
@@ -95,67 +102,114 @@ def kcore(df: pl.DataFrame, user_core: int, item_core: int) -> tuple[pl.DataFram
     rounds = 0
     while True:
         rounds += 1
-        before = df.height
-        df = df.filter(
-            (pl.len().over("user") >= user_core) & (pl.len().over("item") >= item_core)
-        )
-        if df.height == before:
+        keep = df.select((pl.len().over("user") >= user_core) & (pl.len().over("item") >= item_core)).to_series()
+        if keep.all():
             return df, rounds
+        df = df.filter(keep)
+
+
+def encode_ids(df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The frame with its categorical `user` / `item` replaced by their 4-byte codes, and per column a
+    (code, id string) table of the distinct ids. Every later step works on the codes; the strings of
+    the ids that survive are joined back at the end (a 100M-row log never holds an id string per row)."""
+    names = {c: df.select(pl.col(c).unique().drop_nulls()).select(pl.col(c).to_physical().alias("code"),
+                                                                   pl.col(c).cast(pl.String))
+             for c in ("user", "item")}
+    return df.with_columns(pl.col("user").to_physical(), pl.col("item").to_physical()), names
+
+
+def narrow(df: pl.DataFrame) -> pl.DataFrame:
+    """Float32 ratings (the table's type; after the min_rating filter, which compares in float64) and a
+    4-byte file row when the rows fit one: 24 bytes per interaction for what follows."""
+    rows = df.select(pl.col("row").min().alias("lo"), pl.col("row").max().alias("hi")).row(0)
+    small = rows[0] is not None and rows[0] >= 0 and rows[1] < 2**32
+    return df.with_columns(pl.col("rating").cast(pl.Float32), *([pl.col("row").cast(pl.UInt32)] if small else []))
+
+
+def first_seen(df: pl.DataFrame, col: str, name: str) -> pl.DataFrame:
+    """(col, name): `col`'s values numbered 1..N in order of first appearance in time (timestamp, then
+    file row: each row's (timestamp, row) is unique, so the order is total)."""
+    first = df.group_by(col).agg(pl.col("timestamp").min().alias("_t"),
+                                 pl.col("row").filter(pl.col("timestamp") == pl.col("timestamp").min()).min().alias("_r"))
+    return first.sort(["_t", "_r"]).select(col).with_row_index(name, offset=1)
+
+
+def renumber(col: str, mapping: pl.DataFrame, new: str) -> pl.Expr:
+    return pl.col(col).replace_strict(mapping[col], mapping[new], return_dtype=pl.Int32).alias(new)
+
+
+def tie_counts(df: pl.DataFrame) -> dict:
+    """Groups of a user's events with equal timestamps, on a frame ordered by (user_id, timestamp, row):
+    such events are neighbours, so no group-by over every row is needed."""
+    same = ((pl.col("user_id") == pl.col("user_id").shift(1)) & (pl.col("timestamp") == pl.col("timestamp").shift(1))
+            ).fill_null(False)
+    groups, events = df.select((same & ~same.shift(1).fill_null(False)).sum().alias("groups"),
+                               (same | same.shift(-1).fill_null(False)).sum().alias("events")).row(0)
+    return {"equal_timestamp_groups": int(groups), "events_in_ties": int(events)}
 
 
 def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
-    """Apply the module's rules; return (items, interactions, sequences, stats)."""
-    df = raw.interactions
+    """Apply the module's rules; return (items, interactions, sequences, stats). The log is consumed:
+    `raw.interactions` is emptied once its ids are coded (it is the largest thing alive)."""
+    df, ids = encode_ids(raw.interactions)
+    raw.interactions = raw.interactions.clear()
     dropped = dict.fromkeys(["missing_id", "user_sample", "unrated", "below_min_rating", "duplicate", "kcore",
                              "too_short_to_split"], 0)
 
-    def drop(name: str, kept: pl.DataFrame) -> pl.DataFrame:
+    def drop(name: str, keep: pl.Expr | pl.DataFrame) -> pl.DataFrame:
+        kept = df.filter(keep) if isinstance(keep, pl.Expr) else keep
         dropped[name] = dropped.get(name, 0) + df.height - kept.height
         return kept
 
     n_raw = df.height
-    df = drop("missing_id", df.filter(pl.col("user").fill_null("").ne("") & pl.col("item").fill_null("").ne("")))
+    empty = {c: ids[c].filter(pl.col(c) == "")["code"].implode() for c in ids}  # "" is no id
+    df = drop("missing_id", pl.col("user").is_not_null() & pl.col("item").is_not_null()
+              & ~pl.col("user").is_in(empty["user"]) & ~pl.col("item").is_in(empty["item"]))
     if cfg.user_fraction < 1:  # a seeded share of the users, whole (a smaller data set, not sparser users)
-        users = df["user"].unique().sort()
-        keep = users.sample(fraction=cfg.user_fraction, seed=cfg.user_sample_seed, shuffle=True)
-        df = drop("user_sample", df.filter(pl.col("user").is_in(keep.implode())))
+        users = ids["user"].filter(pl.col("code").is_in(df["user"].unique().implode())).sort("user")
+        keep = users["user"].sample(fraction=cfg.user_fraction, seed=cfg.user_sample_seed, shuffle=True)
+        df = drop("user_sample", pl.col("user").is_in(users.filter(pl.col("user").is_in(keep.implode()))["code"].implode()))
     if cfg.min_rating is not None:  # unrated (missing, NaN, not a number: the readers count which) apart
-        df = drop("unrated", df.filter(pl.col("rating").is_not_null() & ~pl.col("rating").is_nan()))
-        df = drop("below_min_rating", df.filter(pl.col("rating") >= cfg.min_rating))
-    df = df.sort(["user", "timestamp", "row"])
-    if cfg.duplicates == "exact":
-        df = drop("duplicate", df.unique(["user", "item", "timestamp"], keep="first", maintain_order=True))
-    elif cfg.duplicates == "first":
-        df = drop("duplicate", df.unique(["user", "item"], keep="first", maintain_order=True))
+        df = drop("unrated", pl.col("rating").is_not_null() & ~pl.col("rating").is_nan())
+        df = drop("below_min_rating", pl.col("rating") >= cfg.min_rating)
+    df = narrow(df)
+    if cfg.duplicates != "none":  # keep the first (timestamp, row) of each key: after this sort, repeats are neighbours
+        key = ["user", "item", "timestamp"] if cfg.duplicates == "exact" else ["user", "item"]
+        df = df.sort([*key, "timestamp", "row"] if cfg.duplicates == "first" else [*key, "row"])
+        df = drop("duplicate", ~pl.all_horizontal(pl.col(c) == pl.col(c).shift(1) for c in key).fill_null(False))
     users0, items0 = df["user"].n_unique(), df["item"].n_unique()
     kept, rounds = kcore(df, cfg.user_core, cfg.item_core)
     df = drop("kcore", kept)
-    df = drop("too_short_to_split", df.filter(pl.len().over("user") >= 3))
+    df = drop("too_short_to_split", pl.len().over("user") >= 3)
     if df.height == 0:
         raise ConfigError(
             f"no interactions left after filtering ({dropped}); lower preprocess.user_core / item_core "
             "or min_rating"
         )
 
-    # Renumber in order of first appearance in time (stable: timestamp, then file row).
-    first = df.sort(["timestamp", "row"])
-    item_map = first.select("item").unique(maintain_order=True).with_row_index("item_id", offset=1)
-    user_map = first.select("user").unique(maintain_order=True).with_row_index("user_id", offset=1)
+    # Renumber in order of first appearance in time (timestamp, then file row).
+    item_map, user_map = first_seen(df, "item", "item_id"), first_seen(df, "user", "user_id")
     df = (
-        df.join(item_map, on="item").join(user_map, on="user")
+        df.select(renumber("user", user_map, "user_id"), renumber("item", item_map, "item_id"), "timestamp", "rating",
+                  "row")
         .sort(["user_id", "timestamp", "row"])
-        .with_columns(pl.int_range(pl.len()).over("user_id").alias("position"), pl.len().over("user_id").alias("_n"))
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over("user_id").alias("position"),
+                      pl.len().over("user_id").alias("_n"))
         .with_columns(
             pl.when(pl.col("position") == pl.col("_n") - 1).then(pl.lit("test"))
             .when(pl.col("position") == pl.col("_n") - 2).then(pl.lit("valid"))
-            .otherwise(pl.lit("train")).alias("split")
+            .otherwise(pl.lit("train")).cast(SPLITS).alias("split")  # an enum: a byte per row, strings when written
         )
     )
-    interactions = df.select("user_id", "item_id", "timestamp", pl.col("rating").cast(pl.Float32), "position", "split")
+    interactions = df.select("user_id", "item_id", "timestamp", "rating", "position", "split")
+    names = {c: ids[c].rename({"code": c, c: "orig_id"}) for c in ids}  # (code, source id string)
     sequences = (
         df.group_by("user_id", maintain_order=True)
-        .agg(pl.col("user").first().alias("orig_id"), pl.col("item_id").alias("item_ids"), pl.col("timestamp").alias("timestamps"))
+        .agg(pl.col("item_id").alias("item_ids"), pl.col("timestamp").alias("timestamps"))
+        .join(user_map.join(names["user"], on="user").drop("user"), on="user_id", maintain_order="left")
+        .select("user_id", "orig_id", "item_ids", "timestamps")
     )
+    item_map = item_map.join(names["item"], on="item").select("item_id", pl.col("orig_id").alias("item"))
     meta = raw.items.unique("item", keep="first")
     items = (
         item_map.join(meta.with_columns(pl.lit(True).alias("has_metadata")), on="item", how="left")
@@ -169,7 +223,6 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
     )
     lengths = sequences["item_ids"].list.len()
     n_users, n_items = sequences.height, items.height
-    ties = df.group_by(["user_id", "timestamp"]).len().filter(pl.col("len") > 1)
     stats = {
         "users": n_users,
         "items": n_items,
@@ -188,8 +241,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
             "items_without_image": int((items["image_paths"].list.len() == 0).sum()),
             "items_with_empty_title": int((items["title"].str.strip_chars() == "").sum()),
         },
-        "ties": {"equal_timestamp_groups": ties.height, "events_in_ties": int(ties["len"].sum()),
-                 "rule": "equal timestamps keep source file order"},
+        "ties": tie_counts(df) | {"rule": "equal timestamps keep source file order"},
         "parse": raw.report,
         "config": asdict(cfg),
         # a deliberate user sample is not a filter that "dropped" data: the share is of what was sampled

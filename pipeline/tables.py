@@ -144,23 +144,28 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+ROW_GROUP = 1 << 20  # rows per Parquet row group: pyarrow's default, so a file is the same bytes either way
+
+
 def write_table(df: pl.DataFrame | pa.Table, path: str | os.PathLike, kind: str, provenance: dict) -> None:
-    """Cast `df` to the `kind` schema (columns must match exactly) and write it atomically."""
+    """Cast `df` to the `kind` schema (columns must match exactly) and write it atomically, one row
+    group at a time (a 100M-row table is never converted to Arrow whole)."""
     schema = schema_for(kind, provenance)
-    table = df.to_arrow() if isinstance(df, pl.DataFrame) else df
-    missing = set(schema.names) - set(table.column_names)
-    extra = set(table.column_names) - set(schema.names)
+    missing = set(schema.names) - set(df.columns if isinstance(df, pl.DataFrame) else df.column_names)
+    extra = set(df.columns if isinstance(df, pl.DataFrame) else df.column_names) - set(schema.names)
     if missing or extra:
         raise TableError(f"{kind} table: missing columns {sorted(missing)}, unexpected {sorted(extra)}")
-    table = table.select(schema.names).cast(schema)
     meta = {
         "mmrec.table": kind,
         "mmrec.schema_version": SCHEMA_VERSION,
         "mmrec.provenance": json.dumps(provenance, sort_keys=True),
     }
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    schema = schema.with_metadata(meta)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for start in range(0, max(len(df), 1), ROW_GROUP):  # an empty table: one empty group, as pyarrow writes it
+            part = df.slice(start, ROW_GROUP)
+            part = part.to_arrow() if isinstance(part, pl.DataFrame) else part
+            writer.write_table(part.select(schema.names).cast(schema))
 
 
 def read_provenance(path: str | os.PathLike) -> dict:

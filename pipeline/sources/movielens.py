@@ -23,7 +23,8 @@ import polars as pl
 
 from pipeline.sources import fetch as net
 from pipeline.sources.common import (RawData, SourceError, check_timestamp_units, copy_files, copy_tree, decode,
-                                     image_paths_for, parse_int_column, parse_rating, split_lines)
+                                     image_paths_for, parse_int_column, parse_rating, read_interaction_lines, source_id,
+                                     split_lines)
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +141,13 @@ def read_items(raw: Path, report: dict) -> pl.DataFrame:
 
 def read(raw: Path, meta: dict) -> RawData:
     path = raw / "u.data"
-    df, rep = split_lines(path, "\t", ["user", "item", "rating", "timestamp"])
-    report = {f"inter_{k}": v for k, v in rep.items()}
+    df, report = read_interaction_lines(path, "\t", ["user", "item", "rating", "timestamp"], ["user", "item"])
     df = parse_int_column(df, "timestamp", path, report, "inter_bad_timestamp")
     check_timestamp_units(df, path)
     df = parse_rating(df, "rating", path, report, "inter")
     inter = df.select(
-        pl.col("user").str.strip_chars(),
-        pl.col("item").str.strip_chars(),
+        source_id(df, "user"),
+        source_id(df, "item"),
         pl.col("rating"),
         pl.col("timestamp"),
         (pl.col("line") - 1).cast(pl.Int64).alias("row"),

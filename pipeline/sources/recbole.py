@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.sources.common import (RawData, SourceError, check_timestamp_units, clip, copy_files, copy_tree, image_paths_for,
-                                     parse_int_column, parse_rating, split_lines)
+                                     parse_int_column, parse_rating, read_interaction_lines, source_id, split_lines)
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,13 @@ def read(raw: Path, meta: dict) -> RawData:
     for need in ("user_id", "item_id"):
         if need not in names:
             raise SourceError(f"{inter_path}:1: no `{need}` field in header {names}; RecBole needs user_id and item_id")
-    df, report = split_lines(inter_path, "\t", names, enc, header=True)
+    if set(names) <= {"user_id", "item_id", "rating", "timestamp"}:  # typed streaming read when the file is clean
+        df, report = read_interaction_lines(inter_path, "\t", names, ["user_id", "item_id"], enc, header=True)
+    else:  # other fields: every line's field count is checked over all of them
+        df, report = split_lines(inter_path, "\t", names, enc, header=True)
+        report = {f"inter_{k}": v for k, v in report.items()}
     if df.height == 0:
         raise SourceError(f"{inter_path}: a header but no interaction lines; is this the right file?")
-    report = {f"inter_{k}": v for k, v in report.items()}
     if "timestamp" in names:
         df = parse_int_column(df, "timestamp", inter_path, report, "inter_bad_timestamp")
         check_timestamp_units(df, inter_path)
@@ -91,8 +94,8 @@ def read(raw: Path, meta: dict) -> RawData:
         df = df.with_columns((pl.col("line") - 1).cast(pl.Int64).alias("timestamp"))
     df = parse_rating(df, "rating" if "rating" in names else None, inter_path, report, "inter")
     inter = df.select(
-        pl.col("user_id").str.strip_chars().alias("user"),
-        pl.col("item_id").str.strip_chars().alias("item"),
+        source_id(df, "user_id").alias("user"),
+        source_id(df, "item_id").alias("item"),
         pl.col("rating"),
         pl.col("timestamp"),
         (pl.col("line") - 2).cast(pl.Int64).alias("row"),
