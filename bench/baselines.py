@@ -15,6 +15,7 @@ for docs/benchmarks.md (mean ± std over seeds when there are several).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import resource
@@ -102,10 +103,11 @@ def main() -> None:
                 models = params["models"] | {name: (params["models"].get(name) or {}) | over}
                 run_params = params | {"model": name, "models": models, "train": params["train"] | {"seed": seed}}
                 out = tmp / f"run-{len(rows) + len(failed)}"
+                pre = {}
                 try:
                     if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True) \
                             and not models[name].get("pretrained_path"):  # else: another data set's weights
-                        pretrain_once(run_params, tmp)
+                        pre = {"pretrain": pretrain_once(run_params, tmp)}
                     info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
                     res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
                 except Exception as e:  # one failing variant must not lose the hours of rows around it
@@ -118,7 +120,7 @@ def main() -> None:
                         with atomic_path(kept / "model.pt") as tmp_copy:  # a waiting transfer job never reads half a file
                             shutil.copyfile(out / "model.pt", tmp_copy)
                     rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model,
-                                 "ranks": ranks})
+                                 "ranks": ranks, **pre})
                 save(Path(args.out) / (args.name or f"baselines-{args.dataset}.json"), rows, failed=failed,
                      dataset=args.dataset, seeds=seeds,
                      stats={k: stats[k] for k in ("users", "items", "interactions", "density")},
@@ -215,23 +217,30 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return name, over
 
 
-PRETRAINED: set[str] = set()
+PRETRAINED: dict[str, dict] = {}
 
 
-def pretrain_once(params: dict, folder: Path) -> None:
-    """The pretrain stage for these msm4sr settings (the pre-training part of them), once per setting."""
+def pretrain_once(params: dict, folder: Path) -> dict:
+    """The pretrain stage for these msm4sr + pretrain settings, once per setting; returns its summary
+    (settings, pair visits, seconds, pairs/s, the first and last epochs' losses) for the result rows."""
     from pipeline.pretrain import pretrain
 
     section = params["models"]["msm4sr"]
     fine_tune_only = ("modalities", "use_ids", "pretrained", "pretrained_path", "freeze_transformer", "e2e_weight")
-    key = json.dumps({k: v for k, v in section.items() if k not in fine_tune_only}, sort_keys=True)
-    target = folder / "pretrain-cache" / str(abs(hash(key)))
+    key = json.dumps({"models.msm4sr": {k: v for k, v in section.items() if k not in fine_tune_only},
+                      "pretrain": params.get("pretrain") or {}}, sort_keys=True)
+    target = folder / "pretrain-cache" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if key not in PRETRAINED:
-        pretrain(params, folder / "prepared", folder / "features", target)
-        PRETRAINED.add(key)
+        info = pretrain(params, folder / "prepared", folder / "features", target)
+        history = info["history"]
+        PRETRAINED[key] = {"settings": params.get("pretrain") or {}, "pairs": info["pairs"], "epochs": len(history),
+                           "pair_visits": sum(r.get("pair_visits", 0) for r in history), "seconds": info["seconds"],
+                           "pairs_per_s": info["pairs_per_s"], "first_epoch": history[0] if history else {},
+                           "last_epoch": history[-1] if history else {}}
     if (folder / "pretrain").is_symlink() or (folder / "pretrain").exists():
         (folder / "pretrain").unlink()
     (folder / "pretrain").symlink_to(target)
+    return PRETRAINED[key]
 
 
 def extract_features(params: dict, folder: Path) -> None:

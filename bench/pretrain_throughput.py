@@ -3,6 +3,13 @@ every prefix of a window in one causal pass (`pretrain.one_pass_windows`), same 
 
     python bench/pretrain_throughput.py --work bench/.work/ml-100k --threads 1 --seconds 60
     python bench/pretrain_throughput.py --report bench/results/pretrain-throughput.json
+    python bench/pretrain_throughput.py --budget bench/results/pretrain-budget/current.json \
+        bench/results/pretrain-budget/paper.json    # fine-tuned quality per pre-training budget
+
+`--budget` prints one row per result file of `bench/baselines.py` runs of MSM4SR (their rows keep
+the pre-training summary): pre-training mode, epochs, pair visits and their share of the paper's
+300 epochs over every training pair, pre-training time, the last epoch's NIP losses, and the
+fine-tuned test metrics over the seeds with the paired difference to the first file.
 
 Uses the prepared data and feature tables under --work (as bench/model_cost.py leaves them) and
 params.yaml's models.msm4sr and pretrain sections. Each mode trains for about --seconds seconds of
@@ -79,6 +86,31 @@ def print_table(rows: list[dict]) -> None:
                   f"{r['mean_loss']:.3f}"] for r in rows]))
 
 
+PAPER_EPOCHS = 300  # MSM4SR §IV-B: 300 pre-training epochs over every (prefix, next item) pair
+
+
+def print_budget(files: list[str]) -> None:
+    from bench.report import mean_std, paired_diff
+    from pipeline.compare import compare, read_ranks
+
+    runs = [(Path(f), sorted(load_rows(f), key=lambda r: r["seed"])) for f in files]
+    ranks = [[read_ranks(f.parent / r["ranks"]) for r in rows] for f, rows in runs]
+    lines = []
+    for i, (f, rows) in enumerate(runs):
+        pre = rows[0]["pretrain"]
+        cfg, last = pre["settings"], pre["last_epoch"]
+        mode = f"one pass, {cfg['one_pass_windows']} windows" if cfg.get("one_pass_windows") else "per pair"
+        lines.append([f.stem, mode, f"{pre['epochs']}", f"{pre['pair_visits']:,}",
+                      f"{pre['pair_visits'] / (PAPER_EPOCHS * pre['pairs']):.1%}", f"{pre['seconds'] / 3600:.2f}",
+                      f"{last.get('nip_t', float('nan')):.3f} / {last.get('nip_v', float('nan')):.3f}",
+                      "/".join(str(r["seed"]) for r in rows),
+                      *(mean_std([r[f"test/{k}"] for r in rows]) for k in ("ndcg@10", "hr@10")),
+                      paired_diff(compare(ranks[i], ranks[0], ["ndcg@10"])[0]) if i else "—",
+                      "/".join(str(r["best_epoch"]) for r in rows)])
+    print(table(["pre-training", "mode", "epochs", "pair visits", "of the paper's", "hours", "last NIP text / image",
+                 "seeds", "test NDCG@10", "test HR@10", f"Δ NDCG@10 vs {runs[0][0].stem}", "best epochs"], lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(ROOT / "bench" / ".work" / "ml-100k"), help="folder with prepared/, features/")
@@ -88,9 +120,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pretrain-throughput.json"))
     ap.add_argument("--report", metavar="JSON", help="only print the table from this file")
+    ap.add_argument("--budget", nargs="+", metavar="JSON", help="only print the pre-training budget table of these "
+                    "bench/baselines.py result files (the first is the reference)")
     args = ap.parse_args()
     if args.report:
         return print_table(load_rows(args.report))
+    if args.budget:
+        return print_budget(args.budget)
     import torch
 
     from pipeline.params import load_params, setup_logging

@@ -34,7 +34,7 @@ from torch import nn
 from models.common import LOSSES, ItemFeatures, sequence_loss
 from models.gru4rec import GRU4RecEncoder
 from models.nextitnet import NextItNetEncoder
-from models.sasrec import Block, SASRecEncoder
+from models.sasrec import Block, SASRecEncoder, check_layout
 
 MODALITIES = ("text", "image")
 COARSE = ("sum", "concat", "gate", "film")
@@ -70,9 +70,7 @@ class MMSRConfig:
             raise ValueError(f"mmsr.fusion={self.fusion!r}: use one of {list(FUSIONS)}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"mmsr.backbone={self.backbone!r}: use one of {list(BACKBONES)}")
-        if self.sasrec_variant not in ("pre_ln", "post_ln") or self.sasrec_padding not in ("blocked", "visible"):
-            raise ValueError(f"mmsr.sasrec_variant={self.sasrec_variant!r} / sasrec_padding={self.sasrec_padding!r}: "
-                             "use pre_ln | post_ln and blocked | visible (as models.sasrec's variant / padding)")
+        check_layout(self.sasrec_variant, self.sasrec_padding, "mmsr.sasrec_variant", "mmsr.sasrec_padding")
         if not self.modalities or set(self.modalities) - set(MODALITIES):
             raise ValueError(f"mmsr.modalities={self.modalities!r}: a non-empty subset of {MODALITIES}")
         if self.loss not in LOSSES or self.loss == "sampled_softmax":

@@ -23,6 +23,17 @@ from torch import nn
 from models.common import causal_padding_mask, fast_dropout, next_item_loss
 
 
+VARIANTS, PADDINGS = ("pre_ln", "post_ln"), ("blocked", "visible")
+
+
+def check_layout(variant: str, padding: str, variant_key: str, padding_key: str) -> None:
+    """The Transformer layout options (shared by every model that runs this encoder)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"{variant_key}={variant!r}: use one of {VARIANTS}")
+    if padding not in PADDINGS:
+        raise ValueError(f"{padding_key}={padding!r}: use one of {PADDINGS}")
+
+
 @dataclass
 class SASRecConfig:
     hidden: int = 64  # embedding / model width
@@ -37,10 +48,7 @@ class SASRecConfig:
     #   zeroed and take part in the attention softmax as keys (pmixer's PyTorch SASRec)
 
     def __post_init__(self) -> None:
-        if self.variant not in ("pre_ln", "post_ln"):
-            raise ValueError(f"sasrec.variant={self.variant!r}: use 'pre_ln' or 'post_ln'")
-        if self.padding not in ("blocked", "visible"):
-            raise ValueError(f"sasrec.padding={self.padding!r}: use 'blocked' or 'visible'")
+        check_layout(self.variant, self.padding, "sasrec.variant", "sasrec.padding")
 
 
 class Block(nn.Module):

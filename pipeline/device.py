@@ -65,26 +65,32 @@ def _alive(pid: int) -> bool:
 
 
 def cpu_threads(requested: int, where: str = "train.threads") -> int:
-    """Torch CPU threads for this process: `requested`, or with 0 (the default) the cores divided by
-    the pipeline processes running now on this machine (each registers a file under RUNS; dead ones
-    are swept), so two queued experiments on 2 cores take one core each instead of oversubscribing."""
-    if requested:
-        return requested
+    """Torch CPU threads for this process: `requested`, or with 0 (the default) the cores left by the
+    fixed-thread pipeline processes running now on this machine, divided by the auto ones. Every
+    pipeline process registers a file under RUNS holding its requested count (dead ones are swept),
+    so two queued experiments on 2 cores take one core each, and an auto run beside a benchmark
+    pinned to one thread takes the other core instead of oversubscribing both."""
     RUNS.mkdir(parents=True, exist_ok=True)
     me = RUNS / str(os.getpid())
     if not me.exists():
-        me.touch()
         atexit.register(lambda: me.unlink(missing_ok=True))
-    live = 0
+    me.write_text(str(requested))
+    if requested:
+        return requested
+    fixed = auto = 0
     for f in RUNS.iterdir():
-        if f.name.isdigit() and _alive(int(f.name)):
-            live += 1
-        else:
+        if not (f.name.isdigit() and _alive(int(f.name))):
             f.unlink(missing_ok=True)
+            continue
+        try:
+            k = int(f.read_text() or 0)
+        except (OSError, ValueError):  # being written or swept right now: count it as auto
+            k = 0
+        fixed, auto = (fixed + k, auto) if k else (fixed, auto + 1)
     cores = os.cpu_count() or 1
-    n = max(1, cores // max(live, 1))
-    if live > 1 and (live, n) not in _said:
-        _said.add((live, n))
-        log.info("%s: 0 -> %d thread(s): %d pipeline processes share %d cores (set %s to override)", where, n, live,
-                 cores, where)
+    n = max(1, (cores - fixed) // max(auto, 1))
+    if (auto > 1 or fixed) and (auto, fixed, n) not in _said:
+        _said.add((auto, fixed, n))
+        log.info("%s: 0 -> %d thread(s): %d auto-thread and fixed-thread processes using %d thread(s) share %d cores "
+                 "(set %s to override)", where, n, auto, fixed, cores, where)
     return n

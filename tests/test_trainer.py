@@ -178,3 +178,20 @@ def test_sparse_embeddings_touch_only_the_rows_a_step_reads():
     with pytest.raises(ConfigError, match="sparse_embeddings"):
         fit(dense, split.training, TrainConfig(epochs=1, sparse_embeddings=True, seed=0, threads=1),
             ProtocolConfig(ks=[10]), 10)
+
+
+def test_auto_threads_leave_the_cores_of_fixed_thread_runs(tmp_path, monkeypatch):
+    """`threads: 0` divides the cores left by fixed-thread pipeline processes (a benchmark pinned to
+    one thread) among the auto ones; every pipeline process registers, dead ones are swept."""
+    import os
+
+    from pipeline import device
+
+    monkeypatch.setattr(device, "RUNS", tmp_path)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert device.cpu_threads(0) == 4  # alone
+    (tmp_path / str(os.getppid())).write_text("1")  # a live process pinned to 1 thread
+    assert device.cpu_threads(0) == 3
+    (tmp_path / "999999999").write_text("2")  # a dead one: swept, not counted
+    assert device.cpu_threads(0) == 3 and not (tmp_path / "999999999").exists()
+    assert device.cpu_threads(2) == 2 and (tmp_path / str(os.getpid())).read_text() == "2"  # fixed: registered
