@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import transfer  # noqa: E402
-from bench.report import load_rows, mean_std, paired_diff, table  # noqa: E402
+from bench.report import has_rows, load_rows, mean_std, paired_diff, run_settings, table  # noqa: E402
 
 DATASET = "amazon-scientific"
 OUT = ROOT / "bench" / "results" / "cold-start"
@@ -78,7 +78,7 @@ def jobs(missing: bool = False) -> None:
         for spec in t["rows"]:
             groups = [SEEDS] if pretrains(spec) else [[s] for s in SEEDS if not (spec == MMSR_T and s == 0)]
             for seeds in groups:  # MMSR-T seed 0 is bench/transfer.py's Amazon source run
-                if missing and (OUT / f"{run_slug(name, spec, seeds[0])}.json").is_file():
+                if missing and has_rows(OUT / f"{run_slug(name, spec, seeds[0])}.json", seeds):
                     continue
                 sets = " ".join(f"'{s}'" for s in ["train.threads=1", "features.threads=1", "pretrain.threads=1",
                                                     *t["sets"].get(spec, [])])
@@ -124,9 +124,10 @@ def report(which: str) -> None:
     rows = {}
     for f in result_files():
         if f.is_file():
-            sets = transfer.settings(json.loads(f.read_text()).get("command", "")) - {"preprocess.user_fraction=1.0"}
+            sets = run_settings(json.loads(f.read_text()))
             for r in load_rows(f):  # a row is its spec *and* its settings (the warm-only row differs only there)
-                if r["model"] in t["rows"] and sets == set(t["sets"].get(r["model"], [])):
+                if r["model"] in t["rows"] and sets is not None and \
+                        sets - {"preprocess.user_fraction=1.0"} == set(t["sets"].get(r["model"], [])):
                     rows.setdefault(r["model"], {})[r["seed"]] = r | {"_dir": str(f.parent)}
     ranks = {m: [read_ranks(Path(r["_dir"]) / r["ranks"]) for _, r in sorted(v.items())] for m, v in rows.items()}
     mask = cold_mask()

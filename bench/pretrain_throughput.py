@@ -93,19 +93,26 @@ def print_budget(files: list[str]) -> None:
     from bench.report import mean_std, paired_diff
     from pipeline.compare import compare, read_ranks
 
-    runs = [(Path(f), sorted(load_rows(f), key=lambda r: r["seed"])) for f in files]
-    ranks = [[read_ranks(f.parent / r["ranks"]) for r in rows] for f, rows in runs]
+    runs = [(Path(f), {r["seed"]: r for r in load_rows(f)}) for f in files]
+    ref_file, ref = runs[0]
     lines = []
-    for i, (f, rows) in enumerate(runs):
-        pre = rows[0]["pretrain"]
-        cfg, last = pre["settings"], pre["last_epoch"]
-        mode = f"one pass, {cfg['one_pass_windows']} windows" if cfg.get("one_pass_windows") else "per pair"
-        lines.append([f.stem, mode, f"{pre['epochs']}", f"{pre['pair_visits']:,}",
-                      f"{pre['pair_visits'] / (PAPER_EPOCHS * pre['pairs']):.1%}", f"{pre['seconds'] / 3600:.2f}",
-                      f"{last.get('nip_t', float('nan')):.3f} / {last.get('nip_v', float('nan')):.3f}",
-                      "/".join(str(r["seed"]) for r in rows),
-                      *(mean_std([r[f"test/{k}"] for r in rows]) for k in ("ndcg@10", "hr@10")),
-                      paired_diff(compare(ranks[i], ranks[0], ["ndcg@10"])[0]) if i else "—",
+    for i, (f, by_seed) in enumerate(runs):
+        rows = [by_seed[s] for s in sorted(by_seed)]
+        pre = rows[0].get("pretrain")
+        if pre is None:  # no pre-training in this file (pretrained=false, another set's weights, an old file)
+            mode, cfg_cols = "none recorded", ["—"] * 5
+        else:
+            cfg, last = pre["settings"], pre["last_epoch"]
+            mode = f"one pass, {cfg['one_pass_windows']} windows" if cfg.get("one_pass_windows") else "per pair"
+            cfg_cols = [f"{pre['epochs']}", f"{pre['pair_visits']:,}",
+                        f"{pre['pair_visits'] / (PAPER_EPOCHS * pre['pairs']):.1%}", f"{pre['seconds'] / 3600:.2f}",
+                        f"{last.get('nip_t', float('nan')):.3f} / {last.get('nip_v', float('nan')):.3f}"]
+        shared = sorted(set(by_seed) & set(ref))  # paired seed by seed
+        diff = "—" if not i else paired_diff(compare(
+            [read_ranks(f.parent / by_seed[s]["ranks"]) for s in shared],
+            [read_ranks(ref_file.parent / ref[s]["ranks"]) for s in shared], ["ndcg@10"])[0]) if shared else "no shared seeds"
+        lines.append([f.stem, mode, *cfg_cols, "/".join(str(s) for s in sorted(by_seed)),
+                      *(mean_std([r[f"test/{k}"] for r in rows]) for k in ("ndcg@10", "hr@10")), diff,
                       "/".join(str(r["best_epoch"]) for r in rows)])
     print(table(["pre-training", "mode", "epochs", "pair visits", "of the paper's", "hours", "last NIP text / image",
                  "seeds", "test NDCG@10", "test HR@10", f"Δ NDCG@10 vs {runs[0][0].stem}", "best epochs"], lines))

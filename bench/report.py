@@ -32,8 +32,41 @@ def save(path: str | Path, rows: list[dict], **extra) -> None:
     that is interrupted keeps what it measured)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"command": "python " + " ".join(sys.argv), "machine": machine(), **extra, "rows": rows}
+    payload = {"command": "python " + " ".join(sys.argv), "argv": sys.argv[1:], "machine": machine(), **extra,
+               "rows": rows}
     path.write_text(json.dumps(payload, indent=2))
+
+
+def has_rows(path: Path, seeds: list[int]) -> bool:
+    """A result file holds rows for all these seeds (a failed or half-finished job's file does not)."""
+    return path.is_file() and {int(s) for s in seeds} <= {r.get("seed") for r in load_rows(path)}
+
+
+def run_settings(payload: dict) -> set[str] | None:
+    """The `--set` overrides a result file's runs were made with, thread counts left out (they do not
+    change what is computed at one thread, and every bench run uses one); None when the file cannot
+    tell (no recorded command) or ran on another params file, so it matches no settings. Read from
+    the recorded argv; files written before argv was kept are read from the command line."""
+    import shlex
+
+    if "argv" in payload:
+        words = payload["argv"]
+    elif payload.get("command"):
+        try:
+            words = shlex.split(payload["command"])
+        except ValueError:
+            return None
+    else:
+        return None
+    if "--params" in words:
+        return None
+    out, on = set(), False
+    for w in words:
+        if w.startswith("--"):
+            on = w == "--set"
+        elif on and not w.split("=", 1)[0].endswith(".threads"):
+            out.add(w)
+    return out
 
 
 def load_rows(path: str | Path) -> list[dict]:

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import load_rows, mean_std, paired_diff, table  # noqa: E402
+from bench.report import has_rows, load_rows, mean_std, paired_diff, run_settings, table  # noqa: E402
 
 PAIRS = [("amazon-scientific", "ml-100k", ["text"]), ("ml-100k", "amazon-scientific", ["text"]),
          ("demo", "ml-100k", ["text", "image"])]
@@ -79,40 +79,25 @@ def source_ckpt(src: str, modalities: list[str]) -> Path:
 
 def done(name: str, seeds: list[int]) -> bool:
     """A result file of that name already holds rows for these seeds (`--missing` skips the job)."""
-    f = OUT / name
-    return f.is_file() and {int(s) for s in seeds} <= {r.get("seed") for r in load_rows(f)}
-
-
-def settings(command: str) -> set[str]:
-    """The `--set` overrides of a result file's command, thread counts left out (they do not change
-    what is computed at one thread, and every bench run uses one)."""
-    import shlex
-
-    words = shlex.split(command)
-    out, on = set(), False
-    for w in words:
-        if w.startswith("--"):
-            on = w == "--set"
-        elif on and not w.split("=", 1)[0].endswith(".threads"):
-            out.add(w)
-    return out
+    return has_rows(OUT / name, seeds)
 
 
 def whole_target_rows(dataset: str, modalities: list[str]) -> dict[int, dict]:
     """{seed: row} of the MMSR runs (`spec(modalities)`) on the whole of `dataset` from scratch, in any
     bench folder that keeps them (its transfer source run, the cold-start table's rows): the scratch
     cell at 100 % is the same run. A row counts only if its command changed nothing but the user
-    fraction (1) and threads."""
+    fraction (1) and threads; the report also checks that it ran on the same prepared data (stats)."""
     found = {}
     for folder in WHOLE_TARGET_DIRS:
         for f in sorted(folder.glob("*.json")):
             payload = json.loads(f.read_text())
-            if payload.get("dataset") != dataset or "rows" not in payload or \
-                    settings(payload.get("command", "")) - {"preprocess.user_fraction=1.0"}:
+            sets = run_settings(payload)
+            if payload.get("dataset") != dataset or "rows" not in payload or sets is None or \
+                    sets - {"preprocess.user_fraction=1.0"}:
                 continue
             for r in payload["rows"]:
                 if r["model"] == spec(modalities):
-                    found.setdefault(r["seed"], r | {"_dir": str(f.parent)})
+                    found.setdefault(r["seed"], r | {"_dir": str(f.parent), "_stats": payload.get("stats")})
     return found
 
 
@@ -165,6 +150,12 @@ def jobs(pairs: list[str] | None, missing: bool = False) -> None:
                           + run_line(tgt, fraction, seed, name, mods, [f"train.init_from={json.dumps(str(ckpt))}"]))
 
 
+def stats_of(src: str, tgt: str, fraction: float) -> dict | None:
+    """The data statistics recorded by the transferred runs of a cell (what a reused scratch run must match)."""
+    files = sorted(OUT.glob(f"{src}-to-{tgt}-f{fraction:g}-transfer-s*.json"))
+    return json.loads(files[0].read_text()).get("stats") if files else None
+
+
 def cell_rows(pattern: str) -> dict[int, dict]:
     return {r["seed"]: r | {"_dir": str(OUT)} for f in sorted(OUT.glob(pattern)) for r in load_rows(f)}
 
@@ -185,8 +176,9 @@ def report() -> None:
             runs = {}
             for mode in ("scratch", "transfer"):
                 rows = cell_rows(f"{src}-to-{tgt}-f{fraction:g}-{mode}-s*.json")
-                if mode == "scratch" and fraction == 1.0:
-                    rows = whole | rows  # the whole-target scratch run is the same run wherever it was kept
+                if mode == "scratch" and fraction == 1.0:  # the same run wherever it was kept, on the same data
+                    same = {s: r for s, r in whole.items() if r["_stats"] == stats_of(src, tgt, fraction)}
+                    rows = same | rows
                 if rows:
                     runs[mode] = [rows[s] for s in sorted(rows)]
             if len(runs) < 2 or {r["seed"] for r in runs["scratch"]} != {r["seed"] for r in runs["transfer"]}:
@@ -211,10 +203,16 @@ def cross_ckpt(src: str) -> Path:
 
 
 def cross_specs(src: str) -> dict[str, str]:
-    """MSM4SR without pre-training and MSM4SR_Cross (pre-trained on `src`, Transformer frozen) on a target."""
+    """MSM4SR without pre-training, MSM4SR_Cross (pre-trained on `src`, Transformer frozen: the
+    paper's) and the same start with the Transformer fine-tuned too (the one-factor ablation)."""
     ckpt = cross_ckpt(src).relative_to(ROOT)
     return {"scratch": f"{CROSS_BASE};pretrained=false",
-            "cross": f'{CROSS_BASE};pretrained_path="{ckpt}";freeze_transformer=true'}
+            "cross": f'{CROSS_BASE};pretrained_path="{ckpt}";freeze_transformer=true',
+            "unfrozen": f'{CROSS_BASE};pretrained_path="{ckpt}";freeze_transformer=false'}
+
+
+CROSS_LABELS = {"scratch": "MSM4SR w/o pre-training", "cross": "MSM4SR_Cross (pre-trained on {src}, Transformer frozen)",
+                "unfrozen": "pre-trained on {src}, Transformer fine-tuned too (ablation)"}
 
 
 def pretrain_source(src: str) -> None:
@@ -225,7 +223,8 @@ def pretrain_source(src: str) -> None:
     from pipeline.pretrain import pretrain
 
     setup_logging()
-    params = override(load_params(ROOT / "params.yaml"), ["pretrain.threads=1"]) | {"dataset": src}
+    params = override(load_params(ROOT / "params.yaml"), ["pretrain.threads=1", 'models.msm4sr.modalities=["text"]']) \
+        | {"dataset": src}  # the targets fine-tune MSM4SR-T
     out = cross_ckpt(src).parent
     info = pretrain(params, work(src) / "prepared", work(src) / "features", out)
     (OUT / f"{src}-msm4sr-pretrain.json").write_text(json.dumps(
@@ -247,7 +246,7 @@ def cross_jobs(missing: bool = False) -> None:
                 sets = " ".join(f"'{s}'" for s in THREADS)
                 line = (f"{PY} bench/baselines.py --dataset {tgt} --seeds {seed} --work {work(tgt)} --out {OUT} "
                         f"--name {name} --set {sets} --models '{model}'")
-                print(f"while [ ! -f {cross_ckpt(src)} ]; do sleep 30; done; {line}" if mode == "cross" else line)
+                print(f"while [ ! -f {cross_ckpt(src)} ]; do sleep 30; done; {line}" if mode != "scratch" else line)
 
 
 def report_cross() -> None:
@@ -257,15 +256,18 @@ def report_cross() -> None:
 
     lines = []
     for src, tgt in CROSS:
-        runs = {mode: cell_rows(f"{src}-to-{tgt}-msm4sr-{mode}-s*.json") for mode in ("scratch", "cross")}
-        if not runs["scratch"] or set(runs["scratch"]) != set(runs["cross"]):
+        runs = {mode: cell_rows(f"{src}-to-{tgt}-msm4sr-{mode}-s*.json") for mode in CROSS_LABELS}
+        if not runs["scratch"]:
             continue
-        rows = {m: [v[s] for s in sorted(v)] for m, v in runs.items()}
-        diffs = compare(ranks_of(rows["cross"]), ranks_of(rows["scratch"]), ["ndcg@10", "hr@20"])
-        for mode, label in (("scratch", "MSM4SR w/o pre-training"), ("cross", f"MSM4SR_Cross (pre-trained on {src})")):
-            lines.append([f"{src} → {tgt}", label, "/".join(str(s) for s in sorted(runs[mode])),
+        rows = {m: [v[s] for s in sorted(v)] for m, v in runs.items() if v and set(v) == set(runs["scratch"])}
+        for mode, label in CROSS_LABELS.items():
+            if mode not in rows:
+                continue
+            diffs = compare(ranks_of(rows[mode]), ranks_of(rows["scratch"]), ["ndcg@10", "hr@20"]) \
+                if mode != "scratch" else None
+            lines.append([f"{src} → {tgt}", label.format(src=src), "/".join(str(s) for s in sorted(runs[mode])),
                           *(mean_std([r[f"test/{k}"] for r in rows[mode]]) for k in ("hr@10", "hr@20", "ndcg@10", "ndcg@20")),
-                          *((paired_diff(d) for d in diffs) if mode == "cross" else ("—", "—")),
+                          *((paired_diff(d) for d in diffs) if diffs else ("—", "—")),
                           "/".join(str(r["best_epoch"]) for r in rows[mode])])
     print(table(["source → target", "model", "seeds", "test R@10", "test R@20", "test N@10", "test N@20",
                  "Δ N@10 vs w/o pre-training", "Δ R@20 vs w/o pre-training", "best epochs"], lines))

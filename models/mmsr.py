@@ -224,8 +224,8 @@ class MMSR(nn.Module):
         key = tuple((t.data_ptr(), t._version) for t in tensors)
         cached = self._standardized.get(m)
         if cached is None or cached[0] != key:
-            with torch.no_grad():
-                cached = self._standardized[m] = (key, (tensors[0] - tensors[1]) / tensors[2])
+            with torch.no_grad():  # the sources are kept in the entry, so no new tensor can reuse their address
+                cached = self._standardized[m] = (key, (tensors[0] - tensors[1]) / tensors[2], tensors)
         return cached[1]
 
     def tokens(self, ids: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -14,7 +14,8 @@ from pipeline.params import ConfigError
 
 log = logging.getLogger("pipeline.device")
 RUNS = Path(os.environ.get("MMREC_RUNS_DIR", Path(tempfile.gettempdir()) / "mmrec-runs"))
-_said: set[tuple[int, int]] = set()
+_said: set[tuple[int, int, int]] = set()
+_registered: set[Path] = set()
 
 
 def resolve_device(name: str = "auto", where: str = "train.device") -> torch.device:
@@ -72,9 +73,12 @@ def cpu_threads(requested: int, where: str = "train.threads") -> int:
     pinned to one thread takes the other core instead of oversubscribing both."""
     RUNS.mkdir(parents=True, exist_ok=True)
     me = RUNS / str(os.getpid())
-    if not me.exists():
+    if me not in _registered:  # a stale file of a dead process with this pid must not skip the clean-up
+        _registered.add(me)
         atexit.register(lambda: me.unlink(missing_ok=True))
-    me.write_text(str(requested))
+    tmp = RUNS / f".{os.getpid()}.tmp"  # readers never see a half-written count
+    tmp.write_text(str(requested))
+    os.replace(tmp, me)
     if requested:
         return requested
     fixed = auto = 0

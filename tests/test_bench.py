@@ -142,3 +142,30 @@ def test_transfer_jobs_train_the_source_first_and_transferred_runs_wait_for_it(c
     moved = [ln for ln in lines if "init_from" in ln]
     assert len(moved) == len(lines) // 2 and all(ln.startswith(f"while [ ! -f {ckpt} ]") for ln in moved)
     assert all(f"--name demo-to-ml-100k-f{f:g}-" in " ".join(lines) for f in transfer.FRACTIONS)
+
+
+def test_cross_jobs_pretrain_the_source_first_and_pretrained_runs_wait_for_it(capsys, monkeypatch, tmp_path):
+    from bench import transfer
+
+    monkeypatch.setattr(transfer, "WORK", transfer.ROOT / "bench" / ".work" / tmp_path.name)  # no checkpoint there
+    transfer.cross_jobs()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("bench/transfer.py pretrain-source amazon-scientific")
+    runs = lines[1:]
+    assert len(runs) == len(transfer.SEEDS) * len(transfer.CROSS_LABELS)
+    waiting = [ln for ln in runs if ln.startswith("while [ ! -f")]
+    assert len(waiting) == 2 * len(transfer.SEEDS) and all("pretrained_path=" in ln for ln in waiting)
+    assert all("pretrained=false" in ln for ln in runs if ln not in waiting)
+    assert sum("freeze_transformer=true" in ln for ln in runs) == len(transfer.SEEDS)
+
+
+def test_a_result_file_counts_as_done_only_with_rows_for_every_seed(tmp_path):
+    """`jobs --missing` must re-queue a failed or half-finished job (its file is written after every seed)."""
+    from bench.report import has_rows, run_settings, save
+
+    save(tmp_path / "a.json", [{"seed": 0}], failed=[{"seed": 1}])
+    assert has_rows(tmp_path / "a.json", [0]) and not has_rows(tmp_path / "a.json", [0, 1])
+    assert not has_rows(tmp_path / "missing.json", [0])
+    assert run_settings({"argv": ["--set", "train.threads=1", "a.b=some value", "--models", "x"]}) == {"a.b=some value"}
+    assert run_settings({"command": "python x.py --set 'a=1' train.threads=1"}) == {"a=1"}
+    assert run_settings({"rows": []}) is None and run_settings({"argv": ["--params", "p.yaml"]}) is None

@@ -254,3 +254,17 @@ def test_typed_and_checked_reads_write_the_same_tables(tmp_path, monkeypatch, po
     assert fast["dropped"]["duplicate"] > 0 or policy == "none"
     for table in ("items", "interactions", "sequences"):
         assert (tmp_path / "fast" / f"{table}.parquet").read_bytes() == (tmp_path / "checked" / f"{table}.parquet").read_bytes()
+
+
+def test_the_typed_reader_reads_the_named_file_even_with_glob_characters(tmp_path):
+    """polars treats a scan path as a glob by default: `x[1].inter` would read `x1.inter`."""
+    from pipeline.sources.common import scan_clean
+
+    names = ["user_id", "item_id", "rating", "timestamp"]
+    for name, user in (("x1.inter", "decoy"), ("x[1].inter", "real"), ("y2.inter", "other")):
+        (tmp_path / name).write_text(f"{chr(9).join(names)}\n{user}\ti1\t5\t100\n")
+    for name, user in (("x[1].inter", "real"), ("y2.inter", "other")):
+        df = scan_clean(tmp_path / name, "\t", names, names[:2], header=True)
+        assert df["user_id"].cast(pl.String).to_list() == [user]
+    (tmp_path / "y*.inter").write_text(f"{chr(9).join(names)}\nstar\ti1\t5\t100\n")
+    assert scan_clean(tmp_path / "y*.inter", "\t", names, names[:2], header=True)["user_id"].cast(pl.String).to_list() == ["star"]

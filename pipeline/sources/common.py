@@ -138,7 +138,7 @@ def scan_clean(path: Path, sep: str, names: list[str], ids: list[str], encoding:
             return None
     schema = {n: pl.String if n in ids else pl.Float64 for n in names}
     lazy = (pl.scan_csv(path, separator=sep, has_header=False, skip_rows=1 if header else 0, schema=schema,
-                        quote_char=None, eol_char="\n")
+                        quote_char=None, eol_char="\n", glob=False)  # the file itself, even if its name has [ or *
             .with_row_index("line", offset=2 if header else 1)
             .with_columns(pl.col(c).str.strip_chars().cast(pl.Categorical) for c in ids))
     try:
