@@ -129,6 +129,19 @@ def test_cold_queries_keep_the_test_queries_whose_target_is_cold():
     assert got["user_id"].to_list() == [0, 2] and got["rank"].to_list() == [4.0, 9.0]
 
 
+def test_cold_start_jobs_are_one_line_per_row_and_seed_and_the_warm_only_row_keeps_its_setting(capsys):
+    from bench import cold_start
+
+    cold_start.jobs()
+    lines = capsys.readouterr().out.splitlines()
+    rows = [r for t in cold_start.TABLES.values() for r in t["rows"]]
+    assert len(lines) == len(rows) * len(cold_start.SEEDS) - 1  # MMSR-T seed 0 is the transfer source run
+    assert all(ln.count("--seeds ") == 1 and len(ln.split("--seeds ")[1].split(" --")[0].split()) == 1 for ln in lines)
+    warm = [ln for ln in lines if "pretrain.warm_only=true" in ln]
+    assert len(warm) == len(cold_start.SEEDS) and all("use_ids=false'" in ln for ln in warm)
+    assert len({ln.split("--name ")[1].split()[0] for ln in lines}) == len(lines)  # no two jobs write one file
+
+
 def test_transfer_jobs_train_the_source_first_and_transferred_runs_wait_for_it(capsys):
     from bench import transfer
 
