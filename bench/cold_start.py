@@ -45,6 +45,7 @@ SEEDS = [0, 1, 2]
 COLD_ITEMS = OUT / f"cold-items-{DATASET}.json"
 MMSR_T = transfer.spec(["text"])  # the transfer source's spec: its seed-0 run is shared
 MSM4SR_NO_PRETRAIN = 'msm4sr:modalities=["text"];use_ids=false;pretrained=false'
+MSM4SR_WARM = 'msm4sr:modalities=["text"];use_ids=false'  # pre-trained, with pretrain.warm_only=true
 # Per table: its rows, each row's extra settings, the metrics shown (the paper's), and the paired
 # differences (per query set) against each reference row.
 TABLES = {
@@ -52,8 +53,8 @@ TABLES = {
              "metrics": ["ndcg@10", "hr@10", "hr@50"], "deltas": {"test_cold": ["ndcg@10", "hr@50"],
                                                                  "cold_seq": ["hr@50"]}},
     "msm4sr": {"references": [MSM4SR_NO_PRETRAIN, "sasrec"],
-               "rows": [MSM4SR_NO_PRETRAIN, 'msm4sr:modalities=["text"];use_ids=false', "sasrec"],
-               "sets": {'msm4sr:modalities=["text"];use_ids=false': ["pretrain.warm_only=true"]},
+               "rows": [MSM4SR_NO_PRETRAIN, MSM4SR_WARM, "sasrec"],
+               "sets": {MSM4SR_WARM: ["pretrain.warm_only=true"]},
                "metrics": ["hr@10", "hr@20", "ndcg@10", "ndcg@20"],  # Table V's R@10, R@20, N@10, N@20
                "deltas": {"test_cold": ["ndcg@10", "hr@20"]}},
 }
@@ -74,13 +75,14 @@ def jobs(missing: bool = False) -> None:
 
     for name, t in TABLES.items():
         for spec in t["rows"]:
-            for seeds in [[s] for s in SEEDS if not (spec == MMSR_T and s == 0)]:  # MMSR-T seed 0 is bench/transfer.py's Amazon source run
-                if missing and has_rows(OUT / f"{run_slug(name, spec, seeds[0])}.json", seeds):
-                    continue
+            for seed in SEEDS:
+                slug = run_slug(name, spec, seed)
+                if (spec == MMSR_T and seed == 0) or (missing and has_rows(OUT / f"{slug}.json", [seed])):
+                    continue  # MMSR-T seed 0 is bench/transfer.py's Amazon source run
                 sets = " ".join(f"'{s}'" for s in ["train.threads=1", "features.threads=1", "pretrain.threads=1",
                                                     *t["sets"].get(spec, [])])
-                print(f"{transfer.PY} bench/baselines.py --dataset {DATASET} --seeds {' '.join(map(str, seeds))} "
-                      f"--work {transfer.work(DATASET)} --out {OUT} --name {run_slug(name, spec, seeds[0])}.json "
+                print(f"{transfer.PY} bench/baselines.py --dataset {DATASET} --seeds {seed} "
+                      f"--work {transfer.work(DATASET)} --out {OUT} --name {slug}.json "
                       f"--set {sets} --models '{spec}'")
 
 
