@@ -2,6 +2,7 @@
 bit-for-bit where an uninterrupted run ends; nothing half-written ever sits under a final name.
 (Feature extraction has the same test in test_features.py.)"""
 
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,31 @@ def test_a_corrupt_or_pickled_resume_state_is_ignored_with_a_hint(tmp_path):
         assert "not a readable resume state" in out.stderr and "starting over" in out.stderr, name
         assert "weights_only=False" not in out.stderr  # never the invitation to unpickle code
         assert (tmp_path / "a" / "model.pt").is_file()
+
+
+def baselines_cmd(params_file, work, out, env_extra=None):
+    env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
+    return subprocess.run([sys.executable, "bench/baselines.py", "--params", str(params_file), "--dataset", "demo",
+                           "--models", "sasrec", "--seeds", "0", "--work", str(work), "--out", str(out),
+                           "--name", "r.json"], env=env, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_a_killed_benchmark_job_resumes_its_run_under_work(tmp_path):
+    """bench/baselines.py --work keeps each run's folder, so a job killed by a session's end resumes
+    after its last epoch and ends where an uninterrupted job ends."""
+    p, params_file = prepared(tmp_path, epochs=4, patience=10, threads=1)
+    killed = baselines_cmd(params_file, tmp_path / "w1", tmp_path / "o1", {"MMREC_KILL_AFTER_EPOCHS": "2"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run_dir = tmp_path / "w1" / "runs" / "r_sasrec_s0"
+    assert (run_dir / "resume.pt").is_file() and not (tmp_path / "o1" / "r.json").exists()
+
+    resumed = baselines_cmd(params_file, tmp_path / "w1", tmp_path / "o1")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "after epoch 2" in resumed.stderr and not run_dir.exists()  # resumed, then cleaned up
+    whole = baselines_cmd(params_file, tmp_path / "w2", tmp_path / "o2")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    a, b = (json.loads((tmp_path / o / "r.json").read_text())["rows"][0] for o in ("o1", "o2"))
+    assert a["resumed"] and "resumed" not in b
+    assert a["epochs_run"] == b["epochs_run"] == 4 and a["best_epoch"] == b["best_epoch"]
+    assert a["valid/ndcg@10"] == b["valid/ndcg@10"]
+    assert {k: v for k, v in a.items() if k.startswith("test/")} == {k: v for k, v in b.items() if k.startswith("test/")}
