@@ -114,7 +114,7 @@ def main() -> None:
                 try:
                     if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True) \
                             and not models[name].get("pretrained_path"):  # else: another data set's weights
-                        pre = {"pretrain": pretrain_once(run_params, tmp)}
+                        pre = {"pretrain": pretrain_once(run_params, tmp, data / "pretrain-cache")}
                     info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
                     res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
                 except Exception as e:  # one failing variant must not lose the hours of rows around it
@@ -226,30 +226,40 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return name, over
 
 
-PRETRAINED: dict[str, dict] = {}
+def pretrain_once(params: dict, folder: Path, cache: Path) -> dict:
+    """The pretrain stage for these msm4sr + pretrain settings, once per setting in `cache` (--work's
+    pretrain-cache/ outlives the job: jobs on other cores wait for the one pre-training and reuse its
+    weights; a killed pre-training resumes after its last epoch); links folder/pretrain to it and
+    returns its summary (settings, pair visits, seconds of pre-training epochs, pairs/s, the first
+    and last epochs' losses) for the result rows."""
+    import fcntl
 
-
-def pretrain_once(params: dict, folder: Path) -> dict:
-    """The pretrain stage for these msm4sr + pretrain settings, once per setting; returns its summary
-    (settings, pair visits, seconds, pairs/s, the first and last epochs' losses) for the result rows."""
     from pipeline.pretrain import pretrain
 
     section = params["models"]["msm4sr"]
     fine_tune_only = ("modalities", "use_ids", "pretrained", "pretrained_path", "freeze_transformer", "e2e_weight")
     key = json.dumps({"models.msm4sr": {k: v for k, v in section.items() if k not in fine_tune_only},
                       "pretrain": params.get("pretrain") or {}}, sort_keys=True)
-    target = folder / "pretrain-cache" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    if key not in PRETRAINED:
-        info = pretrain(params, folder / "prepared", folder / "features", target)
-        history = info["history"]
-        PRETRAINED[key] = {"settings": params.get("pretrain") or {}, "pairs": info["pairs"], "epochs": len(history),
-                           "pair_visits": sum(r.get("pair_visits", 0) for r in history), "seconds": info["seconds"],
-                           "pairs_per_s": info["pairs_per_s"], "first_epoch": history[0] if history else {},
-                           "last_epoch": history[-1] if history else {}}
+    target = cache / hashlib.sha256(key.encode()).hexdigest()[:16]
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another job pre-training these settings: wait for its weights
+        if not (target / "summary.json").is_file():
+            info = pretrain(params, folder / "prepared", folder / "features", target)
+            history = info["history"]
+            summary = {"settings": params.get("pretrain") or {}, "pairs": info["pairs"], "epochs": len(history),
+                       "pair_visits": sum(r.get("pair_visits", 0) for r in history),
+                       "seconds": sum(info["epoch_seconds"]),  # every epoch, also those before a resume
+                       "pairs_per_s": info["pairs_per_s"], "first_epoch": history[0] if history else {},
+                       "last_epoch": history[-1] if history else {}}
+            with atomic_path(target / "summary.json") as tmp:
+                tmp.write_text(json.dumps(summary, indent=1))
+        else:
+            log.info("reusing the pre-trained weights in %s", target)
     if (folder / "pretrain").is_symlink() or (folder / "pretrain").exists():
         (folder / "pretrain").unlink()
-    (folder / "pretrain").symlink_to(target)
-    return PRETRAINED[key]
+    (folder / "pretrain").symlink_to(target.resolve())
+    return json.loads((target / "summary.json").read_text())
 
 
 def extract_features(params: dict, folder: Path) -> None:

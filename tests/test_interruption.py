@@ -142,3 +142,24 @@ def test_a_killed_benchmark_job_resumes_its_run_under_work(tmp_path):
     assert a["epochs_run"] == b["epochs_run"] == 4 and a["best_epoch"] == b["best_epoch"]
     assert a["valid/ndcg@10"] == b["valid/ndcg@10"]
     assert {k: v for k, v in a.items() if k.startswith("test/")} == {k: v for k, v in b.items() if k.startswith("test/")}
+
+
+def test_benchmark_jobs_on_two_cores_share_one_pretraining(tmp_path):
+    """Two bench/baselines.py jobs with the same pre-training settings and one --work: one pre-trains,
+    the other waits for it (file lock) and fine-tunes from the same weights; both rows carry its summary."""
+    from tests.conftest import write_random_features
+
+    p, params_file = prepared(tmp_path / "w", model="msm4sr", epochs=1, threads=1)
+    write_random_features(tmp_path / "w" / "prepared", tmp_path / "w" / "features")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    jobs = [subprocess.Popen([sys.executable, "bench/baselines.py", "--params", str(params_file), "--dataset", "demo",
+                              "--models", "msm4sr", "--seeds", str(seed), "--work", str(tmp_path / "w"), "--out",
+                              str(tmp_path / "o"), "--name", f"s{seed}.json", "--set", "pretrain.threads=1"],
+                             env=env, stderr=subprocess.PIPE, text=True, cwd=ROOT) for seed in (0, 1)]
+    logs = [job.communicate()[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], [log[-2000:] for log in logs]
+    assert sum("pre-training msm4sr on" in log for log in logs) == 1
+    assert sum("reusing the pre-trained weights" in log for log in logs) == 1
+    rows = [json.loads((tmp_path / "o" / f"s{seed}.json").read_text())["rows"][0] for seed in (0, 1)]
+    assert rows[0]["pretrain"] == rows[1]["pretrain"] and rows[0]["pretrain"]["epochs"] == 3
+    assert rows[0]["test/ndcg@10"] != rows[1]["test/ndcg@10"]  # two seeds' fine-tunes, not one result twice
