@@ -182,3 +182,22 @@ def test_a_result_file_counts_as_done_only_with_rows_for_every_seed(tmp_path):
     assert run_settings({"argv": ["--set", "train.threads=1", "a.b=some value", "--models", "x"]}) == {"a.b=some value"}
     assert run_settings({"command": "python x.py --set 'a=1' train.threads=1"}) == {"a=1"}
     assert run_settings({"rows": []}) is None and run_settings({"argv": ["--params", "p.yaml"]}) is None
+
+
+def test_budget_rows_join_one_job_per_seed(tmp_path):
+    """pretrain_throughput --budget: `a-s0.json,a-s1.json` (one job per seed) is one budget row;
+    a seed twice, or seeds fine-tuned from different pre-trainings, is refused."""
+    import json
+
+    import pytest
+
+    from bench.pretrain_throughput import budget_group, print_budget
+
+    for seed, epochs in ((0, 300), (1, 300), (2, 10)):
+        (tmp_path / f"a-s{seed}.json").write_text(json.dumps({"rows": [{"seed": seed, "pretrain": {"epochs": epochs}}]}))
+    name, rows = budget_group(f"{tmp_path}/a-s0.json,{tmp_path}/a-s1.json")
+    assert name.name == "a.json" and sorted(rows) == [0, 1] and rows[1]["_dir"] == tmp_path
+    with pytest.raises(SystemExit, match="seed 0 again"):
+        budget_group(f"{tmp_path}/a-s0.json,{tmp_path}/a-s0.json")
+    with pytest.raises(SystemExit, match="different pre-trainings"):
+        print_budget([f"{tmp_path}/a-s0.json,{tmp_path}/a-s2.json"])
