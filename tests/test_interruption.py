@@ -116,11 +116,15 @@ def test_a_corrupt_or_pickled_resume_state_is_ignored_with_a_hint(tmp_path):
         assert (tmp_path / "a" / "model.pt").is_file()
 
 
+def baselines_argv(params_file, work, out, model="sasrec", seed=0, name="r.json", *sets):
+    return [sys.executable, "bench/baselines.py", "--params", str(params_file), "--dataset", "demo", "--models",
+            model, "--seeds", str(seed), "--work", str(work), "--out", str(out), "--name", name,
+            *(["--set", *sets] if sets else [])]
+
+
 def baselines_cmd(params_file, work, out, env_extra=None):
     env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
-    return subprocess.run([sys.executable, "bench/baselines.py", "--params", str(params_file), "--dataset", "demo",
-                           "--models", "sasrec", "--seeds", "0", "--work", str(work), "--out", str(out),
-                           "--name", "r.json"], env=env, capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(baselines_argv(params_file, work, out), env=env, capture_output=True, text=True, cwd=ROOT)
 
 
 def test_a_killed_benchmark_job_resumes_its_run_under_work(tmp_path):
@@ -152,9 +156,8 @@ def test_benchmark_jobs_on_two_cores_share_one_pretraining(tmp_path):
     p, params_file = prepared(tmp_path / "w", model="msm4sr", epochs=1, threads=1)
     write_random_features(tmp_path / "w" / "prepared", tmp_path / "w" / "features")
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    jobs = [subprocess.Popen([sys.executable, "bench/baselines.py", "--params", str(params_file), "--dataset", "demo",
-                              "--models", "msm4sr", "--seeds", str(seed), "--work", str(tmp_path / "w"), "--out",
-                              str(tmp_path / "o"), "--name", f"s{seed}.json", "--set", "pretrain.threads=1"],
+    jobs = [subprocess.Popen(baselines_argv(params_file, tmp_path / "w", tmp_path / "o", "msm4sr", seed,
+                                            f"s{seed}.json", "pretrain.threads=1"),
                              env=env, stderr=subprocess.PIPE, text=True, cwd=ROOT) for seed in (0, 1)]
     logs = [job.communicate()[1] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], [log[-2000:] for log in logs]
