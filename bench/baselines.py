@@ -63,8 +63,8 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="result file name (default baselines-<dataset>.json)")
     ap.add_argument("--work", help="keep prepared/ and features/ in this folder and reuse them when present (same "
                     "params!), e.g. bench/.work/ml-100k from model_cost.py; each run trains in its runs/<name-model-"
-                    "seed>/ there, so a killed job resumes after its last epoch when re-run (the row says `resumed`; "
-                    "its wall_s and seconds then count this process only, train_s_per_epoch and eval_s_per_epoch "
+                    "seed>/ there, so a killed job resumes after its last epoch when re-run (the row's "
+                    "`resumed_after_epochs` lists where; its wall_s and seconds then count this process only, train_s_per_epoch and eval_s_per_epoch "
                     "every epoch); default: a scratch folder")
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="only print one table from these result files")
     ap.add_argument("--vs", help="with --combine: add each row's paired difference to this model (spec), with its "
@@ -109,7 +109,6 @@ def main() -> None:
                 # there, so a killed job (a session's end) resumes where it stopped when run again
                 out = data / "runs" / run_slug(args.name or args.dataset, model, seed) if data != tmp \
                     else tmp / f"run-{len(rows) + len(failed)}"
-                resumed = (out / "resume.pt").is_file()
                 pre = {}
                 try:
                     if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True) \
@@ -127,7 +126,7 @@ def main() -> None:
                         with atomic_path(kept / "model.pt") as tmp_copy:  # a waiting transfer job never reads half a file
                             shutil.copyfile(out / "model.pt", tmp_copy)
                     rows.append({"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": model,
-                                 "ranks": ranks, **pre, **({"resumed": True} if resumed else {})})
+                                 "ranks": ranks, **pre})
                     if data != tmp:
                         shutil.rmtree(out)  # what the row needs is copied out; a later run starts afresh
                 save(Path(args.out) / (args.name or f"baselines-{args.dataset}.json"), rows, failed=failed,

@@ -184,7 +184,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     with atomic_path(out / "curve.csv") as tmp:
         pl.DataFrame(history).drop(*RUN_COLUMNS).write_csv(tmp)
     info = {k: summary[k] for k in ("best_epoch", "best", "windows")}
-    info |= {"model": name, "parameters": n_params, "epochs_run": len(history)}
+    info |= {"model": name, "parameters": n_params, "epochs_run": len(history),
+             "resumed_after_epochs": summary["resumed_after"]}  # [] = trained in one process
     if searched:
         info |= {"search_k": searched["k"], "search_p": searched["p"],
                  "search_history": [{k: v for k, v in r.items() if k != "seconds"} for r in searched["history"]]}

@@ -165,7 +165,7 @@ class Loop:
                         "starting over", path, type(e).__name__)
             return None
         if not isinstance(saved, dict) or saved.get("key") != key:
-            log.warning("ignoring %s: it was saved by a run with other settings", path)
+            log.warning("ignoring %s: it was saved by a run with other settings; starting over", path)
             return None
         model.load_state_dict(saved["model"])
         for opt, state in zip(optimizers, saved["optimizers"]):
@@ -307,9 +307,11 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     if progress is not None:
         log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", state_path, progress["epoch"], key,
                  progress["best"], progress["best_epoch"])
+        # kept in the state, so a run resumed twice reports both (states saved before this field: from now on)
+        progress["resumed_after"] = progress.get("resumed_after", []) + [progress["epoch"]]
     else:
         progress = {"epoch": 0, "steps": 0, "best": -1.0, "best_epoch": 0, "best_step": 0, "best_state": None,
-                    "stale": 0, "history": []}
+                    "stale": 0, "history": [], "resumed_after": []}
     p = progress
     stopped = cfg.stop(p["stale"], p["steps"] - p["best_step"]) and p["epoch"] > 0  # a saved run may have stopped
     start = cfg.epochs + 1 if stopped else p["epoch"] + 1
@@ -358,5 +360,5 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     if state_path is not None and state_path.exists() and distributed.is_main():
         state_path.unlink()
     return {"history": p["history"], "best_epoch": p["best_epoch"], "best": p["best"],
-            "seconds": time.perf_counter() - t0, "device": str(device), "windows": len(x_all),
+            "resumed_after": p["resumed_after"], "seconds": time.perf_counter() - t0, "device": str(device), "windows": len(x_all),
             "precision": "bf16" if bf16 else "fp32"}

@@ -104,16 +104,20 @@ def test_killed_pretraining_resumes_and_matches_an_uninterrupted_run(tmp_path):
 def test_a_corrupt_or_pickled_resume_state_is_ignored_with_a_hint(tmp_path):
     p, params_file = prepared(tmp_path, epochs=2, threads=1)
     (tmp_path / "a").mkdir()
-    for name in ("truncated", "pickled"):
+    for name in ("truncated", "pickled", "other settings"):
         if name == "truncated":
             (tmp_path / "a" / "resume.pt").write_bytes(b"PK\x03\x04 half a zip")
-        else:  # a pickled object (any class): weights_only=True refuses to unpickle it
+        elif name == "pickled":  # a pickled object (any class): weights_only=True refuses to unpickle it
             torch.save({"key": "x", "progress": ConfigError("not a tensor")}, tmp_path / "a" / "resume.pt")
+        else:  # readable, but saved by another run: ignored, and the run does not count as resumed
+            torch.save({"key": "another run's settings", "progress": {"epoch": 3}}, tmp_path / "a" / "resume.pt")
         out = train_cmd(params_file, tmp_path / "prepared", tmp_path / "a")
         assert out.returncode == 0, out.stderr[-2000:]
-        assert "not a readable resume state" in out.stderr and "starting over" in out.stderr, name
+        expected = "saved by a run with other settings" if name == "other settings" else "not a readable resume state"
+        assert expected in out.stderr and "starting over" in out.stderr, name
         assert "weights_only=False" not in out.stderr  # never the invitation to unpickle code
         assert (tmp_path / "a" / "model.pt").is_file()
+        assert json.loads((tmp_path / "a" / "train.json").read_text())["resumed_after_epochs"] == []  # started over
 
 
 def baselines_argv(params_file, work, out, model="sasrec", seed=0, name="r.json", *sets):
@@ -142,7 +146,7 @@ def test_a_killed_benchmark_job_resumes_its_run_under_work(tmp_path):
     whole = baselines_cmd(params_file, tmp_path / "w2", tmp_path / "o2")
     assert whole.returncode == 0, whole.stderr[-2000:]
     a, b = (json.loads((tmp_path / o / "r.json").read_text())["rows"][0] for o in ("o1", "o2"))
-    assert a["resumed"] and "resumed" not in b
+    assert a["resumed_after_epochs"] == [2] and b["resumed_after_epochs"] == []
     assert a["epochs_run"] == b["epochs_run"] == 4 and a["best_epoch"] == b["best_epoch"]
     assert a["valid/ndcg@10"] == b["valid/ndcg@10"]
     assert {k: v for k, v in a.items() if k.startswith("test/")} == {k: v for k, v in b.items() if k.startswith("test/")}
