@@ -7,7 +7,9 @@ each model spec starts a new Python process that builds the model from the cache
 `--epochs` epochs (early stopping off) and reports its training seconds per epoch, validation
 seconds per epoch and its own peak RSS (ru_maxrss: interpreter + torch + tables + model +
 activations; a fresh process, so nothing carries over from another model). `pretrain` measures
-one MSM4SR pre-training epoch the same way. Writes bench/results/model-cost-<dataset>.json (rows of
+one MSM4SR pre-training epoch the same way. `--profile DIR` also runs each model's epochs under
+torch.profiler and writes DIR/<model>.txt: operators by self CPU time, once by name and once by
+name and input shapes (which tensors the time goes to). Writes bench/results/model-cost-<dataset>.json (rows of
 models not named this time are kept, so one model can be re-measured) and prints the Markdown
 table for docs/benchmarks.md.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -27,13 +30,31 @@ sys.path.insert(0, str(ROOT))
 
 from bench.baselines import extract_features, override, parse_spec  # noqa: E402
 from bench.report import load_rows, prepare, save, table  # noqa: E402
+from pipeline.tables import atomic_path  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
 
 DEFAULT = ["pop", "sasrec", "gru4rec", "nextitnet", "mlpmixer", "m2sr", "msm4sr:pretrained=false", "mmsr",
            "automlp:short_lengths=[10]", "automlp", "pretrain"]
 
 
-def child(spec: str, params: dict, work: Path, epochs: int) -> dict:
+def profiled(fn, out: Path | None, label: str):
+    """fn() under torch.profiler when `out` is set; its operator tables go to out/<label>.txt."""
+    if out is None:
+        return fn()
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        result = fn()
+    out.mkdir(parents=True, exist_ok=True)
+    by_name = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+    by_shape = prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=25,
+                                                                   max_shapes_column_width=80)
+    with atomic_path(out / f"{re.sub(r'[^A-Za-z0-9_.=-]+', '_', label)}.txt") as tmp:
+        tmp.write_text(f"{label}: operators by self CPU time\n{by_name}\n\nby name and input shapes\n{by_shape}\n")
+    return result
+
+
+def child(spec: str, params: dict, work: Path, epochs: int, profile_dir: Path | None = None) -> dict:
     """Runs inside the fresh process."""
     if spec == "pretrain":
         from pipeline.pretrain import pretrain
@@ -51,7 +72,8 @@ def child(spec: str, params: dict, work: Path, epochs: int) -> dict:
         p = params | {"model": name, "models": models,
                       "train": params["train"] | {"epochs": epochs, "patience": epochs + 1}}
         t0 = time.perf_counter()
-        info = train(p, work / "prepared", work / "cost-run", work / "features", work / "pretrain-cost")
+        info = profiled(lambda: train(p, work / "prepared", work / "cost-run", work / "features", work / "pretrain-cost"),
+                        profile_dir, spec)
         out = {"train_s_per_epoch": info["train_s_per_epoch"], "eval_s_per_epoch": info["eval_s_per_epoch"],
                "epochs": info["epochs_run"], "parameters": info["parameters"], "wall_s": time.perf_counter() - t0}
         if "search_s" in info:
@@ -67,6 +89,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default=str(ROOT / "bench" / ".work"))
     ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--profile", metavar="DIR", help="also write each model's torch.profiler operator tables "
+                    "to DIR/<model>.txt (profiling slows the run: its times are printed, not saved; it keeps every "
+                    "operator's record, so memory grows with the steps: one epoch of fine-grained MMSR took ~10 GB)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--report", metavar="JSON", help="only print the table of this result file")
     args = ap.parse_args()
@@ -78,7 +103,8 @@ def main() -> None:
     params |= {"dataset": args.dataset}
     work = Path(args.work) / args.dataset
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, params, work, args.epochs)))
+        print("RESULT " + json.dumps(child(args.child, params, work, args.epochs,
+                                           Path(args.profile) if args.profile else None)))
         return
     if not (work / "features" / "keywords").is_dir():
         prepare(params, work)
@@ -88,14 +114,16 @@ def main() -> None:
             if r["model"] not in args.models]  # earlier rows for other models stay; re-measured ones are replaced
     for spec in args.models:
         cmd = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs), "--threads",
-               str(args.threads), "--work", args.work, "--child", spec, "--set", *args.set]
+               str(args.threads), "--work", args.work, "--child", spec, "--set", *args.set,
+               *(["--profile", args.profile] if args.profile else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{spec}: the measuring process failed (exit {proc.returncode})")
         rows.append({"model": spec, **json.loads(line[7:])})
-        save(out_file, rows, dataset=args.dataset, epochs=args.epochs, threads=args.threads)
+        if not args.profile:  # profiled times are slower: they never replace a measured row
+            save(out_file, rows, dataset=args.dataset, epochs=args.epochs, threads=args.threads)
         print(f"{spec}: {rows[-1]}", flush=True)
     print_table(rows)
 

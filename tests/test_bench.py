@@ -201,3 +201,16 @@ def test_budget_rows_join_one_job_per_seed(tmp_path):
         budget_group(f"{tmp_path}/a-s0.json,{tmp_path}/a-s0.json")
     with pytest.raises(SystemExit, match="different pre-trainings"):
         print_budget([f"{tmp_path}/a-s0.json,{tmp_path}/a-s2.json"])
+
+
+def test_model_cost_profile_writes_operator_tables_with_shapes(tmp_path):
+    from bench.model_cost import profiled
+
+    a = torch.randn(64, 32)
+    assert torch.equal(profiled(lambda: a @ a.T, None, "x"), a @ a.T) and not any(tmp_path.iterdir())  # off: no file
+    out = profiled(lambda: a @ a.T, tmp_path, 'mmsr:fusion="co_attention"')
+    assert torch.equal(out, a @ a.T)
+    [f] = tmp_path.iterdir()
+    assert f.name == "mmsr_fusion=_co_attention_.txt"  # a file name from the spec
+    text = f.read_text()
+    assert "aten::mm" in text and "[64, 32]" in text  # the operator, and the shapes it ran on
