@@ -152,10 +152,20 @@ def keep_ranks(src: Path, out: Path, name: str, model: str, seed: int) -> str:
     return str(dst.relative_to(out))
 
 
+MIN_SEEDS = 3  # fewer seeds a side: the difference is printed, but never marked significant
+
+
 def significance(rows: list[dict], model: str, vs: str, query: str, metric: str) -> str:
     """'+0.0123 [+0.0050, +0.0190] *': model − vs, paired over queries (seeds averaged per query), 95 %
     bootstrap CI, * = significant (CI excludes 0 and Wilcoxon p < 0.05). Runs without saved ranks:
-    '+0.0123 (seeds, p 0.03) *', Welch's t-test over the seeds' values (weaker: 3 values a side)."""
+    '+0.0123 (seeds, p 0.03) *', Welch's t-test over the seeds' values (weaker: 3 values a side).
+    With fewer than MIN_SEEDS seeds on either side: no *, and '(n < 3 seeds)' (a smoke test)."""
+    cell = _significance(rows, model, vs, query, metric)
+    n = min(len({r["seed"] for r in rows if r["model"] == m}) for m in (model, vs))
+    return cell if n >= MIN_SEEDS or cell == "—" else f"{cell.removesuffix(' *')} (n < {MIN_SEEDS} seeds)"
+
+
+def _significance(rows: list[dict], model: str, vs: str, query: str, metric: str) -> str:
     from pipeline.compare import compare, read_ranks
 
     def runs(m: str) -> list:
@@ -186,6 +196,10 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
     def stat(model: str, key: str) -> str:
         return mean_std([r[key] for r in rows if r["model"] == model and key in r])
 
+    def label(model: str) -> str:  # a row short of seeds says so where it is read
+        n = len({r["seed"] for r in rows if r["model"] == model})
+        return model if n >= min(MIN_SEEDS, len(seeds)) else f"{model} ({n} of {len(seeds)} seeds)"
+
     metric_cols = {"test HR@10": "test/hr@10", "test NDCG@10": "test/ndcg@10", "test MRR@10": "test/mrr@10",
                    "valid NDCG@10": "valid/ndcg@10", "cold-item test NDCG@10": "test_cold/ndcg@10",
                    "cold-item test HR@50": "test_cold/hr@50", "cold sub-seq NDCG@10": "cold_seq/ndcg@10",
@@ -193,7 +207,7 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
     extra = {f"Δ test NDCG@10 vs {vs}": ("test", "ndcg@10"), f"Δ cold sub-seq HR@50 vs {vs}": ("cold_seq", "hr@50")} \
         if vs else {}
     print(table(["model", *metric_cols, *extra, "best epoch", "s/epoch", "wall s / run"],
-                [[m, *(stat(m, key) for key in metric_cols.values()),
+                [[label(m), *(stat(m, key) for key in metric_cols.values()),
                   *(significance(rows, m, vs, q, k) for q, k in extra.values()),
                   "/".join(str(r["best_epoch"]) for r in rows if r["model"] == m),
                   f"{np.mean([r['train_s_per_epoch'] for r in rows if r['model'] == m]):.1f}",

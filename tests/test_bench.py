@@ -214,3 +214,25 @@ def test_model_cost_profile_writes_operator_tables_with_shapes(tmp_path):
     assert f.name == "mmsr_fusion=_co_attention_.txt"  # a file name from the spec
     text = f.read_text()
     assert "aten::mm" in text and "[64, 32]" in text  # the operator, and the shapes it ran on
+
+
+def test_combine_marks_no_difference_significant_with_fewer_than_three_seeds(tmp_path, capsys):
+    """A row short of seeds is labelled, and its difference is printed without * (a smoke test)."""
+    import json
+
+    from bench.baselines import combine
+
+    def row(model, seed, ndcg):
+        return {"model": model, "seed": seed, "test/hr@10": 0.2, "test/ndcg@10": ndcg, "test/mrr@10": 0.05,
+                "valid/ndcg@10": 0.1, "test_cold/ndcg@10": 0.0, "test_cold/hr@50": 0.0, "best_epoch": 3,
+                "train_s_per_epoch": 1.0, "wall_s": 5.0}
+
+    rows = [row("sasrec", s, 0.30 + s / 100) for s in range(3)] + [row("pop", s, 0.10 + s / 100) for s in range(3)] \
+        + [row("gru4rec", s, 0.05 + s / 1000) for s in range(2)]
+    stats = {"users": 3, "items": 4, "interactions": 12, "density": 1.0}
+    (tmp_path / "a.json").write_text(json.dumps({"dataset": "x", "stats": stats, "rows": rows}))
+    combine([str(tmp_path / "a.json")], vs="sasrec")
+    lines = {ln.split(" | ")[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")}
+    assert "(seeds, p" in lines["| pop"] and lines["| pop"].count(" * |") == 1  # 3 seeds a side: significant
+    short = lines["| gru4rec (2 of 3 seeds)"]  # Welch's p is tiny here too, but 2 seeds are no finding
+    assert "(n < 3 seeds)" in short and " * " not in short
