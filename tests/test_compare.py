@@ -70,3 +70,16 @@ def test_runs_on_other_queries_are_refused():
         compare([ranks_table([1.0, 2.0, 3.0])], [ranks_table([1.0, 2.0, 3.0], users=[1, 2, 9])])
     with pytest.raises(ValueError, match="no 'cold_seq' queries"):
         compare([ranks_table([1.0])], [ranks_table([1.0])], query="cold_seq")
+
+
+def test_the_batched_bootstrap_gives_the_unbatched_interval(monkeypatch):
+    """compare() bootstraps in batches (bounded memory); the interval must be the one a single draw gives."""
+    import pipeline.compare as pc
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(1, 40, 2500).astype(float), rng.integers(1, 40, 2500).astype(float)
+    assert pc.BOOTSTRAP_BATCH < 2500  # the 10,000 resamples and 2,500 jackknife samples come in batches
+    (batched,) = compare([ranks_table(a)], [ranks_table(b)], ["ndcg@10"])
+    monkeypatch.setattr(pc, "BOOTSTRAP_BATCH", None)
+    (whole,) = compare([ranks_table(a)], [ranks_table(b)], ["ndcg@10"])
+    assert (batched["ci_low"], batched["ci_high"]) == (whole["ci_low"], whole["ci_high"])
