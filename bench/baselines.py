@@ -64,8 +64,8 @@ def main() -> None:
     ap.add_argument("--work", help="keep prepared/ and features/ in this folder and reuse them when present (same "
                     "params!), e.g. bench/.work/ml-100k from model_cost.py; each run trains in its runs/<name-model-"
                     "seed>/ there, so a killed job resumes after its last epoch when re-run (the row's "
-                    "`resumed_after_epochs` lists where; its wall_s and seconds then count this process only, train_s_per_epoch and eval_s_per_epoch "
-                    "every epoch); default: a scratch folder")
+                    "`resumed_after_epochs` lists where; its wall_s and seconds then count this process only, "
+                    "train_s_per_epoch and eval_s_per_epoch every epoch); default: a scratch folder")
     ap.add_argument("--combine", nargs="+", metavar="JSON", help="only print one table from these result files")
     ap.add_argument("--vs", help="with --combine: add each row's paired difference to this model (spec), with its "
                     "95 %% bootstrap interval and * where significant")

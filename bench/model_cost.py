@@ -7,11 +7,11 @@ each model spec starts a new Python process that builds the model from the cache
 `--epochs` epochs (early stopping off) and reports its training seconds per epoch, validation
 seconds per epoch and its own peak RSS (ru_maxrss: interpreter + torch + tables + model +
 activations; a fresh process, so nothing carries over from another model). `pretrain` measures
-one MSM4SR pre-training epoch the same way. `--profile DIR` also runs each model's epochs under
-torch.profiler and writes DIR/<model>.txt: operators by self CPU time, once by name and once by
-name and input shapes (which tensors the time goes to). Writes bench/results/model-cost-<dataset>.json (rows of
-models not named this time are kept, so one model can be re-measured) and prints the Markdown
-table for docs/benchmarks.md.
+one MSM4SR pre-training epoch the same way. Writes bench/results/model-cost-<dataset>.json (rows
+of models not named this time are kept, so one model can be re-measured) and prints the Markdown
+table for docs/benchmarks.md. `--profile DIR` also runs each model's epochs under torch.profiler
+and writes DIR/<model>.txt: operators by self CPU time, once by name and once by name and input
+shapes (which tensors the time goes to); profiled rows are printed, not saved.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.baselines import extract_features, override, parse_spec  # noqa: E402
 from bench.report import load_rows, prepare, save, table  # noqa: E402
-from pipeline.tables import atomic_path  # noqa: E402
 from pipeline.params import load_params, setup_logging  # noqa: E402
+from pipeline.tables import atomic_path  # noqa: E402
 
 DEFAULT = ["pop", "sasrec", "gru4rec", "nextitnet", "mlpmixer", "m2sr", "msm4sr:pretrained=false", "mmsr",
            "automlp:short_lengths=[10]", "automlp", "pretrain"]
@@ -72,8 +72,8 @@ def child(spec: str, params: dict, work: Path, epochs: int, profile_dir: Path | 
         p = params | {"model": name, "models": models,
                       "train": params["train"] | {"epochs": epochs, "patience": epochs + 1}}
         t0 = time.perf_counter()
-        info = profiled(lambda: train(p, work / "prepared", work / "cost-run", work / "features", work / "pretrain-cost"),
-                        profile_dir, spec)
+        info = profiled(lambda: train(p, work / "prepared", work / "cost-run", work / "features",
+                                      work / "pretrain-cost"), profile_dir, spec)
         out = {"train_s_per_epoch": info["train_s_per_epoch"], "eval_s_per_epoch": info["eval_s_per_epoch"],
                "epochs": info["epochs_run"], "parameters": info["parameters"], "wall_s": time.perf_counter() - t0}
         if "search_s" in info:

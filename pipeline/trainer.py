@@ -360,5 +360,5 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     if state_path is not None and state_path.exists() and distributed.is_main():
         state_path.unlink()
     return {"history": p["history"], "best_epoch": p["best_epoch"], "best": p["best"],
-            "resumed_after": p["resumed_after"], "seconds": time.perf_counter() - t0, "device": str(device), "windows": len(x_all),
-            "precision": "bf16" if bf16 else "fp32"}
+            "resumed_after": p["resumed_after"], "seconds": time.perf_counter() - t0, "device": str(device),
+            "windows": len(x_all), "precision": "bf16" if bf16 else "fp32"}
