@@ -113,7 +113,7 @@ def main() -> None:
                 try:
                     if getattr(MODELS[name], "pretrain_loss", None) and models[name].get("pretrained", True) \
                             and not models[name].get("pretrained_path"):  # else: another data set's weights
-                        pre = {"pretrain": pretrain_once(run_params, tmp, data / "pretrain-cache")}
+                        pre = pretrain_once(run_params, tmp, data / "pretrain-cache")
                     info = train(run_params, tmp / "prepared", out, tmp / "features", tmp / "pretrain")
                     res = evaluate(run_params, tmp / "prepared", out / "model.pt", out / "metrics.json")
                 except Exception as e:  # one failing variant must not lose the hours of rows around it
@@ -243,8 +243,10 @@ def pretrain_once(params: dict, folder: Path, cache: Path) -> dict:
     """The pretrain stage for these msm4sr + pretrain settings, once per setting in `cache` (--work's
     pretrain-cache/ outlives the job: jobs on other cores wait for the one pre-training and reuse its
     weights; a killed pre-training resumes after its last epoch); links folder/pretrain to it and
-    returns its summary (settings, pair visits, seconds of pre-training epochs, pairs/s, the first
-    and last epochs' losses) for the result rows."""
+    returns the row fields: `pretrain`, its summary (settings, pair visits, seconds of pre-training
+    epochs, pairs/s, the first and last epochs' losses), and this job's share of its wall_s:
+    `pretrain_wait_s` (waiting for another job's pre-training) and `pretrain_here_s` (pre-training
+    in this process; 0 when reused)."""
     import fcntl
 
     from pipeline.pretrain import pretrain
@@ -255,8 +257,11 @@ def pretrain_once(params: dict, folder: Path, cache: Path) -> dict:
                       "pretrain": params.get("pretrain") or {}}, sort_keys=True)
     target = cache / hashlib.sha256(key.encode()).hexdigest()[:16]
     target.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    here = 0.0
     with open(target / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another job pre-training these settings: wait for its weights
+        waited = time.perf_counter() - t0
         if not (target / "summary.json").is_file():
             info = pretrain(params, folder / "prepared", folder / "features", target)
             history = info["history"]
@@ -267,12 +272,14 @@ def pretrain_once(params: dict, folder: Path, cache: Path) -> dict:
                        "last_epoch": history[-1] if history else {}}
             with atomic_path(target / "summary.json") as tmp:
                 tmp.write_text(json.dumps(summary, indent=1))
+            here = time.perf_counter() - t0 - waited
         else:
             log.info("reusing the pre-trained weights in %s", target)
     if (folder / "pretrain").is_symlink() or (folder / "pretrain").exists():
         (folder / "pretrain").unlink()
     (folder / "pretrain").symlink_to(target.resolve())
-    return json.loads((target / "summary.json").read_text())
+    return {"pretrain": json.loads((target / "summary.json").read_text()), "pretrain_wait_s": round(waited, 1),
+            "pretrain_here_s": round(here, 1)}
 
 
 def extract_features(params: dict, folder: Path) -> None:

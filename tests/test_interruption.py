@@ -169,4 +169,8 @@ def test_benchmark_jobs_on_two_cores_share_one_pretraining(tmp_path):
     assert sum("reusing the pre-trained weights" in log for log in logs) == 1
     rows = [json.loads((tmp_path / "o" / f"s{seed}.json").read_text())["rows"][0] for seed in (0, 1)]
     assert rows[0]["pretrain"] == rows[1]["pretrain"] and rows[0]["pretrain"]["epochs"] == 3
+    here = sorted(r["pretrain_here_s"] for r in rows)  # one job pre-trained; the other waited or reused
+    assert here[0] == 0 and here[1] > 0 and all(0 <= r["pretrain_wait_s"] <= r["wall_s"] for r in rows)
+    reused = next(r for r in rows if r["pretrain_here_s"] == 0)
+    assert reused["pretrain_wait_s"] <= here[1] + 1  # no longer than the pre-training it waited for
     assert rows[0]["test/ndcg@10"] != rows[1]["test/ndcg@10"]  # two seeds' fine-tunes, not one result twice
