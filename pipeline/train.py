@@ -42,6 +42,20 @@ FEATURE_DIRS = {"text": "text", "text_sentences": "text", "text_tokens": "text",
                 "keyword_vectors": "keywords"}
 
 
+def with_run_settings(name: str, model_params: dict, pre: PreprocessConfig, cfg: TrainConfig, view) -> dict:
+    """The model section plus what the run decides: max_len from preprocessing, the loss from train
+    (unless the section fixes its own, as MMSR's bce), the user count for user-embedding models."""
+    model_params = dict(model_params)
+    fields = {f.name for f in dataclasses.fields(MODELS[name].Config)}
+    if "max_len" in fields:
+        model_params["max_len"] = pre.max_len
+    if "loss" in fields and model_params.get("loss") is None:
+        model_params["loss"] = cfg.loss
+    if "num_users" in fields:  # user-embedding models (BPR-MF, FPMC)
+        model_params["num_users"] = len(view.valid_targets)
+    return model_params
+
+
 def build_with_features(name: str, model_params: dict, features: Path, prepared: Path, num_items: int):
     """Build `name`; for a model with FEATURES, first load each modality's table (checked against this
     items.parquet), put their shapes into `model_params['features']`, then fill the model's buffers."""
@@ -144,14 +158,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
     distributed.init(resolve_device(cfg.device, "train.device"))  # under torchrun: join the group
     view = load_training_view(prepared)
-    model_params = dict(model_params)
-    fields = {f.name for f in dataclasses.fields(MODELS[name].Config)}
-    if "max_len" in fields:
-        model_params["max_len"] = pre.max_len
-    if "loss" in fields and model_params.get("loss") is None:  # the model section may fix its own (MMSR: bce)
-        model_params["loss"] = cfg.loss
-    if "num_users" in fields:  # user-embedding models (BPR-MF, FPMC)
-        model_params["num_users"] = len(view.valid_targets)
+    model_params = with_run_settings(name, model_params, pre, cfg, view)
     features = features or prepared.parent / "features"
     seed_everything(cfg.seed)  # the initial weights too: two runs with one seed are the same run
     model = build_with_features(name, model_params, features, prepared, view.num_items)

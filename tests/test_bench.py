@@ -236,3 +236,35 @@ def test_combine_marks_no_difference_significant_with_fewer_than_three_seeds(tmp
     assert "(seeds, p" in lines["| pop"] and lines["| pop"].count(" * |") == 1  # 3 seeds a side: significant
     short = lines["| gru4rec (2 of 3 seeds)"]  # Welch's p is tiny here too, but 2 seeds are no finding
     assert "(n < 3 seeds)" in short and " * " not in short
+
+
+def test_stale_rows_flags_a_row_whose_model_the_code_no_longer_builds(tmp_path):
+    """bench/stale_rows.py rebuilds each row's spec on the current code: equal parameter counts pass, a
+    changed structure or a spec that no longer builds is STALE, another params file is skipped."""
+    import json
+
+    from bench.stale_rows import check, current_parameters
+    from tests.conftest import tiny_params, write_random_features
+
+    p = tiny_params()
+    download(p, tmp_path / "raw")
+    run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(**p["preprocess"]))
+    write_random_features(tmp_path / "prepared", tmp_path / "features")
+    specs = ("sasrec", 'mmsr:fusion="co_attention"')
+    now = {spec: current_parameters(spec, set(), tmp_path, p, None) for spec in specs}
+    assert now["sasrec"] > 0 and now['mmsr:fusion="co_attention"'] > 0
+
+    def row(model, seed, parameters):
+        return {"model": model, "seed": seed, "parameters": parameters}
+
+    rows = [row("sasrec", 0, now["sasrec"]), row("sasrec", 1, now["sasrec"]),
+            row('mmsr:fusion="co_attention"', 0, now['mmsr:fusion="co_attention"'] - 2 * 640),  # a block fewer
+            row("sasrec:no_such_option=1", 0, 5)]
+    (tmp_path / "a.json").write_text(json.dumps({"argv": ["--set", "train.threads=1"], "rows": rows}))
+    (tmp_path / "b.json").write_text(json.dumps({"argv": ["--params", "other.yaml"], "rows": rows[:1]}))
+    lines = check([str(tmp_path / "a.json"), str(tmp_path / "b.json")], tmp_path, p)
+    verdicts = {(ln[0].rsplit("/", 1)[-1], ln[1]): ln[4] for ln in lines}
+    assert verdicts[("a.json", "sasrec")] == "ok"
+    assert verdicts[("a.json", 'mmsr:fusion="co_attention"')].startswith("STALE: the code builds another model")
+    assert verdicts[("a.json", "sasrec:no_such_option=1")].startswith("STALE: the current code cannot build it")
+    assert verdicts[("b.json", "sasrec")].startswith("skipped")

@@ -1,0 +1,107 @@
+"""Check benchmark result rows against the current code: is each row's model still the model the
+code builds for its spec?
+
+    python bench/stale_rows.py --work bench/.work/ml-100k-fine bench/results/mmsr-study/row*-s*.json
+
+A result row records the spec it ran (`mmsr:fusion="co_attention"`), the `--set` overrides of its
+command and its trainable parameter count. This rebuilds every (spec, overrides) on the current
+code and params.yaml, with --work's prepared data and feature tables (the data set the rows ran
+on), and compares parameter counts: a module added to or removed from a model since the row ran
+(co-attention's per-modality blocks, 2026-12-05) shows as `STALE`. Equal counts do not prove equal
+models (a changed forward pass keeps them); they catch structure drift. Rows whose file ran with
+another params file, and AutoMLP rows without their searched length, are listed as skipped, with why.
+Exits 1 when a row is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.baselines import override, parse_spec  # noqa: E402
+from bench.report import run_settings, table  # noqa: E402
+from pipeline.params import from_dict, load_params  # noqa: E402
+
+
+def current_parameters(spec: str, sets: set[str], work: Path, params: dict, search_k: int | None) -> int:
+    """Trainable parameters of `spec` built now, as the train stage builds it (after AutoMLP's search:
+    with the searched length)."""
+    from pipeline.preprocess import PreprocessConfig
+    from pipeline.train import build_with_features, load_training_view, with_run_settings
+    from pipeline.trainer import TrainConfig
+
+    name, over = parse_spec(spec)
+    p = json.loads(json.dumps(params))
+    for a in sorted(sets):  # JSON values; bare words (train.negatives_by=popularity, paths) are strings
+        key, value = a.split("=", 1)
+        try:
+            override(p, [a])
+        except json.JSONDecodeError:
+            override(p, [f"{key}={json.dumps(value)}"])
+    section = (p["models"].get(name) or {}) | over | ({"short_lengths": [search_k]} if search_k else {})
+    view = load_training_view(work / "prepared")
+    model_params = with_run_settings(name, section, from_dict(PreprocessConfig, p.get("preprocess"), "preprocess"),
+                                     from_dict(TrainConfig, p.get("train"), "train"), view)
+    model = build_with_features(name, model_params, work / "features", work / "prepared", view.num_items)
+    return sum(t.numel() for t in model.parameters() if t.requires_grad)
+
+
+def check(files: list[str], work: Path, params: dict) -> list[list[str]]:
+    """One line per (file, model): file, model, recorded, now, verdict."""
+    built: dict[tuple, int] = {}
+    lines = []
+    for f in files:
+        payload = json.loads(Path(f).read_text())
+        sets, note = run_settings(payload), ""
+        if sets is None and not ("--params" in payload.get("argv", []) or " --params " in payload.get("command", "")):
+            sets, note = set(), " (its command cannot be read: checked without --set overrides)"
+        for spec in dict.fromkeys(r["model"] for r in payload["rows"]):
+            rows = [r for r in payload["rows"] if r["model"] == spec]
+            recorded = {r.get("parameters") for r in rows}
+            k = rows[0].get("search_k")
+            if sets is None:
+                lines.append([f, spec, "—", "—", "skipped: ran with another params file"])
+                continue
+            if spec.startswith("automlp") and k is None and not spec.count("short_lengths"):
+                lines.append([f, spec, "—", "—", "skipped: AutoMLP row without its searched length"])
+                continue
+            if None in recorded:
+                lines.append([f, spec, "—", "—", "skipped: the row has no parameter count"])
+                continue
+            key = (spec, tuple(sorted(sets)), k)
+            if key not in built:
+                try:
+                    built[key] = current_parameters(spec, sets, work, params, k)
+                except Exception as e:  # noqa: BLE001 - a spec the code no longer accepts is a finding too
+                    built[key] = f"{type(e).__name__}: {e}"
+            now = built[key]
+            if isinstance(now, str):
+                lines.append([f, spec, "/".join(f"{n:,}" for n in sorted(recorded)), "—",
+                              f"STALE: the current code cannot build it ({now[:200]})"])
+                continue
+            ok = recorded == {now}
+            lines.append([f, spec, "/".join(f"{n:,}" for n in sorted(recorded)), f"{now:,}",
+                          ("ok" if ok else "STALE: the code builds another model for this spec") + note])
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", help="result files of bench/baselines.py")
+    ap.add_argument("--work", required=True, help="a --work folder (prepared/ and features/) of the rows' data set")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    args = ap.parse_args()
+    lines = check(args.files, Path(args.work), load_params(Path(args.params)))
+    print(table(["file", "model", "parameters then", "now", "verdict"], lines))
+    stale = [ln for ln in lines if ln[4].startswith("STALE")]
+    if stale:
+        sys.exit(f"{len(stale)} stale row(s): re-run them or move them out of the tables (e.g. a withdrawn/ folder)")
+
+
+if __name__ == "__main__":
+    main()
