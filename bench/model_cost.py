@@ -109,6 +109,9 @@ def main() -> None:
     if not (work / "features" / "keywords").is_dir():
         prepare(params, work)
         extract_features(params, work)
+    from pipeline.train import load_training_view
+
+    items = load_training_view(work / "prepared").num_items  # which data the rows ran on (bench/stale_rows.py)
     out_file = ROOT / "bench" / "results" / f"model-cost-{args.dataset}.json"
     rows = [r for r in (json.loads(out_file.read_text())["rows"] if out_file.is_file() else [])
             if r["model"] not in args.models]  # earlier rows for other models stay; re-measured ones are replaced
@@ -123,7 +126,8 @@ def main() -> None:
             raise SystemExit(f"{spec}: the measuring process failed (exit {proc.returncode})")
         rows.append({"model": spec, **json.loads(line[7:])})
         if not args.profile:  # profiled times are slower: they never replace a measured row
-            save(out_file, rows, dataset=args.dataset, epochs=args.epochs, threads=args.threads)
+            save(out_file, rows, dataset=args.dataset, epochs=args.epochs, threads=args.threads,
+                 stats={"items": items})
         print(f"{spec}: {rows[-1]}", flush=True)
     print_table(rows)
 

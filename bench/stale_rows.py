@@ -53,13 +53,22 @@ def current_parameters(spec: str, sets: set[str], work: Path, params: dict, sear
 
 def check(files: list[str], work: Path, params: dict) -> list[list[str]]:
     """One line per (file, model): file, model, recorded, now, verdict."""
+    from pipeline.train import load_training_view
+
     built: dict[tuple, int] = {}
     lines = []
+    items = load_training_view(work / "prepared").num_items
     for f in files:
         payload = json.loads(Path(f).read_text())
-        sets, note = run_settings(payload), ""
+        ran_on = (payload.get("stats") or {}).get("items")
+        if ran_on is not None and ran_on != items:
+            lines += [[f, spec, "—", "—", f"skipped: other data ({ran_on:,} items; --work has {items:,})"]
+                      for spec in dict.fromkeys(r["model"] for r in payload["rows"])]
+            continue
+        sets, note = run_settings(payload), "" if ran_on is not None else f" (the file records no data size: --work's " \
+            f"{items:,} items assumed)"
         if sets is None and not ("--params" in payload.get("argv", []) or " --params " in payload.get("command", "")):
-            sets, note = set(), " (its command cannot be read: checked without --set overrides)"
+            sets, note = set(), note + " (its command cannot be read: checked without --set overrides)"
         for spec in dict.fromkeys(r["model"] for r in payload["rows"]):
             rows = [r for r in payload["rows"] if r["model"] == spec]
             recorded = {r.get("parameters") for r in rows}

@@ -262,9 +262,11 @@ def test_stale_rows_flags_a_row_whose_model_the_code_no_longer_builds(tmp_path):
             row("sasrec:no_such_option=1", 0, 5)]
     (tmp_path / "a.json").write_text(json.dumps({"argv": ["--set", "train.threads=1"], "rows": rows}))
     (tmp_path / "b.json").write_text(json.dumps({"argv": ["--params", "other.yaml"], "rows": rows[:1]}))
-    lines = check([str(tmp_path / "a.json"), str(tmp_path / "b.json")], tmp_path, p)
+    (tmp_path / "c.json").write_text(json.dumps({"argv": [], "stats": {"items": 7}, "rows": rows[:1]}))
+    lines = check([str(tmp_path / f) for f in ("a.json", "b.json", "c.json")], tmp_path, p)
     verdicts = {(ln[0].rsplit("/", 1)[-1], ln[1]): ln[4] for ln in lines}
-    assert verdicts[("a.json", "sasrec")] == "ok"
+    assert verdicts[("a.json", "sasrec")].startswith("ok")
     assert verdicts[("a.json", 'mmsr:fusion="co_attention"')].startswith("STALE: the code builds another model")
     assert verdicts[("a.json", "sasrec:no_such_option=1")].startswith("STALE: the current code cannot build it")
     assert verdicts[("b.json", "sasrec")].startswith("skipped")
+    assert verdicts[("c.json", "sasrec")].startswith("skipped: other data (7 items")
