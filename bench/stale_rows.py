@@ -8,9 +8,9 @@ command and its trainable parameter count. This rebuilds every (spec, overrides)
 code and params.yaml, with --work's prepared data and feature tables (the data set the rows ran
 on), and compares parameter counts: a module added to or removed from a model since the row ran
 (co-attention's per-modality blocks, 2026-12-05) shows as `STALE`. Equal counts do not prove equal
-models (a changed forward pass keeps them); they catch structure drift. Rows whose file ran with
-another params file, and AutoMLP rows without their searched length, are listed as skipped, with why.
-Exits 1 when a row is stale.
+models (a changed forward pass keeps them); they catch structure drift. Files of another data size
+than --work's, files run with another params file and AutoMLP rows without their searched length
+are listed as skipped, with why. Exits 1 when a row is stale.
 """
 
 from __future__ import annotations
@@ -65,9 +65,11 @@ def check(files: list[str], work: Path, params: dict) -> list[list[str]]:
             lines += [[f, spec, "—", "—", f"skipped: other data ({ran_on:,} items; --work has {items:,})"]
                       for spec in dict.fromkeys(r["model"] for r in payload["rows"])]
             continue
-        sets, note = run_settings(payload), "" if ran_on is not None else f" (the file records no data size: --work's " \
-            f"{items:,} items assumed)"
-        if sets is None and not ("--params" in payload.get("argv", []) or " --params " in payload.get("command", "")):
+        sets, note = run_settings(payload), ""
+        if ran_on is None:
+            note = f" (the file records no data size: --work's {items:,} items assumed)"
+        other_params = "--params" in payload.get("argv", []) or " --params " in payload.get("command", "")
+        if sets is None and not other_params:
             sets, note = set(), note + " (its command cannot be read: checked without --set overrides)"
         for spec in dict.fromkeys(r["model"] for r in payload["rows"]):
             rows = [r for r in payload["rows"] if r["model"] == spec]
@@ -76,7 +78,7 @@ def check(files: list[str], work: Path, params: dict) -> list[list[str]]:
             if sets is None:
                 lines.append([f, spec, "—", "—", "skipped: ran with another params file"])
                 continue
-            if spec.startswith("automlp") and k is None and not spec.count("short_lengths"):
+            if spec.startswith("automlp") and k is None and "short_lengths" not in spec:
                 lines.append([f, spec, "—", "—", "skipped: AutoMLP row without its searched length"])
                 continue
             if None in recorded:
