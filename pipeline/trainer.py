@@ -284,7 +284,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     if not trainable:  # statistics only (popularity): nothing to optimise, one validation
         row = validate(1, 0, float("nan"), time.perf_counter() - t0)
         return {"history": [row], "best_epoch": 1, "best": row[key], "seconds": time.perf_counter() - t0,
-                "device": str(device), "windows": 0}
+                "device": str(device), "windows": 0, "resumed_after": []}
 
     inputs, targets, users = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
     if not (targets > 0).any():
