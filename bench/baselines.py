@@ -155,13 +155,17 @@ def keep_ranks(src: Path, out: Path, name: str, model: str, seed: int) -> str:
 MIN_SEEDS = 3  # fewer seeds a side: the difference is printed, but never marked significant
 
 
+def seed_count(rows: list[dict], model: str) -> int:
+    return len({r["seed"] for r in rows if r["model"] == model})
+
+
 def significance(rows: list[dict], model: str, vs: str, query: str, metric: str) -> str:
     """'+0.0123 [+0.0050, +0.0190] *': model − vs, paired over queries (seeds averaged per query), 95 %
     bootstrap CI, * = significant (CI excludes 0 and Wilcoxon p < 0.05). Runs without saved ranks:
     '+0.0123 (seeds, p 0.03) *', Welch's t-test over the seeds' values (weaker: 3 values a side).
     With fewer than MIN_SEEDS seeds on either side: no *, and '(n < 3 seeds)' (a smoke test)."""
     cell = _significance(rows, model, vs, query, metric)
-    n = min(len({r["seed"] for r in rows if r["model"] == m}) for m in (model, vs))
+    n = min(seed_count(rows, m) for m in (model, vs))
     return cell if n >= MIN_SEEDS or cell == "—" else f"{cell.removesuffix(' *')} (n < {MIN_SEEDS} seeds)"
 
 
@@ -197,7 +201,7 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
         return mean_std([r[key] for r in rows if r["model"] == model and key in r])
 
     def label(model: str) -> str:  # a row short of seeds says so where it is read
-        n = len({r["seed"] for r in rows if r["model"] == model})
+        n = seed_count(rows, model)
         return model if n >= min(MIN_SEEDS, len(seeds)) else f"{model} ({n} of {len(seeds)} seeds)"
 
     metric_cols = {"test HR@10": "test/hr@10", "test NDCG@10": "test/ndcg@10", "test MRR@10": "test/mrr@10",

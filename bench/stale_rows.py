@@ -28,9 +28,10 @@ from bench.report import run_settings, table  # noqa: E402
 from pipeline.params import from_dict, load_params  # noqa: E402
 
 
-def current_parameters(spec: str, sets: set[str], work: Path, params: dict, search_k: int | None) -> int:
+def current_parameters(spec: str, sets: set[str], work: Path, params: dict, search_k: int | None,
+                       view=None) -> int:
     """Trainable parameters of `spec` built now, as the train stage builds it (after AutoMLP's search:
-    with the searched length)."""
+    with the searched length); `view`: --work's training view, when the caller has it loaded."""
     from pipeline.preprocess import PreprocessConfig
     from pipeline.train import build_with_features, load_training_view, with_run_settings
     from pipeline.trainer import TrainConfig
@@ -44,7 +45,7 @@ def current_parameters(spec: str, sets: set[str], work: Path, params: dict, sear
         except json.JSONDecodeError:
             override(p, [f"{key}={json.dumps(value)}"])
     section = (p["models"].get(name) or {}) | over | ({"short_lengths": [search_k]} if search_k else {})
-    view = load_training_view(work / "prepared")
+    view = view or load_training_view(work / "prepared")
     model_params = with_run_settings(name, section, from_dict(PreprocessConfig, p.get("preprocess"), "preprocess"),
                                      from_dict(TrainConfig, p.get("train"), "train"), view)
     model = build_with_features(name, model_params, work / "features", work / "prepared", view.num_items)
@@ -57,7 +58,8 @@ def check(files: list[str], work: Path, params: dict) -> list[list[str]]:
 
     built: dict[tuple, int] = {}
     lines = []
-    items = load_training_view(work / "prepared").num_items
+    view = load_training_view(work / "prepared")  # once: every rebuild uses it
+    items = view.num_items
     for f in files:
         payload = json.loads(Path(f).read_text())
         ran_on = (payload.get("stats") or {}).get("items")
@@ -87,7 +89,7 @@ def check(files: list[str], work: Path, params: dict) -> list[list[str]]:
             key = (spec, tuple(sorted(sets)), k)
             if key not in built:
                 try:
-                    built[key] = current_parameters(spec, sets, work, params, k)
+                    built[key] = current_parameters(spec, sets, work, params, k, view)
                 except Exception as e:  # noqa: BLE001 - a spec the code no longer accepts is a finding too
                     built[key] = f"{type(e).__name__}: {e}"
             now = built[key]
