@@ -215,7 +215,16 @@ def print_table(rows: list[dict], models: list[str], dataset: str, stats: dict, 
                   *(significance(rows, m, vs, q, k) for q, k in extra.values()),
                   "/".join(str(r["best_epoch"]) for r in rows if r["model"] == m),
                   f"{np.mean([r['train_s_per_epoch'] for r in rows if r['model'] == m]):.1f}",
-                  f"{np.mean([r['wall_s'] for r in rows if r['model'] == m]):.0f}"] for m in models]))
+                  wall_cell([r for r in rows if r["model"] == m])] for m in models]))
+
+
+def wall_cell(runs: list[dict]) -> str:
+    """Mean wall seconds of the runs trained in one process; a resumed run's wall_s counts only its last
+    process, so it is left out and counted ('— (3 resumed)' when every run was)."""
+    whole = [r["wall_s"] for r in runs if not r.get("resumed_after_epochs")]
+    n = len(runs) - len(whole)
+    mean = f"{np.mean(whole):.0f}" if whole else "—"
+    return f"{mean} ({n} resumed, left out)" if n and whole else f"— ({n} resumed)" if n else mean
 
 
 def combine(files: list[str], vs: str | None = None) -> None:

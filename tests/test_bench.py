@@ -238,6 +238,17 @@ def test_combine_marks_no_difference_significant_with_fewer_than_three_seeds(tmp
     assert "(n < 3 seeds)" in short and " * " not in short
 
 
+def test_combine_leaves_resumed_runs_out_of_wall_time():
+    """A resumed run's wall_s covers its last process only: the table's wall s / run leaves it out and says so."""
+    from bench.baselines import wall_cell
+
+    runs = [{"wall_s": 100.0, "resumed_after_epochs": []}, {"wall_s": 300.0},
+            {"wall_s": 20.0, "resumed_after_epochs": [7]}]
+    assert wall_cell(runs) == "200 (1 resumed, left out)"
+    assert wall_cell(runs[:2]) == "200"
+    assert wall_cell(runs[2:]) == "— (1 resumed)"
+
+
 def test_stale_rows_flags_a_row_whose_model_the_code_no_longer_builds(tmp_path):
     """bench/stale_rows.py rebuilds each row's spec on the current code: equal parameter counts pass, a
     changed structure or a spec that no longer builds is STALE, another params file is skipped."""
