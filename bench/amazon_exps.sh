@@ -44,4 +44,4 @@ for seed in $SEEDS; do
 done
 mkdir -p "$OUT"
 dvc exp show --all-commits --csv > "$OUT/dvc-exps.csv"  # every seed, whichever commit it ran on
-python "$ROOT/bench/exp_table.py" "$OUT/dvc-exps.csv" --prefix "$PREFIX" | tee "$OUT/table.md"
+(cd "$ROOT" && python -m bench.exp_table "$OUT/dvc-exps.csv" --prefix "$PREFIX") | tee "$OUT/table.md"

@@ -13,8 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.report import mean_std, table  # noqa: E402
+from pipeline.results import mean_std, table
 
 
 def single_length(model: str) -> int | None:

@@ -6,8 +6,8 @@
 # thread, so every time inside a seed compares; seeds run side by side, one per core.
 #
 #   bash bench/automlp_search.sh                 # SEEDS="0 1 2", then the table
-#   LIST=1 SEEDS="0 1 2" bash bench/automlp_search.sh   # only print the jobs (for bench/run_queue.py)
-#   python bench/automlp_report.py bench/results/automlp-search/runs-s*.json   # the table again
+#   LIST=1 SEEDS="0 1 2" bash bench/automlp_search.sh   # only print the jobs (for pipeline/jobs.py)
+#   python -m bench.automlp_report bench/results/automlp-search/runs-s*.json   # the table again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -18,13 +18,13 @@ MODELS=(automlp 'automlp:xi=0' 'automlp:short_lengths=[2]' 'automlp:short_length
         'automlp:short_lengths=[20]' 'automlp:short_lengths=[30]' sasrec)
 jobs() {
     for seed in $SEEDS; do
-        printf '%s bench/baselines.py --dataset ml-100k --seeds %s --work %s --out %s --name runs-s%s.json --set train.threads=1 features.threads=1 --models' \
+        printf '%s -m bench.baselines --dataset ml-100k --seeds %s --work %s --out %s --name runs-s%s.json --set train.threads=1 features.threads=1 --models' \
             "$PY" "$seed" "$WORK" "$OUT" "$seed"
         printf " '%s'" "${MODELS[@]}"
         echo
     done
 }
 if [ -n "${LIST:-}" ]; then jobs; exit 0; fi
-"$PY" bench/baselines.py --dataset ml-100k --work "$WORK" --prepare-only
-"$PY" bench/run_queue.py --logs "$OUT/logs" <(jobs)
-"$PY" bench/automlp_report.py "$OUT"/runs-s*.json | tee "$OUT/table.md"
+"$PY" -m bench.baselines --dataset ml-100k --work "$WORK" --prepare-only
+"$PY" -m pipeline.jobs --logs "$OUT/logs" <(jobs)
+"$PY" -m bench.automlp_report "$OUT"/runs-s*.json | tee "$OUT/table.md"

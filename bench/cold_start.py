@@ -1,10 +1,10 @@
 """Benchmark: cold start as each paper defines it, on Amazon Scientific (text only).
 
-    python bench/cold_start.py jobs > jobs.txt                 # one line per run, for bench/run_queue.py
-    python bench/cold_start.py jobs --missing                  # only the runs without a result yet
-    python bench/cold_start.py cold-items                      # the prepared data's cold items, kept in results
-    python bench/cold_start.py report mmsr                     # the MMSR study's table (§7.1, Table 8)
-    python bench/cold_start.py report msm4sr                   # MSM4SR's table (§IV-G-1, Table V)
+    python -m bench.cold_start jobs > jobs.txt                 # one line per run, for pipeline/jobs.py
+    python -m bench.cold_start jobs --missing                  # only the runs without a result yet
+    python -m bench.cold_start cold-items                      # the prepared data's cold items, kept in results
+    python -m bench.cold_start report mmsr                     # the MMSR study's table (§7.1, Table 8)
+    python -m bench.cold_start report msm4sr                   # MSM4SR's table (§IV-G-1, Table V)
 
 Cold items occur < 10 times among the training interactions (both papers' threshold). Amazon
 Scientific is used because half of its users (4,152 of 8,442) have a cold test item; on ML-100K
@@ -30,15 +30,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from bench import transfer
+from pipeline.results import has_rows, load_rows, mean_std, paired_diff, run_settings, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench import transfer  # noqa: E402
-from bench.report import has_rows, load_rows, mean_std, paired_diff, run_settings, table  # noqa: E402
-
 DATASET = "amazon-scientific"
 OUT = ROOT / "bench" / "results" / "cold-start"
 SEEDS = [0, 1, 2]
@@ -71,7 +68,7 @@ def jobs(missing: bool = False) -> None:
     MSM4SR row's jobs each pre-train first: pre-training is seeded by `pretrain.seed`, not the
     fine-tuning seed, so every job makes the same weights (about 5 min of 10 epochs on Amazon,
     against about 50 min of fine-tuning). With `missing`, only the runs without a result file yet."""
-    from bench.baselines import run_slug
+    from pipeline.cells import run_slug
 
     for name, t in TABLES.items():
         for spec in t["rows"]:
@@ -81,7 +78,7 @@ def jobs(missing: bool = False) -> None:
                     continue  # MMSR-T seed 0 is bench/transfer.py's Amazon source run
                 sets = " ".join(f"'{s}'" for s in ["train.threads=1", "features.threads=1", "pretrain.threads=1",
                                                     *t["sets"].get(spec, [])])
-                print(f"{transfer.PY} bench/baselines.py --dataset {DATASET} --seeds {seed} "
+                print(f"{transfer.PY} -m bench.baselines --dataset {DATASET} --seeds {seed} "
                       f"--work {transfer.work(DATASET)} --out {OUT} --name {slug}.json "
                       f"--set {sets} --models '{spec}'")
 
@@ -98,7 +95,7 @@ def cold_queries(runs: list, cold) -> list:
 def write_cold_items(threshold: int = 10) -> None:
     """The cold items of the prepared data (training view), kept beside the results so the report
     needs only bench/results (the prepared folder is not committed)."""
-    from pipeline.evaluate import load_split
+    from pipeline.data import load_split
     from pipeline.evaluation import cold_items
 
     cold = cold_items(load_split(transfer.work(DATASET) / "prepared").training, threshold)

@@ -1,16 +1,18 @@
-"""Regenerate the tables in docs/benchmarks.md from bench/results/*.json, or check that they agree.
+"""Regenerate the generated blocks of docs/ (the tables in docs/benchmarks.md from bench/results/*.json,
+the model contract in docs/adding-a-model.md from models/contract.py), or check that they agree.
 
-    python bench/docs_tables.py --write-docs     # rewrite every generated block in place
-    python bench/docs_tables.py --check          # exit 1 (and show the diff) if a block is stale
+    python -m bench.docs_tables --write-docs     # rewrite every generated block in place
+    python -m bench.docs_tables --check          # exit 1 (and show the diff) if a block is stale
 
 A generated block in the Markdown page is
 
-    <!-- generated: bench/automlp_report.py bench/results/automlp-search/runs-s*.json -->
+    <!-- generated: bench.automlp_report bench/results/automlp-search/runs-s*.json -->
     ...the command's stdout...
     <!-- end generated -->
 
-The marker names a bench script and its arguments; globs are expanded (natural order: row2 before row10) against the project
-root, the script runs with the project's Python, and its stdout replaces the block. So a re-run of a
+The marker names a bench module and its arguments; globs are expanded (natural order: row2 before
+row10) against the project root, `python -m <module>` runs with the project's Python, and its
+stdout replaces the block. So a re-run of a
 benchmark updates the page with one command, and tests/test_docs_tables.py fails when the page and
 the JSON disagree. Text outside the blocks (findings, verdicts) is written by hand.
 """
@@ -26,8 +28,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.contract import with_markdown
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "benchmarks.md"
+CONTRACT_PAGE = ROOT / "docs" / "adding-a-model.md"
 BLOCK = re.compile(r"(<!-- generated: (?P<cmd>.+?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.DOTALL)
 
 
@@ -53,9 +58,9 @@ def expand(cmd: str) -> list[str]:
 
 def render(cmd: str) -> str:
     argv = expand(cmd)
-    if not argv or not argv[0].startswith("bench/") or not argv[0].endswith(".py"):
-        raise SystemExit(f"{PAGE.name}: a generated block runs a bench/*.py script, got {cmd!r}")
-    res = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True)
+    if not argv or not re.fullmatch(r"bench\.\w+", argv[0]):
+        raise SystemExit(f"{PAGE.name}: a generated block runs a bench module (bench.<name>), got {cmd!r}")
+    res = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(f"{PAGE.name}: `{cmd}` failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
     return res.stdout.strip("\n") + "\n"
@@ -63,6 +68,14 @@ def render(cmd: str) -> str:
 
 def regenerate(text: str) -> str:
     return BLOCK.sub(lambda m: m.group(1) + render(m.group("cmd")) + m.group(4), text)
+
+
+def pages(page: Path) -> dict[Path, str]:
+    """{page: regenerated text}: the benchmark page, and with the default page the contract's too."""
+    out = {page: regenerate(page.read_text())}
+    if page == PAGE:
+        out[CONTRACT_PAGE] = with_markdown(CONTRACT_PAGE.read_text())
+    return out
 
 
 def main() -> None:
@@ -73,20 +86,22 @@ def main() -> None:
     ap.add_argument("--page", default=str(PAGE))
     args = ap.parse_args()
     page = Path(args.page)
-    old = page.read_text()
-    n = len(BLOCK.findall(old))
-    new = regenerate(old)
-    if args.write_docs:
-        tmp = page.with_suffix(".md.tmp")
-        tmp.write_text(new)
-        tmp.replace(page)
-        print(f"{page}: {n} generated block(s) rewritten")
-        return
-    if new != old:
-        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(page),
-                                                   "regenerated"))
-        raise SystemExit(f"{page} disagrees with bench/results: run python bench/docs_tables.py --write-docs")
-    print(f"{page}: {n} generated block(s) agree with bench/results")
+    n = len(BLOCK.findall(page.read_text()))
+    stale = []
+    for path, new in pages(page).items():
+        old = path.read_text()
+        if args.write_docs:
+            tmp = path.with_suffix(".md.tmp")
+            tmp.write_text(new)
+            tmp.replace(path)
+        elif new != old:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path),
+                                                       "regenerated"))
+            stale.append(str(path))
+    if stale:
+        raise SystemExit(f"{', '.join(stale)}: disagrees with what generates it: run python -m bench.docs_tables "
+                         "--write-docs")
+    print(f"{page}: {n} generated block(s) {'rewritten' if args.write_docs else 'agree with bench/results'}")
 
 
 if __name__ == "__main__":

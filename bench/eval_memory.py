@@ -1,6 +1,6 @@
 """Benchmark: evaluation memory vs the longest user history (the cold sub-sequence queries).
 
-    BENCH_THREADS=1 python bench/eval_memory.py --longest 1000 5000 10000 20000 50000
+    BENCH_THREADS=1 python -m bench.eval_memory --longest 1000 5000 10000 20000 50000
 
 Each point runs in a fresh process: a catalogue of `--items` items, `--users` users with ~20 events
 each plus one user with `longest` events, an untrained SASRec (hidden 64) as the scorer, and the
@@ -24,17 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.results import load_rows, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import load_rows, table  # noqa: E402
-
 
 def one(items: int, users: int, longest: int) -> dict:
     import numpy as np
     import torch
 
-    from models import build_model
+    from pipeline import builder
     from pipeline.data import Sequences, Split
     from pipeline.evaluation import ProtocolConfig, catalogue, cold_subsequences, evaluate_chunks, evaluate_queries
 
@@ -44,7 +42,7 @@ def one(items: int, users: int, longest: int) -> dict:
     flat = rng.integers(1, items + 1, int(lengths.sum()))
     split = Split(Sequences(flat, np.concatenate([[0], np.cumsum(lengths)]), items))
     torch.manual_seed(0)
-    model = build_model("sasrec", {"hidden": 64, "max_len": 50}, items).eval()
+    model = builder.build("sasrec", {"hidden": 64}, builder.inputs_for(split.training, 50, "ce")).eval()
     protocol = ProtocolConfig()
     device = torch.device("cpu")
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Benchmark: exact full-ranking top-50 for all users, ours vs a bare torch matmul+topk roofline.
 
-    python bench/eval_scale.py                      # default size grid
-    python bench/eval_scale.py --sizes 100000x100000
+    python -m bench.eval_scale                      # default size grid
+    python -m bench.eval_scale --sizes 100000x100000
 
 Threads: $BENCH_THREADS for torch (default 2; set OMP_NUM_THREADS for FAISS/BLAS to match).
 Each size runs in a fresh subprocess (so peak RSS is per size). For each: our evaluator's
@@ -21,11 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.results import load_rows, save, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import load_rows, save, table  # noqa: E402
-
 DEFAULT = ["10000x10000", "100000x10000", "10000x100000", "100000x100000", "10000x1000000", "1000000x10000"]
 
 

@@ -1,7 +1,7 @@
 """One mean ± std table from `dvc exp show --all-commits --csv`: experiments named
 `<prefix>-<label>-s<seed>`.
 
-    python bench/exp_table.py bench/results/amazon-scientific/dvc-exps.csv --prefix sci
+    python -m bench.exp_table bench/results/amazon-scientific/dvc-exps.csv --prefix sci
 
 The `workspace` row is skipped (it repeats an applied experiment, or shows stale metrics while
 one runs), and a name that appears under several baseline commits counts once: its newest run.
@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
-from pathlib import Path
 
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.report import mean_std, table  # noqa: E402
+from pipeline.results import mean_std, table
 
 METRICS = ["test/hr@10", "test/ndcg@10", "test/mrr@10", "valid/ndcg@10", "test_cold/ndcg@10", "cold_seq/ndcg@10"]
 

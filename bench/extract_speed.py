@@ -1,6 +1,6 @@
 """Benchmark: feature extraction throughput on ML-100K (TMDB overviews + posters), three ways.
 
-    python bench/extract_speed.py --threads 2
+    python -m bench.extract_speed --threads 2
 
 For text (MiniLM: one pooled text + up to 10 sentences per item) and images (EfficientNet-Lite0,
 one poster per item), measured in the same run on the same items:
@@ -19,7 +19,6 @@ Writes bench/results/extract-speed.json and prints the Markdown table for docs/b
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -27,20 +26,19 @@ from pathlib import Path
 
 import torch
 
+from pipeline.cells import prepare
+from pipeline.features import image as image_stage
+from pipeline.features import keywords as keywords_stage
+from pipeline.features import text as text_stage
+from pipeline.features.common import image_slots, open_stage
+from pipeline.features.encoders import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
+from pipeline.features.images import load_image
+from pipeline.features.text import item_texts
+from pipeline.params import load_params, setup_logging
+from pipeline.results import load_rows, save, table
+from pipeline.tables import read_table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import load_rows, prepare, save, table  # noqa: E402
-from pipeline.features import image as image_stage  # noqa: E402
-from pipeline.features import keywords as keywords_stage  # noqa: E402
-from pipeline.features import text as text_stage  # noqa: E402
-from pipeline.features.common import image_slots, open_stage  # noqa: E402
-from pipeline.features.encoders import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig  # noqa: E402
-from pipeline.features.images import load_image  # noqa: E402
-from pipeline.features.text import item_texts  # noqa: E402
-from pipeline.params import load_params, setup_logging  # noqa: E402
-from pipeline.tables import read_table  # noqa: E402
-
 
 def text_rates(items, cfg: dict, device, loop_items: int) -> dict:
     enc = TextEncoder(TextEncoderConfig(**cfg["text"]["encoder"]), device)

@@ -6,8 +6,8 @@
 # SASRec under full-softmax CE. One job per (row, seed), one core and one thread each.
 #
 #   bash bench/mmsr_study.sh                  # SEEDS="0 1 2", then the table
-#   LIST=1 bash bench/mmsr_study.sh           # only print the jobs (for bench/run_queue.py)
-#   python bench/baselines.py --combine bench/results/mmsr-study/*.json   # the table again
+#   LIST=1 bash bench/mmsr_study.sh           # only print the jobs (for pipeline/jobs.py)
+#   python -m bench.baselines --combine bench/results/mmsr-study/*.json   # the table again
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -20,11 +20,11 @@ ROWS=(mmsr 'mmsr:fusion="co_attention"' 'mmsr:fusion="sum"' 'mmsr:fusion="concat
 jobs() {
     for seed in $SEEDS; do
         for i in "${!ROWS[@]}"; do
-            echo "$PY bench/baselines.py --dataset ml-100k --seeds $seed --work $WORK --out $OUT --name row$i-s$seed.json --set train.threads=1 features.threads=1 --models '${ROWS[$i]}'"
+            echo "$PY -m bench.baselines --dataset ml-100k --seeds $seed --work $WORK --out $OUT --name row$i-s$seed.json --set train.threads=1 features.threads=1 --models '${ROWS[$i]}'"
         done
     done
 }
 if [ -n "${LIST:-}" ]; then jobs; exit 0; fi
-"$PY" bench/baselines.py --dataset ml-100k --work "$WORK" --prepare-only
-"$PY" bench/run_queue.py --logs "$OUT/logs" <(jobs)
-"$PY" bench/baselines.py --combine "$OUT"/row*.json | tee "$OUT/table.md"
+"$PY" -m bench.baselines --dataset ml-100k --work "$WORK" --prepare-only
+"$PY" -m pipeline.jobs --logs "$OUT/logs" <(jobs)
+"$PY" -m bench.baselines --combine "$OUT"/row*.json | tee "$OUT/table.md"

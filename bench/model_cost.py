@@ -1,6 +1,6 @@
 """Benchmark: time per epoch and peak memory of every model on one dataset, one fresh process each.
 
-    python bench/model_cost.py --dataset ml-100k --threads 1 --epochs 3
+    python -m bench.model_cost --dataset ml-100k --threads 1 --epochs 3
 
 Prepares the data and the three feature tables once under --work (kept between runs), then for
 each model spec starts a new Python process that builds the model from the cached tables, trains
@@ -25,14 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.cells import extract, parse_spec, prepare, with_settings
+from pipeline.data import load_training_view
+from pipeline.params import load_params, setup_logging
+from pipeline.results import load_rows, save, table
+from pipeline.tables import atomic_path
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.baselines import extract_features, override, parse_spec  # noqa: E402
-from bench.report import load_rows, prepare, save, table  # noqa: E402
-from pipeline.params import load_params, setup_logging  # noqa: E402
-from pipeline.tables import atomic_path  # noqa: E402
-
 DEFAULT = ["pop", "sasrec", "gru4rec", "nextitnet", "mlpmixer", "m2sr", "msm4sr:pretrained=false", "mmsr",
            "automlp:short_lengths=[10]", "automlp", "pretrain"]
 
@@ -98,7 +97,7 @@ def main() -> None:
     if args.report:
         return print_table(load_rows(args.report))
     setup_logging()
-    params = override(load_params(ROOT / "params.yaml"), args.set + [
+    params = with_settings(load_params(ROOT / "params.yaml"), args.set + [
         f"train.threads={args.threads}", f"pretrain.threads={args.threads}", f"features.threads={args.threads}"])
     params |= {"dataset": args.dataset}
     work = Path(args.work) / args.dataset
@@ -108,18 +107,16 @@ def main() -> None:
         return
     if not (work / "features" / "keywords").is_dir():
         prepare(params, work)
-        extract_features(params, work)
-    from pipeline.train import load_training_view
-
+        extract(params, work)
     items = load_training_view(work / "prepared").num_items  # which data the rows ran on (bench/stale_rows.py)
     out_file = ROOT / "bench" / "results" / f"model-cost-{args.dataset}.json"
     rows = [r for r in (json.loads(out_file.read_text())["rows"] if out_file.is_file() else [])
             if r["model"] not in args.models]  # earlier rows for other models stay; re-measured ones are replaced
     for spec in args.models:
-        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--epochs", str(args.epochs), "--threads",
+        cmd = [sys.executable, "-m", "bench.model_cost", "--dataset", args.dataset, "--epochs", str(args.epochs), "--threads",
                str(args.threads), "--work", args.work, "--child", spec, "--set", *args.set,
                *(["--profile", args.profile] if args.profile else [])]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             print(proc.stderr[-3000:], file=sys.stderr)

@@ -17,15 +17,15 @@ COMMON=(--dataset ml-100k --seeds $SEEDS --out "$OUT"
 mkdir -p "$OUT"
 pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
 (  # lane 0: MSM4SR + two loss ablations, then the baselines, reusing the lane's prepared data and features
-    pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name half-a.json --work bench/.work/ml-100k --models \
+    pin 0 "$PY" -m bench.baselines "${COMMON[@]}" --name half-a.json --work bench/.work/ml-100k --models \
         msm4sr "msm4sr:nip=false" "msm4sr:cmcl=false" > "$OUT/half-a.log" 2>&1
-    pin 0 "$PY" bench/baselines.py "${COMMON[@]}" --name half-c.json --work bench/.work/ml-100k --models \
+    pin 0 "$PY" -m bench.baselines "${COMMON[@]}" --name half-c.json --work bench/.work/ml-100k --models \
         m2sr mlpmixer sasrec pop > "$OUT/half-c.log" 2>&1
 ) &
 A=$!
-pin 1 "$PY" bench/baselines.py "${COMMON[@]}" --name half-b.json --models \
+pin 1 "$PY" -m bench.baselines "${COMMON[@]}" --name half-b.json --models \
     "msm4sr:pretrained=false" "msm4sr:mixup=false" 'msm4sr:modalities=["text"]' 'msm4sr:modalities=["image"]' \
     "msm4sr:pretrained=false;e2e_weight=1" 'msm4sr:image_table="image"' > "$OUT/half-b.log" 2>&1 &
 B=$!
 wait $A; wait $B
-"$PY" bench/baselines.py --combine "$OUT/half-a.json" "$OUT/half-c.json" "$OUT/half-b.json" | tee "$OUT/table.md"
+"$PY" -m bench.baselines --combine "$OUT/half-a.json" "$OUT/half-c.json" "$OUT/half-b.json" | tee "$OUT/table.md"

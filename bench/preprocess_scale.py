@@ -1,6 +1,6 @@
 """Benchmark: ingest + k-core + split for 1M to 100M synthetic interactions.
 
-    POLARS_MAX_THREADS=1 python bench/preprocess_scale.py --sizes 1000000 10000000 30000000 100000000
+    POLARS_MAX_THREADS=1 python -m bench.preprocess_scale --sizes 1000000 10000000 30000000 100000000
 
 For each size a Zipf-popular log (20 interactions per user on average, items = interactions / 50)
 is written as a RecBole `.inter` file (the format users bring; above 10M rows in 10M-row chunks of
@@ -22,15 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline.results import load_rows, save, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import load_rows, save, table  # noqa: E402
-
 
 def one(folder: Path) -> dict:
+    from pipeline.config import PreprocessConfig
     from pipeline.download import download
-    from pipeline.preprocess import PreprocessConfig, run
+    from pipeline.preprocess import run
 
     t = time.perf_counter()
     download({"dataset": "s", "datasets": {"s": {"format": "recbole", "source": str(folder), "name": "synth"}}},

@@ -1,10 +1,10 @@
 """Benchmark: MSM4SR pre-training throughput, one Transformer pass per (prefix, next item) pair vs
 every prefix of a window in one causal pass (`pretrain.one_pass_windows`), same machine, one run.
 
-    python bench/pretrain_throughput.py --work bench/.work/ml-100k --threads 1 --seconds 60
-    python bench/pretrain_throughput.py --report bench/results/pretrain-throughput.json
+    python -m bench.pretrain_throughput --work bench/.work/ml-100k --threads 1 --seconds 60
+    python -m bench.pretrain_throughput --report bench/results/pretrain-throughput.json
     D=bench/results/pretrain-budget   # fine-tuned quality per pre-training budget, one row per budget:
-    python bench/pretrain_throughput.py --budget $D/current.json $D/paper-s0.json,$D/paper-s1.json,$D/paper-s2.json
+    python -m bench.pretrain_throughput --budget $D/current.json $D/paper-s0.json,$D/paper-s1.json,$D/paper-s2.json
 
 `--budget` prints one row per result file of `bench/baselines.py` runs of MSM4SR (their rows keep
 the pre-training summary; a comma-joined list of files, e.g. one job per seed, makes one row):
@@ -25,34 +25,33 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
+from pipeline.results import load_rows, save, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import load_rows, save, table  # noqa: E402
-
 
 def measure(mode: str, params: dict, work: Path, windows: int, seconds: float) -> dict:
     import torch
 
+    from pipeline import builder
+    from pipeline.config import PreprocessConfig, PretrainConfig
+    from pipeline.data import load_training_view
+    from pipeline.loop import Loop
     from pipeline.params import from_dict
-    from pipeline.preprocess import PreprocessConfig
-    from pipeline.pretrain import PretrainConfig, pretrain_pairs, pretrain_windows
-    from pipeline.train import build_with_features, load_training_view
-    from pipeline.trainer import Loop
+    from pipeline.pretrain import pretrain_pairs, pretrain_windows, pretrained_parameters
 
     cfg = from_dict(PretrainConfig, params.get("pretrain"), "pretrain")
     pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
     view = load_training_view(work / "prepared")
     loop = Loop(seed=cfg.seed, threads=1, device="cpu", batch_size=windows if mode == "one_pass" else cfg.batch_size,
                 num_items=view.num_items, where="pretrain")
-    model = build_with_features("msm4sr", dict(params["models"]["msm4sr"]) | {"max_len": pre.max_len},
-                                work / "features", work / "prepared", view.num_items).train()
+    model, _ = builder.build_for_run("msm4sr", params["models"]["msm4sr"], view, pre.max_len, "ce", work / "features",
+                                     work / "prepared")
+    model.train()
     x, y, _ = (pretrain_windows if mode == "one_pass" else pretrain_pairs)(view, pre.max_len)
-    opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("item_emb")], lr=cfg.lr)
+    opt = torch.optim.Adam(pretrained_parameters(model), lr=cfg.lr)
     pairs = steps = 0
     losses, t0 = [], None
     while True:
@@ -106,8 +105,8 @@ def budget_group(arg: str) -> tuple[Path, dict]:
 
 
 def print_budget(files: list[str]) -> None:
-    from bench.report import mean_std, paired_diff
     from pipeline.compare import compare, read_ranks
+    from pipeline.results import mean_std, paired_diff
 
     runs = [budget_group(f) for f in files]
     ref_file, ref = runs[0]

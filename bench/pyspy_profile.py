@@ -1,7 +1,7 @@
 """Profile any benchmark command with py-spy and summarise where the time goes.
 
-    python bench/pyspy_profile.py --out bench/results/profile-preprocess.txt -- \\
-        python bench/preprocess_scale.py --sizes 1000000
+    python -m bench.pyspy_profile --out bench/results/profile-preprocess.txt -- \\
+        python -m bench.preprocess_scale --sizes 1000000
 
 py-spy samples the command (and its subprocesses, native frames included) and writes collapsed
 stacks; this script prints the top functions by self time and by inclusive time, as percentages
@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-
 
 OURS = ("pipeline/", "models/", "bench/")
 

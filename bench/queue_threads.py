@@ -1,6 +1,6 @@
 """Benchmark: is a 2-worker `dvc queue` on 2 cores slower per run than one run alone with 1 thread?
 
-    python bench/queue_threads.py --clone /work/qbench        # needs the committed HEAD; ~10 min on 2 cores
+    python -m bench.queue_threads --clone /work/qbench        # needs the committed HEAD; ~10 min on 2 cores
 
 In a fresh clone of the project (default relative `source` paths), SASRec on ML-100K for a fixed
 budget (`--epochs`, no early stopping so every run does the same work):
@@ -22,15 +22,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from pipeline.results import load_rows, save, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import load_rows, save, table
-
 
 def sh(args: list[str], cwd: Path) -> str:
     env = os.environ | {"PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}

@@ -1,10 +1,10 @@
 """Benchmark: ours against RecBole 1.2.1, same data, same protocol, several seeds, paired by user.
 
-    python bench/recbole_compare.py ours    --models sasrec gru4rec --seeds 0 1 2   # our runs
-    python bench/recbole_compare.py recbole --models sasrec gru4rec --seeds 42      # RecBole's runs
-    python bench/recbole_compare.py report  [--models ...]                          # the table
+    python -m bench.recbole_compare ours    --models sasrec gru4rec --seeds 0 1 2   # our runs
+    python -m bench.recbole_compare recbole --models sasrec gru4rec --seeds 42      # RecBole's runs
+    python -m bench.recbole_compare report  [--models ...]                          # the table
     (all three take --out, default bench/results/recbole-race; run each under `taskset -c <core>`
-     or through bench/run_queue.py so the two libraries never share a core)
+     or through pipeline/jobs.py so the two libraries never share a core)
 
 1. RecBole lives in its own virtual environment (.venv-recbole), installed on first use with the
    pins it needs on this machine (../shared/anchors/recbole.md): torch==2.13.0 recbole==1.2.1,
@@ -39,11 +39,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from pipeline.results import mean_std, save, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import mean_std, save, table  # noqa: E402
-
 RECBOLE_VENV = ROOT / ".venv-recbole"
 RECBOLE_PINS = ["torch==2.13.0", "recbole==1.2.1"]
 RECBOLE_FIXES = ["numpy<2", "pandas<3"]
@@ -98,17 +96,20 @@ def recbole_config(data_path: Path, model: str, checkpoint_dir: Path, seed: int)
 
 
 def load(work: Path):
-    from pipeline.evaluate import load_split
+    from pipeline.data import load_split
     from pipeline.tables import read_json
 
     return load_split(work / "prepared"), read_json(work / "prepared" / "stats.json")
 
 
 def run_ours(model: str, split, seed: int, threads: int) -> dict:
-    from models import build_model
+    from pipeline import builder
+    from pipeline.config import TrainConfig
+    from pipeline.device import resolve_device
     from pipeline.evaluation import ProtocolConfig, evaluate_queries
+    from pipeline.loop import seed_everything
     from pipeline.params import from_dict, load_params
-    from pipeline.trainer import TrainConfig, fit, resolve_device, seed_everything
+    from pipeline.trainer import fit
 
     section, _, mask = MODELS[model]
     protocol = ProtocolConfig(mask_history=mask)
@@ -116,9 +117,8 @@ def run_ours(model: str, split, seed: int, threads: int) -> dict:
     cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=train_cfg.patience,
                       patience_steps=train_cfg.patience_steps, seed=seed, threads=threads,
                       loss=section.get("loss", "ce"))
-    fields = {"max_len": 50} | ({"num_users": len(split.training.valid_targets)} if model in ("bprmf", "fpmc") else {})
     seed_everything(seed)  # before building: the initial weights are part of the seeded run
-    net = build_model(model, section | fields, split.num_items)
+    net = builder.build(model, section, builder.inputs_for(split.training, 50, cfg.loss))
     curve, wall = [], 0.0
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 

@@ -1,7 +1,7 @@
 """The 2026-11-23 RecBole comparison tables, printed from their result files (the format
 `bench/recbole_compare.py` wrote before it kept per-user ranks and several seeds).
 
-    python bench/recbole_legacy.py "RecBole 1.2.1=bench/results/recbole-compare-run1.json:recbole" \\
+    python -m bench.recbole_legacy "RecBole 1.2.1=bench/results/recbole-compare-run1.json:recbole" \\
         "ours=bench/results/recbole-compare-run1.json:ours"
 
 Each argument is LABEL=FILE:SIDE (SIDE = ours | recbole); one table row each: test HR / NDCG /
@@ -15,11 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.results import table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import table  # noqa: E402
-
 
 def row(label: str, spec: str) -> list[str]:
     path, _, side = spec.rpartition(":")

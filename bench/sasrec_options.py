@@ -1,8 +1,8 @@
 """Benchmark: which SASRec layout is the default, and how long a patience — from measured curves.
 
-    python bench/sasrec_options.py --seeds 0 1 2 --epochs 120      # the runs (one process, one thread)
-    python bench/sasrec_options.py --report bench/results/sasrec-options/runs-*.json   # the tables
-    python bench/sasrec_options.py --report bench/results/sasrec-options/runs-*.json --race-rows post_ln:visible \
+    python -m bench.sasrec_options --seeds 0 1 2 --epochs 120      # the runs (one process, one thread)
+    python -m bench.sasrec_options --report bench/results/sasrec-options/runs-*.json   # the tables
+    python -m bench.sasrec_options --report bench/results/sasrec-options/runs-*.json --race-rows post_ln:visible \
         --chosen 570 --out bench/results/recbole-race/ours-sasrec-s0-1-2.json   # the race's SASRec rows
 
 ML-100K (our 5-core preprocessing), RecBole's protocol and hyper-parameters as in
@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.results import mean_std, save, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import mean_std, save, table  # noqa: E402
-
 OPTIONS = [("pre_ln", "blocked"), ("pre_ln", "visible"), ("post_ln", "blocked"), ("post_ln", "visible")]
 RECBOLE_SASREC = {"hidden": 64, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.5, "max_len": 50}
 PATIENCES = [190, 380, 570, 950, 1520]  # optimizer steps (ML-100K: 19 steps per epoch -> 10, 20, 30, 50, 80 epochs)
@@ -44,14 +41,17 @@ PATIENCES = [190, 380, 570, 950, 1520]  # optimizer steps (ML-100K: 19 steps per
 def run(split, variant: str, padding: str, seed: int, epochs: int, threads: int) -> dict:
     import torch
 
-    from models import build_model
+    from pipeline import builder
+    from pipeline.config import TrainConfig
     from pipeline.evaluation import ProtocolConfig, evaluate_queries
-    from pipeline.trainer import TrainConfig, fit, seed_everything
+    from pipeline.loop import seed_everything
+    from pipeline.trainer import fit
 
     protocol = ProtocolConfig(mask_history=False)
     test = split.test_queries(50)
     seed_everything(seed)  # before building: the initial weights are part of the seeded run
-    net = build_model("sasrec", RECBOLE_SASREC | {"variant": variant, "padding": padding}, split.num_items)
+    net = builder.build("sasrec", RECBOLE_SASREC | {"variant": variant, "padding": padding},
+                        builder.inputs_for(split.training, 50, "ce"))
     curve, test_ranks, wall, best = [], {}, 0.0, -1.0
 
     def on_epoch(row: dict) -> None:
@@ -72,24 +72,20 @@ def run(split, variant: str, padding: str, seed: int, epochs: int, threads: int)
 
 
 def replay(runrow: dict, patience: int) -> dict:
-    """The early-stopped run inside a recorded one: stop once the best validation NDCG@10 is
-    `patience` steps old; the result is the best-validation epoch before that."""
-    best, best_i = -1.0, 0
-    stop = len(runrow["curve"]) - 1
-    for i, r in enumerate(runrow["curve"]):
-        if r["valid/ndcg@10"] > best:
-            best, best_i = r["valid/ndcg@10"], i
-        if r["step"] - runrow["curve"][best_i]["step"] >= patience:
-            stop = i
-            break
-    ranks = np.asarray(runrow["test_ranks"][str(runrow["curve"][best_i]["epoch"])], dtype=float)
+    """The early-stopped run inside a recorded one: the training loop's own rule (pipeline.loop.
+    EarlyStopping, patience in optimizer steps) replayed over its curve; the result is the
+    best-validation epoch before the stop."""
+    from pipeline.loop import EarlyStopping
     from pipeline.metrics import metrics_from_ranks
 
+    curve = runrow["curve"]
+    rule = EarlyStopping(patience_steps=patience).replay([(r["epoch"], r["step"], r["valid/ndcg@10"]) for r in curve])
+    stop = next(r for r in curve if r["epoch"] == rule.stopped_at)
+    ranks = np.asarray(runrow["test_ranks"][str(rule.best_epoch)], dtype=float)
     m = metrics_from_ranks(ranks, [10])
-    return {"best_epoch": runrow["curve"][best_i]["epoch"], "stop_epoch": runrow["curve"][stop]["epoch"],
-            "valid": best, "wall_to_stop_s": runrow["curve"][stop]["wall_s"], "ranks": ranks,
-            "censored": stop == len(runrow["curve"]) - 1 and runrow["curve"][stop]["step"] -
-            runrow["curve"][best_i]["step"] < patience, **{f"test/{k}": v for k, v in m.items()}}
+    return {"best_epoch": rule.best_epoch, "stop_epoch": rule.stopped_at, "valid": rule.best,
+            "wall_to_stop_s": stop["wall_s"], "ranks": ranks, "censored": not rule.should_stop(stop["step"]),
+            **{f"test/{k}": v for k, v in m.items()}}
 
 
 def load_runs(files: list[str], budget: int | None) -> list[dict]:
@@ -166,7 +162,7 @@ def race_rows(files: list[str], option: str, patience: int, work: Path, out: Pat
     rows (curve up to the stop, test of the best-validation epoch, ranks keyed by user and target),
     so the RecBole race reuses these runs instead of training SASRec a fifth time. s/epoch here
     includes the validation pass (the option runs record wall time per epoch, not train time alone)."""
-    from pipeline.evaluate import load_split
+    from pipeline.data import load_split
 
     variant, padding = option.split(":")
     mine = sorted((r for r in load_runs(files, budget) if (r["variant"], r["padding"]) == (variant, padding)),
@@ -210,7 +206,7 @@ def main() -> None:
         return race_rows(args.report, args.race_rows, args.chosen, Path(args.work), Path(args.out), args.budget)
     if args.report:
         return report(args.report, args.chosen, args.budget)
-    from pipeline.evaluate import load_split
+    from pipeline.data import load_split
     from pipeline.params import setup_logging
 
     setup_logging()

@@ -1,7 +1,7 @@
 """Check benchmark result rows against the current code: is each row's model still the model the
 code builds for its spec?
 
-    python bench/stale_rows.py --work bench/.work/ml-100k-fine bench/results/mmsr-study/row*-s*.json
+    python -m bench.stale_rows --work bench/.work/ml-100k-fine bench/results/mmsr-study/row*-s*.json
 
 A result row records the spec it ran (`mmsr:fusion="co_attention"`), the `--set` overrides of its
 command and its trainable parameter count. This rebuilds every (spec, overrides) on the current
@@ -20,42 +20,23 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.cells import trainable_parameters, with_settings
+from pipeline.data import load_training_view
+from pipeline.params import load_params
+from pipeline.results import run_settings, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.baselines import override, parse_spec  # noqa: E402
-from bench.report import run_settings, table  # noqa: E402
-from pipeline.params import from_dict, load_params  # noqa: E402
-
 
 def current_parameters(spec: str, sets: set[str], work: Path, params: dict, search_k: int | None,
                        view=None) -> int:
     """Trainable parameters of `spec` built now, as the train stage builds it (after AutoMLP's search:
     with the searched length); `view`: --work's training view, when the caller has it loaded."""
-    from pipeline.preprocess import PreprocessConfig
-    from pipeline.train import build_with_features, load_training_view, with_run_settings
-    from pipeline.trainer import TrainConfig
-
-    name, over = parse_spec(spec)
-    p = json.loads(json.dumps(params))
-    for a in sorted(sets):  # JSON values; bare words (train.negatives_by=popularity, paths) are strings
-        key, value = a.split("=", 1)
-        try:
-            override(p, [a])
-        except json.JSONDecodeError:
-            override(p, [f"{key}={json.dumps(value)}"])
-    section = (p["models"].get(name) or {}) | over | ({"short_lengths": [search_k]} if search_k else {})
-    view = view or load_training_view(work / "prepared")
-    model_params = with_run_settings(name, section, from_dict(PreprocessConfig, p.get("preprocess"), "preprocess"),
-                                     from_dict(TrainConfig, p.get("train"), "train"), view)
-    model = build_with_features(name, model_params, work / "features", work / "prepared", view.num_items)
-    return sum(t.numel() for t in model.parameters() if t.requires_grad)
+    return trainable_parameters(with_settings(params, sorted(sets)), work, spec,
+                                {"short_lengths": [search_k]} if search_k else None, view)
 
 
 def check(files: list[str], work: Path, params: dict) -> list[list[str]]:
     """One line per (file, model): file, model, recorded, now, verdict."""
-    from pipeline.train import load_training_view
-
     built: dict[tuple, int] = {}
     lines = []
     view = load_training_view(work / "prepared")  # once: every rebuild uses it

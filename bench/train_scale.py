@@ -1,7 +1,7 @@
 """Benchmark: SASRec training cost on large synthetic catalogues, full softmax vs sampled losses.
 
-    python bench/train_scale.py                       # default grid
-    python bench/train_scale.py --grid 100000:1000000:ce
+    python -m bench.train_scale                       # default grid
+    python -m bench.train_scale --grid 100000:1000000:ce
 
 Threads: $BENCH_THREADS for torch (default 2).
 Each point "ITEMS:INTERACTIONS:LOSS[:full]" runs in a fresh subprocess: a Zipf-popular log
@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import math
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from pipeline.results import load_rows, save, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import load_rows, save, table  # noqa: E402
-
 DEFAULT = ["100000:1000000:ce", "100000:1000000:bce", "1000000:1000000:ce", "1000000:1000000:bce",
            "100000:250000:bce:full", "100000:500000:bce:full", "100000:1000000:bce:full", "100000:2000000:bce:full",
            "100000:4000000:bce:full"]
@@ -55,9 +53,12 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     import torch
 
     from bench.synthetic import interactions
-    from models import build_model
     from models.common import sequence_loss
+    from models.contract import ModelInputs
+    from pipeline import builder
+    from pipeline.config import TrainConfig
     from pipeline.data import Sequences, train_windows
+    from pipeline.trainer import make_optimizers
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     torch.manual_seed(0)
@@ -65,9 +66,8 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     table = df.group_by("user", maintain_order=True).agg((pl.col("item") + 1).alias("item_ids"))
     seq = Sequences.from_table(table.rename({"user": "user_id"}), n_items)  # item ids 1..N, 0 = padding
     x, y, _ = train_windows(seq, MAX_LEN)
-    model = build_model("sasrec", {"hidden": HIDDEN, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2,
-                                   "max_len": MAX_LEN}, n_items)
-    from pipeline.trainer import TrainConfig, make_optimizers
+    model = builder.build("sasrec", {"hidden": HIDDEN, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.2},
+                          ModelInputs(n_items, max_len=MAX_LEN))
 
     loss, sparse = loss.removesuffix("+sparse"), loss.endswith("+sparse")
     opts = make_optimizers(model, None, list(model.parameters()), TrainConfig(loss=loss, sparse_embeddings=sparse))

@@ -1,11 +1,11 @@
 """Benchmark: transfer across catalogues (MMSR study §7.2, Tables 9-10) — scratch vs transferred.
 
-    python bench/transfer.py prepare                          # every data set / fraction folder, once
-    python bench/transfer.py jobs --pairs demo:ml-100k > jobs.txt   # one line per run, for bench/run_queue.py
-    python bench/transfer.py report                           # the table (docs/benchmarks.md)
-    python bench/transfer.py jobs --missing ...               # only the runs whose result is not there yet
-    python bench/transfer.py cross-jobs > jobs.txt            # MSM4SR_Cross (Table VI): source pre-training + target runs
-    python bench/transfer.py report cross                     # its table
+    python -m bench.transfer prepare                          # every data set / fraction folder, once
+    python -m bench.transfer jobs --pairs demo:ml-100k > jobs.txt   # one line per run, for pipeline/jobs.py
+    python -m bench.transfer report                           # the table (docs/benchmarks.md)
+    python -m bench.transfer jobs --missing ...               # only the runs whose result is not there yet
+    python -m bench.transfer cross-jobs > jobs.txt            # MSM4SR_Cross (Table VI): source pre-training + target runs
+    python -m bench.transfer report cross                     # its table
 
 Pairs (`PAIRS`): Amazon Scientific → ML-100K and ML-100K → Amazon Scientific on text alone (the
 Amazon set has no images), and the demo → ML-100K with text and images. The model is ID-agnostic
@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from pipeline.results import has_rows, load_rows, mean_std, paired_diff, run_settings, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.report import has_rows, load_rows, mean_std, paired_diff, run_settings, table  # noqa: E402
-
 PAIRS = [("amazon-scientific", "ml-100k", ["text"]), ("ml-100k", "amazon-scientific", ["text"]),
          ("demo", "ml-100k", ["text", "image"])]
 FRACTIONS = [0.1, 0.3, 1.0]
@@ -72,7 +69,7 @@ def source_name(src: str, modalities: list[str]) -> str:
 
 
 def source_ckpt(src: str, modalities: list[str]) -> Path:
-    from bench.baselines import run_slug
+    from pipeline.cells import run_slug
 
     return WORK / "sources" / run_slug(source_name(src, modalities), spec(modalities), 0) / "model.pt"
 
@@ -115,7 +112,7 @@ def prepare(pairs: list[str] | None) -> None:
     for src, tgt, _ in selected(pairs):
         for dataset, fraction in [(src, 1.0)] + [(tgt, f) for f in fractions(tgt)]:
             if not (work(dataset, fraction) / "features" / "keywords").is_dir():
-                subprocess.run([PY, "bench/baselines.py", "--dataset", dataset, "--work", str(work(dataset, fraction)),
+                subprocess.run([PY, "-m", "bench.baselines", "--dataset", dataset, "--work", str(work(dataset, fraction)),
                                 "--prepare-only", "--set", f"preprocess.user_fraction={fraction}", "features.threads=1"],
                                check=True, cwd=ROOT)
 
@@ -123,7 +120,7 @@ def prepare(pairs: list[str] | None) -> None:
 def run_line(dataset: str, fraction: float, seed: int, name: str, modalities: list[str], extra: list[str]) -> str:
     sets = " ".join(f"'{s}'" for s in [f"preprocess.user_fraction={fraction}", "train.threads=1", "features.threads=1",
                                         *extra])
-    return (f"{PY} bench/baselines.py --dataset {dataset} --seeds {seed} --work {work(dataset, fraction)} "
+    return (f"{PY} -m bench.baselines --dataset {dataset} --seeds {seed} --work {work(dataset, fraction)} "
             f"--out {OUT} --name {name} --set {sets} --models '{spec(modalities)}'")
 
 
@@ -199,7 +196,7 @@ def report() -> None:
 
 
 def cross_ckpt(src: str) -> Path:
-    return WORK / "sources" / f"msm4sr-{src}" / "msm4sr.pt"
+    return WORK / "sources" / f"msm4sr-{src}" / "weights.pt"
 
 
 def cross_specs(src: str) -> dict[str, str]:
@@ -218,17 +215,17 @@ CROSS_LABELS = {"scratch": "MSM4SR w/o pre-training", "cross": "MSM4SR_Cross (pr
 def pretrain_source(src: str) -> None:
     """MSM4SR's pre-training on the whole source's training view (params.yaml's `pretrain` and
     `models.msm4sr` settings, one thread), written where the target's MSM4SR_Cross runs read it."""
-    from bench.baselines import override
+    from pipeline.cells import with_settings
     from pipeline.params import load_params, setup_logging
     from pipeline.pretrain import pretrain
 
     setup_logging()
-    params = override(load_params(ROOT / "params.yaml"), ["pretrain.threads=1", 'models.msm4sr.modalities=["text"]']) \
+    params = with_settings(load_params(ROOT / "params.yaml"), ["pretrain.threads=1", 'models.msm4sr.modalities=["text"]']) \
         | {"dataset": src}  # the targets fine-tune MSM4SR-T
     out = cross_ckpt(src).parent
     info = pretrain(params, work(src) / "prepared", work(src) / "features", out)
     (OUT / f"{src}-msm4sr-pretrain.json").write_text(json.dumps(
-        {"command": f"python bench/transfer.py pretrain-source {src}", "dataset": src,
+        {"command": f"python -m bench.transfer pretrain-source {src}", "dataset": src,
          "pretrain": {k: v for k, v in info.items() if k != "history"}, "history": info["history"]}, indent=2))
 
 
@@ -237,14 +234,14 @@ def cross_jobs(missing: bool = False) -> None:
     for the source checkpoint."""
     for src, tgt in CROSS:
         if not cross_ckpt(src).is_file():
-            print(f"{PY} bench/transfer.py pretrain-source {src}")
+            print(f"{PY} -m bench.transfer pretrain-source {src}")
         for seed in SEEDS:
             for mode, model in cross_specs(src).items():
                 name = f"{src}-to-{tgt}-msm4sr-{mode}-s{seed}.json"
                 if missing and done(name, [seed]):
                     continue
                 sets = " ".join(f"'{s}'" for s in THREADS)
-                line = (f"{PY} bench/baselines.py --dataset {tgt} --seeds {seed} --work {work(tgt)} --out {OUT} "
+                line = (f"{PY} -m bench.baselines --dataset {tgt} --seeds {seed} --work {work(tgt)} --out {OUT} "
                         f"--name {name} --set {sets} --models '{model}'")
                 print(f"while [ ! -f {cross_ckpt(src)} ]; do sleep 30; done; {line}" if mode != "scratch" else line)
 

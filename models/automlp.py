@@ -18,6 +18,7 @@ with the chosen length only (`short_lengths: [k]`) and retrained.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import ItemFeatures, fast_dropout, next_item_loss
+from models.contract import ModelInputs
 from models.mlpmixer import MixerStack
 
 MODALITIES = ("text", "image")
@@ -40,19 +42,17 @@ class AutoMLPConfig:
     dropout: float = 0.2
     short_lengths: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 30])  # K; one entry = retraining
     use_features: bool = True  # §2.3.1: fuse the cached text/image vectors with the ID embedding
-    loss: str = "ce"  # ce | bce = eq. 5 with train.negatives sampled items; the train stage fills in train.loss
+    loss: str | None = None  # ce | bce = eq. 5 with train.negatives sampled items; None = train.loss
     # search phase (pipeline/search.py, used when short_lengths has several entries)
     search_epochs: int = 10
     arch_lr: float = 3e-3  # Adam on α (DARTS: 3e-4 on images; α here has 5 entries)
     xi: float = -1.0  # ξ of eq. 7: < 0 = the train lr (paper: "ξ is the learning rate"), 0 = first order
     text_table: str = "text"  # pooled vectors
     image_table: str = "image"
-    max_len: int = 50  # set from preprocess.max_len
-    features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train stage
 
     def __post_init__(self) -> None:
-        if not self.short_lengths or any(k < 1 or k > self.max_len for k in self.short_lengths):
-            raise ValueError(f"automlp.short_lengths={self.short_lengths}: lengths in [1, max_len={self.max_len}]")
+        if not self.short_lengths or any(k < 1 for k in self.short_lengths):
+            raise ValueError(f"automlp.short_lengths={self.short_lengths}: lengths >= 1")
         if len(set(self.short_lengths)) != len(self.short_lengths):
             raise ValueError(f"automlp.short_lengths={self.short_lengths}: duplicates")
 
@@ -98,20 +98,24 @@ class WindowSRSMLP(nn.Module):
 class AutoMLP(nn.Module):
     Config = AutoMLPConfig
     FEATURES = MODALITIES
+    PROCEDURE = "search_then_fit"  # search α (Algorithm 1), then rebuild with the chosen length and fit
+    TINY = {"hidden": 16, "layers": 2, "short_lengths": [2, 5]}
 
-    def __init__(self, cfg: AutoMLPConfig, num_items: int):
+    def __init__(self, cfg: AutoMLPConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
+        if max(cfg.short_lengths) > inputs.max_len:
+            raise ValueError(f"automlp.short_lengths={cfg.short_lengths}: lengths in [1, max_len={inputs.max_len}]")
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
         d = cfg.hidden
-        self.item_emb = nn.Embedding(num_items + 1, d, padding_idx=0)
+        self.item_emb = nn.Embedding(inputs.num_items + 1, d, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=d**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
         if cfg.use_features:
-            self.feats = ItemFeatures(cfg.features, num_items)
-            self.feat_proj = nn.ModuleDict({m: nn.Linear(cfg.features[m][-1], d) for m in MODALITIES})
+            self.feats = ItemFeatures(inputs.features, inputs.num_items)
+            self.feat_proj = nn.ModuleDict({m: nn.Linear(inputs.features[m].vectors.shape[-1], d) for m in MODALITIES})
             self.fuse = nn.Linear(d * (1 + len(MODALITIES)), d)  # §2.3.1: one FC over the C embeddings
-        self.long = MixerStack(d, cfg.max_len, cfg.layers, cfg.channel_expansion, cfg.dropout)
+        self.long = MixerStack(d, inputs.max_len, cfg.layers, cfg.channel_expansion, cfg.dropout)
         self.short = nn.ModuleList(WindowSRSMLP(d, k, cfg.short_layers, cfg.channel_expansion, cfg.dropout)
                                    for k in cfg.short_lengths)
         self.short_norm = nn.LayerNorm(d)
@@ -142,16 +146,40 @@ class AutoMLP(nn.Module):
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """The training loss (eq. 5 / full CE), also what the search's unrolled step differentiates."""
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)
 
     forward = loss  # `torch.func.functional_call` (the search's unrolled step) calls forward
 
     def item_vectors(self) -> torch.Tensor:
         return self.embed(torch.arange(self.item_emb.num_embeddings, device=self.item_emb.weight.device))
 
-    def chosen_length(self) -> int:
-        return self.cfg.short_lengths[int(self.alpha.argmax())]
+    # ------------------------------------------------------------------ the search (PROCEDURE)
+    def search_space(self) -> dict:
+        """Candidates K and the search's settings (pipeline/search.py)."""
+        c = self.cfg
+        return {"candidates": list(c.short_lengths), "epochs": c.search_epochs, "arch_lr": c.arch_lr, "xi": c.xi}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """α: one weight per candidate length (eq. 3)."""
+        return [self.alpha]
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """W: everything but α."""
         return [p for n, p in self.named_parameters() if n != "alpha"]
+
+    @contextlib.contextmanager
+    def arch_frozen(self):
+        """α as a constant (the search's W step)."""
+        self.freeze_alpha = True
+        try:
+            yield
+        finally:
+            self.freeze_alpha = False
+
+    def search_result(self) -> tuple[dict, dict]:
+        """The config to retrain with (the length with the largest α) and the record: k, softmax(α), α."""
+        k = self.cfg.short_lengths[int(self.alpha.argmax())]
+        alpha = self.alpha.detach().cpu()
+        keys = [str(x) for x in self.cfg.short_lengths]
+        return {"short_lengths": [k]}, {"k": k, "p": dict(zip(keys, alpha.softmax(0).tolist())),
+                                        "alpha": dict(zip(keys, alpha.tolist()))}

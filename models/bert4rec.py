@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.common import SAMPLED, sequence_loss
+from models.common import draw, sequence_loss
+from models.contract import ModelInputs
 from models.sasrec import SASRecEncoder
 
 
@@ -31,8 +32,7 @@ class BERT4RecConfig:
     dropout: float = 0.2  # RecBole: hidden and attention dropout 0.2
     mask_ratio: float = 0.2  # probability a real item is masked (RecBole's default)
     ft_ratio: float = 0.5  # probability a batch masks only each window's last item (RecBole 1.2's default)
-    loss: str = "ce"  # ce | bce (sampled negatives at the masked positions)
-    max_len: int = 50  # set from preprocess.max_len
+    loss: str | None = None  # ce | bce (sampled negatives at the masked positions); None = train.loss
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_ratio < 1 or not 0 <= self.ft_ratio <= 1:
@@ -42,13 +42,14 @@ class BERT4RecConfig:
 class BERT4Rec(nn.Module):
     Config = BERT4RecConfig
     CAUSAL = False  # every position sees the whole window; only the last (the mask) is a prediction
+    TINY = {"hidden": 16, "heads": 2, "inner": 32, "layers": 2}
 
-    def __init__(self, cfg: BERT4RecConfig, num_items: int):
+    def __init__(self, cfg: BERT4RecConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.loss_kind, num_items = cfg, inputs.resolve_loss(cfg.loss), inputs.num_items
         self.mask_id = num_items + 1
         self.item_emb = nn.Embedding(num_items + 2, cfg.hidden, padding_idx=0)  # + the [mask] token
-        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len,
+        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, inputs.max_len,
                                      post_ln=True, causal=False)
         self.head = nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.LayerNorm(cfg.hidden))
         self.bias = nn.Parameter(torch.zeros(num_items + 1))
@@ -86,6 +87,6 @@ class BERT4Rec(nn.Module):
         else:
             masked = torch.where(masked.any(1, keepdim=True), masked, last)  # >= 1 masked item per window
         x = torch.where(masked, torch.full_like(seq, self.mask_id), seq)
-        kind = self.cfg.loss
+        kind = self.loss_kind
         return sequence_loss(self.states(x), torch.where(masked, seq, 0), self.item_vectors(), kind,
-                             negatives() if kind in SAMPLED else None, getattr(negatives, "log_q", None))
+                             draw(negatives, kind), getattr(negatives, "log_q", None))

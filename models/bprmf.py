@@ -17,29 +17,27 @@ import torch
 from torch import nn
 
 from models.common import next_item_loss
+from models.contract import ModelInputs
 
 
 @dataclass
 class BPRMFConfig:
     embedding: int = 64  # factor dimension (RecBole's embedding_size)
-    loss: str = "bpr"  # bpr (RecBole's) | bce | ce
-    num_users: int = 0  # set by the train stage from the data
-    max_len: int = 50  # set from preprocess.max_len (unused)
-
-    def __post_init__(self) -> None:
-        if self.num_users < 1:
-            raise ValueError("bprmf needs num_users >= 1 (the train stage sets it from the data)")
+    loss: str | None = None  # bpr (RecBole's, params.yaml) | bce | ce; None = train.loss
 
 
 class BPRMF(nn.Module):
     Config = BPRMFConfig
     READS_SEQUENCE = False  # scores by user alone
+    TINY = {"embedding": 16}
 
-    def __init__(self, cfg: BPRMFConfig, num_items: int):
+    def __init__(self, cfg: BPRMFConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.user_emb = nn.Embedding(cfg.num_users, cfg.embedding)
-        self.item_emb = nn.Embedding(num_items + 1, cfg.embedding, padding_idx=0)
+        if inputs.num_users < 1:
+            raise ValueError("bprmf needs inputs.num_users >= 1 (the builder counts the data's users)")
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        self.user_emb = nn.Embedding(inputs.num_users, cfg.embedding)
+        self.item_emb = nn.Embedding(inputs.num_items + 1, cfg.embedding, padding_idx=0)
         nn.init.xavier_normal_(self.user_emb.weight)  # RecBole's init for BPR
         nn.init.xavier_normal_(self.item_emb.weight)
         with torch.no_grad():
@@ -55,4 +53,4 @@ class BPRMF(nn.Module):
         return self.item_emb.weight
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)

@@ -6,7 +6,7 @@ Conventions: item id 0 is padding; sequences are left-padded (the most recent it
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -63,21 +63,29 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs, kind: 
     raise ValueError(f"unknown loss {kind!r}; use one of {LOSSES}")
 
 
-def next_item_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                   negatives: Callable[[], torch.Tensor], users: torch.Tensor | None = None) -> torch.Tensor:
-    """The loss of a model that scores by `encode(inputs, users) · item_vectors()`, of kind `model.cfg.loss`.
+def next_item_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, negatives,
+                   users: torch.Tensor | None = None, kind: str = "ce",
+                   rows: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The loss of a model that scores by `encode(inputs, users) · item_vectors()`, of `kind` (LOSSES).
 
-    `negatives()` returns the batch's sampled negative ids (B, L, S); it is called only for `bce` /
-    `bpr`, so a full-softmax model never draws from the training loop's random stream. `users` (B,)
-    are the windows' 0-based user indices, for models with user embeddings."""
-    kind = model.cfg.loss
+    `negatives()` returns the batch's sampled negative ids (B, L, S), `negatives.shared()` ids (S,)
+    shared by the batch (sampled softmax); each is called only by the kind that needs it, so a
+    full-softmax model never draws from the training loop's random stream. `users` (B,) are the
+    windows' 0-based user indices, for models with user embeddings. `rows` (ids -> vectors, an
+    embedding lookup) lets a sampled loss read only the rows it scores, so the item table can take
+    sparse gradients (train.sparse_embeddings); without it the whole item_vectors() is used."""
     sampled = kind in SAMPLED
-    # a sampled loss reads only the rows it scores: through `item_rows` (an embedding lookup) when
-    # the model has one, so its item table can take sparse gradients (train.sparse_embeddings)
     hidden = model.encode(inputs, users)  # before item_vectors(): the order the random streams are drawn in
-    vecs = model.item_rows if sampled and hasattr(model, "item_rows") else model.item_vectors()
-    return sequence_loss(hidden, targets, vecs, kind, negatives() if sampled else None,
-                         getattr(negatives, "log_q", None))
+    vecs = rows if sampled and rows is not None else model.item_vectors()
+    return sequence_loss(hidden, targets, vecs, kind, draw(negatives, kind), getattr(negatives, "log_q", None))
+
+
+def draw(negatives, kind: str) -> torch.Tensor | None:
+    """The negatives `kind` reads: per target for bce / bpr, shared by the batch for sampled_softmax,
+    none for ce (then nothing is drawn)."""
+    if kind not in SAMPLED:
+        return None
+    return negatives.shared() if kind == "sampled_softmax" else negatives()
 
 
 def causal_padding_mask(pad: torch.Tensor, causal: bool = True) -> torch.Tensor:
@@ -104,30 +112,24 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class ItemFeatures(torch.nn.Module):
     """Frozen per-item feature tables kept as buffers, so checkpoints carry them.
 
-    `shapes` maps a name ("text", "image") to the stored shape per item: [D] for pooled vectors or
-    [S, D] for stacks; each gets a (N+1, *shape) float buffer `<name>` and a (N+1,) or (N+1, S)
-    bool buffer `<name>_mask` (row 0 = padding: zeros, False). The train stage fills them from the
-    feature store with `load`; `pooled(name)` averages a stack over its valid slots.
+    `tables` maps a modality ("text", "image") to its `contract.FeatureTable` (vectors (N+1, D) or
+    (N+1, S, D) and mask (N+1,) or (N+1, S); row 0 = padding); each becomes a float buffer
+    `<name>` and a bool buffer `<name>_mask`. `pooled(name)` averages a stack over its valid slots.
     """
 
-    def __init__(self, shapes: dict[str, list[int]], num_items: int):
+    def __init__(self, tables: Mapping[str, tuple[torch.Tensor, torch.Tensor]], num_items: int):
         super().__init__()
-        if not shapes:
-            raise ValueError("this model reads item features, but no feature shapes were given; train it through "
-                             "the train stage (it reads data/features) or pass `features: {name: [D] | [S, D]}`")
-        self.names = list(shapes)
-        for name, shape in shapes.items():
-            self.register_buffer(name, torch.zeros(num_items + 1, *shape))
-            self.register_buffer(f"{name}_mask", torch.zeros(num_items + 1, *shape[:-1], dtype=torch.bool))
-
-    def load(self, name: str, vectors, mask) -> None:
-        buf, m = getattr(self, name), getattr(self, f"{name}_mask")
-        vectors, mask = torch.as_tensor(vectors, dtype=buf.dtype), torch.as_tensor(mask, dtype=torch.bool)
-        if vectors.shape != buf.shape or mask.shape != m.shape:
-            raise ValueError(f"features '{name}': got {tuple(vectors.shape)}, the model was built for "
-                             f"{tuple(buf.shape)}; rebuild the model from the current feature tables")
-        buf.copy_(vectors)
-        m.copy_(mask)
+        if not tables:
+            raise ValueError("this model reads item features, but no feature tables were given; build it through "
+                             "pipeline.builder (it loads data/features) or pass inputs.features")
+        self.names = list(tables)
+        for name, (vectors, mask) in tables.items():
+            vectors, mask = torch.as_tensor(vectors, dtype=torch.float32), torch.as_tensor(mask, dtype=torch.bool)
+            if vectors.shape[0] != num_items + 1 or mask.shape != vectors.shape[:-1]:
+                raise ValueError(f"features '{name}': vectors {tuple(vectors.shape)} / mask {tuple(mask.shape)} do not "
+                                 f"fit a catalogue of {num_items} items (rows 0..{num_items})")
+            self.register_buffer(name, vectors.clone())
+            self.register_buffer(f"{name}_mask", mask.clone())
 
     def pooled(self, name: str) -> torch.Tensor:
         """(N+1, D): the vector itself, or the mean of a stack's valid slots (zeros when none)."""

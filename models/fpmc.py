@@ -16,28 +16,26 @@ import torch
 from torch import nn
 
 from models.common import next_item_loss
+from models.contract import ModelInputs
 
 
 @dataclass
 class FPMCConfig:
     embedding: int = 64  # each factor's dimension (RecBole's embedding_size)
-    loss: str = "bpr"  # bpr (RecBole's) | bce | ce
-    num_users: int = 0  # set by the train stage from the data
-    max_len: int = 50  # set from preprocess.max_len (only the last item is used)
-
-    def __post_init__(self) -> None:
-        if self.num_users < 1:
-            raise ValueError("fpmc needs num_users >= 1 (the train stage sets it from the data)")
+    loss: str | None = None  # bpr (RecBole's, params.yaml) | bce | ce; None = train.loss
 
 
 class FPMC(nn.Module):
     Config = FPMCConfig
+    TINY = {"embedding": 16}
 
-    def __init__(self, cfg: FPMCConfig, num_items: int):
+    def __init__(self, cfg: FPMCConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        d = cfg.embedding
-        self.ui = nn.Embedding(cfg.num_users, d)  # V^{UI}: user -> item
+        if inputs.num_users < 1:
+            raise ValueError("fpmc needs inputs.num_users >= 1 (the builder counts the data's users)")
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        d, num_items = cfg.embedding, inputs.num_items
+        self.ui = nn.Embedding(inputs.num_users, d)  # V^{UI}: user -> item
         self.iu = nn.Embedding(num_items + 1, d, padding_idx=0)  # V^{IU}
         self.li = nn.Embedding(num_items + 1, d, padding_idx=0)  # V^{LI}: last item -> item
         self.il = nn.Embedding(num_items + 1, d, padding_idx=0)  # V^{IL}
@@ -58,4 +56,4 @@ class FPMC(nn.Module):
         return torch.cat([self.iu.weight, self.il.weight], -1)  # (N+1, 2D)
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)

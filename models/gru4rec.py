@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from models.common import next_item_loss
+from models.contract import ModelInputs
 
 
 @dataclass
@@ -16,8 +17,7 @@ class GRU4RecConfig:
     hidden: int = 128  # GRU state width
     layers: int = 1  # stacked GRU layers (the MMSR study uses 4)
     dropout: float = 0.3  # on the input embeddings
-    max_len: int = 50  # set from preprocess.max_len (unused by the GRU itself)
-    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
+    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
 
 
 class GRU4RecEncoder(nn.Module):
@@ -40,11 +40,12 @@ class GRU4RecEncoder(nn.Module):
 
 class GRU4Rec(nn.Module):
     Config = GRU4RecConfig
+    TINY = {"embedding": 16, "hidden": 24, "layers": 2}
 
-    def __init__(self, cfg: GRU4RecConfig, num_items: int):
+    def __init__(self, cfg: GRU4RecConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.item_emb = nn.Embedding(num_items + 1, cfg.embedding, padding_idx=0)
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        self.item_emb = nn.Embedding(inputs.num_items + 1, cfg.embedding, padding_idx=0)
         nn.init.xavier_normal_(self.item_emb.weight)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
@@ -58,4 +59,4 @@ class GRU4Rec(nn.Module):
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)

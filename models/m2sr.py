@@ -22,12 +22,13 @@ Choices where the paper is silent or ambiguous (docs/models/m2sr.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from models.common import ItemFeatures, fast_dropout, next_item_loss
+from models.contract import ModelInputs
 from models.mlpmixer import MixerStack
 
 
@@ -39,33 +40,32 @@ class M2SRConfig:
     fusion_width: int = 0  # D of eq. 2: 0 = D_I + D_T + D_S = 3 * hidden (the paper's); > 0 narrows it
     channel_expansion: int = 4
     dropout: float = 0.2
-    max_len: int = 50  # set from preprocess.max_len
-    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
+    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
     text_table: str = "text"  # feature table for T: text (pooled) | text_sentences (averaged)
     image_table: str = "image"  # feature table for I: image | keyword_vectors (averaged over images)
-    features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train stage
 
 
 class M2SR(nn.Module):
     Config = M2SRConfig
     FEATURES = ("text", "image")
+    TINY = {"hidden": 16, "blocks": 1}
 
-    def __init__(self, cfg: M2SRConfig, num_items: int):
+    def __init__(self, cfg: M2SRConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.feats = ItemFeatures(cfg.features, num_items)
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        self.feats = ItemFeatures(inputs.features, inputs.num_items)
         h = cfg.hidden
-        self.proj_text = nn.Linear(cfg.features["text"][-1], h)
-        self.proj_image = nn.Linear(cfg.features["image"][-1], h)
-        self.item_emb = nn.Embedding(num_items + 1, h, padding_idx=0)
+        self.proj_text = nn.Linear(inputs.features["text"].vectors.shape[-1], h)
+        self.proj_image = nn.Linear(inputs.features["image"].vectors.shape[-1], h)
+        self.item_emb = nn.Embedding(inputs.num_items + 1, h, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=h**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        args = (h, cfg.max_len, cfg.blocks, cfg.channel_expansion, cfg.dropout)
+        args = (h, inputs.max_len, cfg.blocks, cfg.channel_expansion, cfg.dropout)
         self.mix_image, self.mix_text, self.mix_id = MixerStack(*args), MixerStack(*args), MixerStack(*args)
         d = cfg.fusion_width or 3 * h  # eq. 2: D = D_I + D_T + D_S
         self.fuse = nn.Linear(3 * h, d)
-        self.mix_fusion = MixerStack(d, cfg.max_len, cfg.fusion_blocks, cfg.channel_expansion, cfg.dropout)
+        self.mix_fusion = MixerStack(d, inputs.max_len, cfg.fusion_blocks, cfg.channel_expansion, cfg.dropout)
 
     def item_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Projected image, projected text and ID embedding of every item: 3 x (N+1, hidden)."""
@@ -83,4 +83,4 @@ class M2SR(nn.Module):
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)

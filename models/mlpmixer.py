@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import fast_dropout, next_item_loss
+from models.contract import ModelInputs
 
 
 @dataclass
@@ -27,8 +28,7 @@ class MLPMixerConfig:
     blocks: int = 2  # Mixer blocks
     channel_expansion: int = 4  # channel-mixing hidden = hidden * this
     dropout: float = 0.2
-    max_len: int = 50  # set from preprocess.max_len; also the token-mixing width
-    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
+    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
 
 
 class CausalTokenMix(nn.Module):
@@ -84,15 +84,16 @@ class MixerStack(nn.Module):
 
 class MLPMixer(nn.Module):
     Config = MLPMixerConfig
+    TINY = {"hidden": 16, "blocks": 2}
 
-    def __init__(self, cfg: MLPMixerConfig, num_items: int):
+    def __init__(self, cfg: MLPMixerConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        self.item_emb = nn.Embedding(inputs.num_items + 1, cfg.hidden, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=cfg.hidden**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        self.mixer = MixerStack(cfg.hidden, cfg.max_len, cfg.blocks, cfg.channel_expansion, cfg.dropout)
+        self.mixer = MixerStack(cfg.hidden, inputs.max_len, cfg.blocks, cfg.channel_expansion, cfg.dropout)
 
     def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         x = fast_dropout(self.item_emb(seqs) * math.sqrt(self.cfg.hidden), self.cfg.dropout, self.training)
@@ -103,4 +104,4 @@ class MLPMixer(nn.Module):
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import LOSSES, ItemFeatures, sequence_loss
+from models.common import ItemFeatures, sequence_loss
+from models.contract import ModelInputs
 from models.gru4rec import GRU4RecEncoder
 from models.nextitnet import NextItNetEncoder
 from models.sasrec import Block, SASRecEncoder, check_layout
@@ -57,13 +58,11 @@ class MMSRConfig:
     adapter: bool = True  # trainable residual adapter on the frozen features (top-block fine-tuning stand-in)
     adapter_dim: int = 128
     modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # [text] = MMSR-T, [image] = MMSR-V
-    loss: str = "bce"  # the study's: BCE, one random negative per position | ce: full softmax
+    loss: str | None = None  # bce: the study's (params.yaml), one random negative per position | ce | bpr; None = train.loss
     adapter_lr: float | None = None  # projections + adapters (§8.2 "Top"); null = train.lr
     fusion_lr: float | None = None  # fusion module; null = train.lr
     text_table: str = "text_sentences"  # token stack per item: sentence vectors | text_tokens (words) | text (pooled)
     image_table: str = "image"  # pooled vector per image (up to features.image.max_images) | image_grid (7x7 tokens)
-    max_len: int = 50  # set from preprocess.max_len
-    features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train stage
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -73,9 +72,6 @@ class MMSRConfig:
         check_layout(self.sasrec_variant, self.sasrec_padding, "mmsr.sasrec_variant", "mmsr.sasrec_padding")
         if not self.modalities or set(self.modalities) - set(MODALITIES):
             raise ValueError(f"mmsr.modalities={self.modalities!r}: a non-empty subset of {MODALITIES}")
-        if self.loss not in LOSSES or self.loss == "sampled_softmax":
-            raise ValueError(f"mmsr.loss={self.loss!r}: use one of {[x for x in LOSSES if x != 'sampled_softmax']} "
-                             "(MMSR fuses only the items a step needs; shared-negative softmax is not wired in)")
         if self.hidden % self.heads:
             raise ValueError(f"mmsr: hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 
@@ -191,24 +187,30 @@ class Fusion(nn.Module):
 class MMSR(nn.Module):
     Config = MMSRConfig
     FEATURES = MODALITIES
+    TINY = {"hidden": 16, "heads": 2, "inner": 32, "adapter_dim": 8}
 
-    def __init__(self, cfg: MMSRConfig, num_items: int):
+    def __init__(self, cfg: MMSRConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.feats = ItemFeatures(cfg.features, num_items)
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        if self.loss_kind == "sampled_softmax":
+            raise ValueError("mmsr.loss='sampled_softmax': use ce, bce or bpr (MMSR fuses only the items a step "
+                             "needs; shared-negative softmax is not wired in)")
+        self.feats = ItemFeatures(inputs.features, inputs.num_items)
         self._standardized: dict[str, tuple] = {}  # modality -> (key, standardized table); see `standardized`
         d = cfg.hidden
-        self.proj = nn.ModuleDict({m: nn.Linear(cfg.features[m][-1], d) for m in cfg.modalities})
-        for m in cfg.modalities:  # feature standardisation, set by `features_loaded`
-            self.register_buffer(f"mu_{m}", torch.zeros(cfg.features[m][-1]))
-            self.register_buffer(f"sd_{m}", torch.ones(cfg.features[m][-1]))
+        dims = {m: inputs.features[m].vectors.shape[-1] for m in cfg.modalities}
+        self.proj = nn.ModuleDict({m: nn.Linear(dims[m], d) for m in cfg.modalities})
+        for m in cfg.modalities:
+            mu, sd = self.feature_statistics(m)
+            self.register_buffer(f"mu_{m}", mu)
+            self.register_buffer(f"sd_{m}", sd)
         self.adapter = nn.ModuleDict({m: Adapter(d, cfg.adapter_dim, cfg.dropout) for m in cfg.modalities}) \
             if cfg.adapter else None
         self.fusion = Fusion(cfg)
         self.in_norm = nn.LayerNorm(d)
         depth = cfg.layers or BACKBONES[cfg.backbone]
         if cfg.backbone == "sasrec":
-            self.backbone = SASRecEncoder(d, depth, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len,
+            self.backbone = SASRecEncoder(d, depth, cfg.heads, cfg.inner, cfg.dropout, inputs.max_len,
                                           cfg.sasrec_variant == "post_ln", attend_padding=cfg.sasrec_padding == "visible")
         elif cfg.backbone == "gru4rec":
             self.backbone = GRU4RecEncoder(d, 2 * d, depth, cfg.dropout)
@@ -217,7 +219,7 @@ class MMSR(nn.Module):
 
     def standardized(self, m: str) -> torch.Tensor:
         """(N+1, ..., D): the modality's table minus its frozen mean, over its std, computed once and
-        kept until the table or its statistics change (a new load, `features_loaded`, `.to()`). The
+        kept until the table or its statistics change (a state loaded from a checkpoint, `.to()`). The
         values are those `(x[ids] - mu) / sd` gives per step (the same elementwise operations), so
         caching changes no number; with a 49-token image grid it saves ~1 s of a ~8 s step."""
         tensors = (getattr(self.feats, m), getattr(self, f"mu_{m}"), getattr(self, f"sd_{m}"))
@@ -243,18 +245,17 @@ class MMSR(nn.Module):
             out[m] = (self.adapter[m](h) if self.adapter is not None else h, valid)
         return out
 
-    def features_loaded(self) -> None:
-        """Freeze each modality's per-dimension mean and std over the catalogue's valid vectors (called by
-        the train stage after filling `feats`; kept in the checkpoint, so items added later are
-        standardised the same way). Frozen encoder outputs share a large common direction (MiniLM
-        sentences: mean cosine ≈ 0.6) that this removes before the projection (UniSRec-style whitening
-        without its parameters); without it MMSR stayed at chance on the demo."""
-        for m in self.cfg.modalities:
-            x, valid = getattr(self.feats, m), getattr(self.feats, f"{m}_mask")
-            v = x[valid]
-            if len(v) >= 2:
-                getattr(self, f"mu_{m}").copy_(v.mean(0))
-                getattr(self, f"sd_{m}").copy_(v.std(0).clamp_min(1e-6))
+    def feature_statistics(self, m: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Modality m's per-dimension mean and std over the catalogue's valid vectors (0 and 1 when fewer
+        than two), frozen as buffers: kept in the checkpoint, so items added later are standardised the
+        same way. Frozen encoder outputs share a large common direction (MiniLM sentences: mean cosine
+        ≈ 0.6) that this removes before the projection (UniSRec-style whitening without its
+        parameters); without it MMSR stayed at chance on the demo."""
+        x, valid = getattr(self.feats, m), getattr(self.feats, f"{m}_mask")
+        v = x[valid]
+        if len(v) < 2:
+            return torch.zeros(x.shape[-1]), torch.ones(x.shape[-1])
+        return v.mean(0), v.std(0).clamp_min(1e-6)
 
     def item_vectors_for(self, ids: torch.Tensor) -> torch.Tensor:
         """(n,) item ids -> (n, d) fused content vectors; id 0 (padding) -> zeros."""
@@ -276,9 +277,9 @@ class MMSR(nn.Module):
         return self.backbone(self.in_norm(x), seqs == 0)
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
-        """The study's BCE with sampled negatives (or full CE). Every item a step needs (inputs,
-        targets, negatives) is fused once and the backbone runs on the gathered rows."""
-        if self.cfg.loss == "ce":  # full softmax: every item is needed anyway
+        """The study's BCE with sampled negatives (or BPR on them, or full CE). Every item a step needs
+        (inputs, targets, negatives) is fused once and the backbone runs on the gathered rows."""
+        if self.loss_kind == "ce":  # full softmax: every item is needed anyway
             vecs = self.item_vectors()
             return sequence_loss(self.run_backbone(vecs[inputs], inputs), targets, vecs, "ce")
         neg = negatives()
@@ -287,13 +288,12 @@ class MMSR(nn.Module):
         n_x, n_y = inputs.numel(), targets.numel()
         vecs = self.item_vectors_for(ids)
         h = self.run_backbone(vecs[inv[1:1 + n_x].view_as(inputs)], inputs)
-        return sequence_loss(h, inv[1 + n_x:1 + n_x + n_y].view_as(targets), vecs, "bce",
+        return sequence_loss(h, inv[1 + n_x:1 + n_x + n_y].view_as(targets), vecs, self.loss_kind,
                              inv[1 + n_x + n_y:].view_as(neg))
 
-    def prepare(self, train, lr: float) -> list[dict]:
+    def param_groups(self, lr: float) -> list[dict]:
         """The optimizer groups (§8.2): the adapter (projections + adapters) and the fusion at their own
-        rates, the rest at lr. (`train`, the training view, is not needed: MMSR's feature statistics
-        come from the item features, not from interactions.)"""
+        rates, the rest at lr."""
         adapter = [p for n, p in self.named_parameters() if n.startswith(("proj.", "adapter."))]
         fusion = list(self.fusion.parameters())
         taken = {id(p) for p in adapter + fusion}

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import ItemFeatures, next_item_loss
+from models.contract import ModelInputs
 from models.sasrec import SASRecEncoder
 
 MODALITIES = ("text", "image")
@@ -50,14 +51,12 @@ class MSM4SRConfig:
     e2e_weight: float = 0.0  # > 0: MSM4SR_E2E, add this x the pre-training loss while fine-tuning
     modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # ["text"] = MSM4SR-T, ["image"] = -V
     use_ids: bool = True  # item-ID embeddings at fine-tuning (eq. 12)
-    loss: str = "ce"  # fine-tuning loss: eq. 13's cross-entropy (bce: sampled negatives)
+    loss: str | None = None  # fine-tuning loss: eq. 13's cross-entropy (bce: sampled negatives); None = train.loss
     pretrained: bool = True  # initialise M²SE from the pretrain stage (false: ablation w/o Pre-train)
-    pretrained_path: str | None = None  # default data/pretrain/msm4sr.pt; another data set's for MSM4SR_Cross
+    pretrained_path: str | None = None  # default: the pretrain stage's weights; another data set's for MSM4SR_Cross
     freeze_transformer: bool = False  # MSM4SR_Cross: at fine-tuning, tune only the modality encoders (and IDs)
     text_table: str = "text_sentences"  # per-sentence Sentence-BERT stack (eq. 1)
     image_table: str = "keyword_vectors"  # keyword sentences (eq. 2); `image` = the MSM4SR_ResNet ablation
-    max_len: int = 50  # set from preprocess.max_len
-    features: dict[str, list[int]] = field(default_factory=dict)  # filled by the train / pretrain stage
 
     def __post_init__(self) -> None:
         if not self.modalities or set(self.modalities) - set(MODALITIES):
@@ -134,27 +133,26 @@ def complementary_mixup(zt: torch.Tensor, zv: torch.Tensor, gen: torch.Generator
 class MSM4SR(nn.Module):
     Config = MSM4SRConfig
     FEATURES = MODALITIES
+    PRETRAINING = True  # NIP + CMCL (the pretrain stage), then fine-tuning from M²SE's weights
     PRETRAIN_ONLY = ("proj.",)  # eq. 6 maps exist for the pre-training losses only
+    TINY = {"hidden": 16, "attn_dim": 8, "experts": 2, "layers": 1, "heads": 2, "inner": 32}
 
-    def __init__(self, cfg: MSM4SRConfig, num_items: int):
+    def __init__(self, cfg: MSM4SRConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.feats = ItemFeatures(cfg.features, num_items)
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        self.feats = ItemFeatures(inputs.features, inputs.num_items)
         d0 = cfg.hidden
-        self.enc = nn.ModuleDict({m: ModalityEncoder(cfg.features[m][-1], cfg.attn_dim, d0, cfg.experts, cfg.dropout)
-                                  for m in MODALITIES})
-        self.transformer = SASRecEncoder(d0, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len)
+        self.enc = nn.ModuleDict({m: ModalityEncoder(inputs.features[m].vectors.shape[-1], cfg.attn_dim, d0,
+                                                     cfg.experts, cfg.dropout) for m in MODALITIES})
+        self.transformer = SASRecEncoder(d0, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, inputs.max_len)
         self.proj = nn.ModuleDict({m: nn.Linear(d0, d0) for m in MODALITIES})  # W_t, W_v of eq. 6
-        self.item_emb = nn.Embedding(num_items + 1, d0, padding_idx=0)  # E, fine-tuning only
+        self.item_emb = nn.Embedding(inputs.num_items + 1, d0, padding_idx=0)  # E, fine-tuning only
         nn.init.normal_(self.item_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-
-    def prepare(self, train, lr: float) -> None:
-        """Fine-tuning only (the trainer's hook; pre-training never calls it): MSM4SR_Cross freezes the
-        pre-trained Transformer here, so a source run pre-trained with the flag already set still
-        trains its Transformer."""
-        self.transformer.requires_grad_(not self.cfg.freeze_transformer)
+        # MSM4SR_Cross fine-tunes with the pre-trained Transformer frozen; pre-training trains every part
+        # of pretrained_state() whatever this flag says (pipeline/pretrain.py)
+        self.transformer.requires_grad_(not cfg.freeze_transformer)
 
     # ------------------------------------------------------------------ shared pieces
     def item_modal(self, m: str) -> torch.Tensor:
@@ -178,7 +176,7 @@ class MSM4SR(nn.Module):
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Fine-tuning loss (eq. 13); MSM4SR_E2E (`e2e_weight` > 0) adds that weight x the pre-training
         loss on each window's last (prefix, next item) pair."""
-        loss = next_item_loss(self, inputs, targets, negatives, users)
+        loss = next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)
         if self.cfg.e2e_weight <= 0:
             return loss
         keep = targets[:, -1] > 0
@@ -266,13 +264,13 @@ class MSM4SR(nn.Module):
         totals["loss"] = totals["nip_t"] + totals["nip_v"] + cfg.lam * (totals["cmcl_t"] + totals["cmcl_v"])
         return totals
 
-    def m2se_state(self) -> dict[str, torch.Tensor]:
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
         """The pre-trained M²SE weights: modality encoders, Transformer, eq.-6 projections."""
         return {k: v for k, v in self.state_dict().items() if k.split(".")[0] in ("enc", "transformer", "proj")}
 
-    def load_m2se(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    def load_pretrained(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
         """Initialise M²SE from pre-trained weights; anything missing or mis-shaped is an error."""
-        own = self.m2se_state()
+        own = self.pretrained_state()
         missing = sorted(set(own) - set(state))
         bad = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
         if missing or bad:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import next_item_loss
+from models.contract import ModelInputs
 
 
 @dataclass
@@ -18,8 +19,7 @@ class NextItNetConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 4])  # one residual block per entry ...
     blocks: int = 2  # ... repeated this many times (the MMSR study uses 2 blocks)
     dropout: float = 0.2
-    max_len: int = 50  # set from preprocess.max_len (unused by the convolutions)
-    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
+    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
 
 
 class ResidualBlock(nn.Module):
@@ -56,11 +56,12 @@ class NextItNetEncoder(nn.Module):
 
 class NextItNet(nn.Module):
     Config = NextItNetConfig
+    TINY = {"embedding": 16, "dilations": [1, 2], "blocks": 2}
 
-    def __init__(self, cfg: NextItNetConfig, num_items: int):
+    def __init__(self, cfg: NextItNetConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.item_emb = nn.Embedding(num_items + 1, cfg.embedding, padding_idx=0)
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        self.item_emb = nn.Embedding(inputs.num_items + 1, cfg.embedding, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=cfg.embedding**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
@@ -74,4 +75,4 @@ class NextItNet(nn.Module):
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind)

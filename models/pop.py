@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.contract import ModelInputs
+
 
 @dataclass
 class PopConfig:
@@ -14,19 +16,17 @@ class PopConfig:
 
 
 class Pop(nn.Module):
-    """Scores = training frequency, counted by `prepare` from the training view (no gradients)."""
+    """Scores = training frequency: the training view's item counts (`inputs.item_counts`), no gradients."""
 
     Config = PopConfig
 
-    def __init__(self, cfg: PopConfig, num_items: int):
+    def __init__(self, cfg: PopConfig, inputs: ModelInputs):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("counts", torch.zeros(num_items + 1))
-
-    def prepare(self, train, lr: float) -> None:
-        """`train`: the training view's Sequences; every training interaction counts once."""
-        self.counts.copy_(torch.as_tensor(train.counts(), dtype=self.counts.dtype))
-        self.counts[0] = 0
+        self.register_buffer("counts", torch.zeros(inputs.num_items + 1))
+        if inputs.item_counts is not None:  # every training interaction counts once (None: a checkpoint fills it)
+            self.counts.copy_(torch.as_tensor(inputs.item_counts, dtype=self.counts.dtype))
+            self.counts[0] = 0
 
     def encode(self, seqs: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         # (B, L, 1): a constant user vector; score = count

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import causal_padding_mask, fast_dropout, next_item_loss
-
+from models.contract import ModelInputs
 
 VARIANTS, PADDINGS = ("pre_ln", "post_ln"), ("blocked", "visible")
 
@@ -41,8 +41,7 @@ class SASRecConfig:
     heads: int = 2  # attention heads
     inner: int = 256  # feed-forward width
     dropout: float = 0.3  # embedding, attention and feed-forward dropout
-    max_len: int = 50  # input window; set from preprocess.max_len by the trainer
-    loss: str = "ce"  # ce | bce (sampled negatives); the train stage fills in train.loss unless set here
+    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
     variant: str = "post_ln"  # post_ln (RecBole's layout and init) | pre_ln
     padding: str = "visible"  # blocked: real positions never attend to left padding | visible: padding rows are
     #   zeroed and take part in the attention softmax as keys (pmixer's PyTorch SASRec)
@@ -110,13 +109,14 @@ class SASRecEncoder(nn.Module):
 
 class SASRec(nn.Module):
     Config = SASRecConfig
+    TINY = {"hidden": 16, "heads": 2, "inner": 32, "layers": 2}
 
-    def __init__(self, cfg: SASRecConfig, num_items: int):
+    def __init__(self, cfg: SASRecConfig, inputs: ModelInputs):
         super().__init__()
-        self.cfg = cfg
-        self.item_emb = nn.Embedding(num_items + 1, cfg.hidden, padding_idx=0)
+        self.cfg, self.loss_kind = cfg, inputs.resolve_loss(cfg.loss)
+        self.item_emb = nn.Embedding(inputs.num_items + 1, cfg.hidden, padding_idx=0)
         post = cfg.variant == "post_ln"
-        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, cfg.max_len, post,
+        self.encoder = SASRecEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.inner, cfg.dropout, inputs.max_len, post,
                                      attend_padding=cfg.padding == "visible")
         if post:
             for m in self.modules():
@@ -144,4 +144,4 @@ class SASRec(nn.Module):
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """Next-item loss over every target position (models.common.next_item_loss)."""
-        return next_item_loss(self, inputs, targets, negatives, users)
+        return next_item_loss(self, inputs, targets, negatives, users, self.loss_kind, self.item_rows)

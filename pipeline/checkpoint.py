@@ -1,6 +1,7 @@
-"""Checkpoints that rebuild their model: {model name, config, num_items, state_dict, meta}.
+"""Checkpoints that rebuild their model: {model name, config, inputs, num_items, state_dict, meta}.
 
-Saved atomically; loaded with `weights_only=True` (no unpickling of arbitrary objects).
+Saved atomically and byte-reproducibly; loaded with `weights_only=True` (no unpickling of arbitrary
+objects). `pipeline.builder.load_model` rebuilds the model a checkpoint describes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from models import build_model, model_config
 from pipeline.tables import atomic_path
 
 
@@ -23,10 +23,12 @@ def save_tensors(obj: dict, path: str | Path) -> None:
         torch.save(obj, f)
 
 
-def save_checkpoint(path: str | Path, name: str, model: nn.Module, num_items: int, meta: dict | None = None) -> None:
+def save_checkpoint(path: str | Path, name: str, model: nn.Module, config: dict, inputs: dict,
+                    meta: dict | None = None) -> None:
+    """`config`: the model's settings (builder.model_config); `inputs`: ModelInputs.describe()."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"model": name, "config": model_config(model), "num_items": num_items, "state_dict": state,
-               "meta": meta or {}}
+    payload = {"model": name, "config": config, "inputs": inputs, "num_items": inputs["num_items"],
+               "state_dict": state, "meta": meta or {}}
     save_tensors(payload, path)
 
 
@@ -40,7 +42,8 @@ def load_tensors(path: Path, what: str, fix: str) -> dict:
                          f"only); {fix}") from None
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, checked to be one this pipeline wrote."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found; run the train stage first (dvc repro)")
@@ -48,6 +51,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     for key in ("model", "config", "num_items", "state_dict"):
         if key not in ckpt:
             raise ValueError(f"{path}: checkpoint lacks {key!r}; it was not written by this pipeline")
-    model = build_model(ckpt["model"], ckpt["config"], ckpt["num_items"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device), ckpt
+    return ckpt
+
+
+def run_params(params: dict, name: str) -> dict:
+    """The parameters a trained model depends on, as recorded in its checkpoint and checked by evaluate."""
+    return {"model": name, "models": (params.get("models") or {}).get(name) or {}, "train": params.get("train") or {},
+            "max_len": (params.get("preprocess") or {}).get("max_len")}

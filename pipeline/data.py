@@ -16,10 +16,13 @@ Who may see what is enforced by types, not by a `holdout` argument that each cal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import polars as pl
+
+from pipeline.tables import read_table
 
 HELD_OUT = 2  # validation + test items at the end of each sequence
 
@@ -132,6 +135,19 @@ class Split:
 def training_view(sequences: pl.DataFrame, num_items: int) -> TrainView:
     """The training view straight from `sequences.parquet`; the complete sequences are dropped at once."""
     return Split(Sequences.from_table(sequences, num_items)).training
+
+
+def load_training_view(prepared: Path) -> TrainView:
+    """What training may see of a prepared folder: each user's sequence without its last two items
+    and the validation targets; the test items are dropped on reading."""
+    items = read_table(prepared / "items.parquet", "items")
+    return training_view(read_table(prepared / "sequences.parquet", "sequences"), items.height)
+
+
+def load_split(prepared: Path) -> Split:
+    """The complete sequences with their leave-one-out split (test targets included: evaluate only)."""
+    items = read_table(prepared / "items.parquet", "items")
+    return Split(Sequences.from_table(read_table(prepared / "sequences.parquet", "sequences"), items.height))
 
 
 def train_windows(seq: Sequences, max_len: int, stride: int | None = None

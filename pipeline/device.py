@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.config import PRECISIONS
 from pipeline.params import ConfigError
 
 log = logging.getLogger("pipeline.device")
@@ -24,9 +25,6 @@ def resolve_device(name: str = "auto", where: str = "train.device") -> torch.dev
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"{where}={name!r} but CUDA is not available here; use 'auto' or 'cpu'")
     return torch.device(name)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def use_bf16(precision: str, device: torch.device, where: str = "train.precision") -> bool:

@@ -1,4 +1,4 @@
-"""Stage `download`: materialise the selected dataset's raw files under `--out` (data/raw).
+"""Materialise the selected dataset's raw files in a folder (the `download` stage's library; data/raw).
 
 Reads `dataset` and `datasets.<dataset>` from params.yaml. The folder is built under a temporary
 name and renamed into place, so an interrupted download never leaves a raw folder that looks whole.
@@ -6,7 +6,6 @@ name and renamed into place, so an interrupted download never leaves a raw folde
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -14,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.params import invalidate, ConfigError, choose, from_dict, load_params, setup_logging
-from pipeline.sources import FETCHERS
+from pipeline.params import ConfigError, choose, from_dict
+from pipeline.sources import SOURCES
 from pipeline.tables import write_json
 
 log = logging.getLogger("pipeline.download")
@@ -41,15 +40,15 @@ def download(params: dict, out: Path) -> dict:
     name, section = choose(params, "dataset", "datasets")
     section = dict(section)
     fmt = section.pop("format", None)
-    if fmt not in FETCHERS:
-        raise ConfigError(f"params.yaml `datasets.{name}.format` is {fmt!r}; known formats: {sorted(FETCHERS)}")
-    cfg_cls, fetch = FETCHERS[fmt]
-    cfg = from_dict(cfg_cls, section, f"datasets.{name}")
+    if fmt not in SOURCES:
+        raise ConfigError(f"params.yaml `datasets.{name}.format` is {fmt!r}; known formats: {sorted(SOURCES)}")
+    source = SOURCES[fmt]
+    cfg = from_dict(source.config, section, f"datasets.{name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).resolve()
     try:
         with in_project_root():
-            meta = fetch(cfg, tmp)
+            meta = source.fetch(cfg, tmp)
         meta["dataset"] = name
         write_json(tmp / "source.json", meta)
         if out.exists():
@@ -60,18 +59,3 @@ def download(params: dict, out: Path) -> dict:
             shutil.rmtree(tmp)
     log.info("dataset %s (%s) -> %s", name, meta.get("origin", fmt), out)
     return meta
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/raw")
-    ap.add_argument("--invalidates", nargs="*", help="later stages' outputs this stage makes stale (removed)")
-    args = ap.parse_args()
-    setup_logging()
-    invalidate(args.invalidates)
-    download(load_params(args.params), Path(args.out))
-
-
-if __name__ == "__main__":
-    main()

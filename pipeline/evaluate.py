@@ -1,12 +1,12 @@
-"""Stage `evaluate`: checkpoint -> exact FAISS full-ranking metrics on valid and test (metrics.json).
+"""Evaluating a checkpoint (the `evaluate` stage's library): exact FAISS full-ranking metrics on
+valid and test (metrics.json) and every query's rank (ranks.parquet).
 
-The only stage that reads the test targets (`pipeline.data.Split`). Keys are flat (`test/ndcg@10`) for `dvc metrics show` / `dvc exp show`; the protocol (ranking,
+The only code that reads the test targets (`pipeline.data.Split`). Keys are flat (`test/ndcg@10`) for `dvc metrics show` / `dvc exp show`; the protocol (ranking,
 split, history-masking rule, tie rule) is written into the same file.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,24 +14,27 @@ from types import SimpleNamespace
 import numpy as np
 import polars as pl
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.data import Sequences, Split
-from pipeline.evaluation import (ProtocolConfig, catalogue, cold_items, cold_subsequences, evaluate_chunks,
-                                 evaluate_queries, length_groups, sample_negatives, sampled_ranks)
+from pipeline import builder, distributed
+from pipeline.checkpoint import run_params
+from pipeline.config import TrainConfig
+from pipeline.data import load_split
+from pipeline.device import resolve_device
+from pipeline.evaluation import (
+    ProtocolConfig,
+    catalogue,
+    cold_items,
+    cold_subsequences,
+    evaluate_chunks,
+    evaluate_queries,
+    length_groups,
+    sample_negatives,
+    sampled_ranks,
+)
 from pipeline.metrics import metrics_from_ranks
-from pipeline.params import ConfigError, from_dict, load_params, setup_logging
-from pipeline import distributed
-from pipeline.tables import file_sha256, read_json, read_table, write_json, write_table
-from pipeline.train import run_params
-from pipeline.trainer import TrainConfig, resolve_device
+from pipeline.params import ConfigError, from_dict, load_params
+from pipeline.tables import file_sha256, read_json, write_json, write_table
 
 log = logging.getLogger("pipeline.evaluate")
-
-
-def load_split(prepared: Path) -> Split:
-    """The complete sequences with their leave-one-out split (test targets included: evaluate only)."""
-    items = read_table(prepared / "items.parquet", "items")
-    return Split(Sequences.from_table(read_table(prepared / "sequences.parquet", "sequences"), items.height))
 
 
 def check_checkpoint_matches(ckpt: dict, params: dict, checkpoint: Path) -> None:
@@ -86,14 +89,14 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
     device = resolve_device((params.get("train") or {}).get("device", "auto"))
     distributed.init(device)  # under torchrun: every query set is scored in shards, gathered in order
-    model, ckpt = load_checkpoint(checkpoint, device)
+    model, ckpt = builder.load_model(checkpoint, device)
     check_checkpoint_matches(ckpt, params, checkpoint)
     split = load_split(prepared)
     if split.num_items != ckpt["num_items"]:
         raise ValueError(f"{checkpoint}: trained on {ckpt['num_items']} items but {prepared} has {split.num_items}; "
                          "re-run training (dvc repro)")
     view = split.training
-    max_len = ckpt["meta"].get("max_len", 50)
+    max_len = ckpt["inputs"]["max_len"]
     stats = read_json(prepared / "stats.json")
     result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(view.valid_targets),
               "items": split.num_items}
@@ -126,11 +129,8 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     result |= {f"cold_seq/{k}": round(v, 6) for k, v in metrics.items()}
     if len(cold_ranks):
         ranks["cold_seq"] = cold_ranks
-    if "search" in ckpt["meta"]:  # AutoMLP: the searched short-term length and softmax(α)
-        result["search/k"] = ckpt["meta"]["search"]["k"]
-        result |= {f"search/p@{k}": round(p, 6) for k, p in ckpt["meta"]["search"]["p"].items()}
-        result |= {f"search/alpha@{k}": round(a, 6) for k, a in zip(ckpt["meta"]["search"]["p"],
-                                                                    ckpt["meta"]["search"]["alpha"])}
+    # what the training procedure recorded (AutoMLP: the searched length, softmax(α) and α)
+    result |= {k: round(v, 6) if isinstance(v, float) else v for k, v in ckpt["meta"].get("metrics", {}).items()}
     result |= protocol.describe() | provenance()
     if not distributed.is_main():
         return result
@@ -143,21 +143,13 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--checkpoint", default="data/model/model.pt")
-    ap.add_argument("--out", default="data/metrics.json")
-    ap.add_argument("--ranks", default="data/ranks.parquet")
-    args = ap.parse_args()
-    setup_logging()
-    params = load_params(args.params)
-    # the model's stages share train.nproc
-    distributed.become_workers(from_dict(TrainConfig, params.get("train"), "train").nproc, "pipeline.evaluate")
-    evaluate(params, Path(args.prepared), Path(args.checkpoint), Path(args.out), Path(args.ranks))
+def run_stage(params_file: Path, prepared: Path, checkpoint: Path, out: Path, ranks: Path,
+              module: str | None = None) -> dict:
+    """The evaluate stage: with `train.nproc` > 1 relaunched as torchrun workers (`module`), each
+    scoring its shard of every query set."""
+    params = load_params(params_file)
+    if module:
+        distributed.become_workers(from_dict(TrainConfig, params.get("train"), "train").nproc, module)
+    result = evaluate(params, prepared, checkpoint, out, ranks)
     distributed.finish()
-
-
-if __name__ == "__main__":
-    main()
+    return result

@@ -51,15 +51,3 @@ def choose(params: dict[str, Any], key: str, table: str) -> tuple[str, dict[str,
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-
-
-def invalidate(paths: list[str] | None) -> None:
-    """Remove the outputs of later stages that this stage's new output makes stale (`--invalidates`
-    in dvc.yaml): running only part of the graph (`dvc exp run download preprocess`) must not leave
-    the previous run's metrics in the new experiment."""
-    log = logging.getLogger("pipeline")
-    for p in paths or []:
-        path = Path(p)
-        if path.is_file():
-            path.unlink()
-            log.info("removed %s: made stale by this stage (the evaluate stage writes it again)", path)

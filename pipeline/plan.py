@@ -1,6 +1,4 @@
-"""Stage `plan`: what the selected model needs from the optional stages, and which code it runs.
-
-    python -m pipeline.plan --params params.yaml --out data/plan
+"""What the selected model needs from the optional stages, and which code it runs (the `plan` stage's library).
 
 DVC runs every stage of the graph; a stage whose output the selected model does not read should
 cost nothing. This stage writes one small file per optional stage — `text.json`, `image.json`,
@@ -13,34 +11,36 @@ stages and `train` depend on these files instead of on `model` / the whole `mode
   outputs from DVC's run cache (same deps, same params) instead of recomputing them;
 - switching between two models with the same needs changes no file here, so nothing upstream of
   `train` runs again;
-- editing `models/mmsr.py` leaves `code.json` of SASRec unchanged, so SASRec is not retrained.
+- editing `models/mmsr.py` leaves `code.json` of SASRec unchanged, so SASRec is not retrained;
+- `pretrain.json` of a model that pre-trains also holds its code's hashes, so editing that code
+  pre-trains again, and nothing else does.
+
+What a model needs comes from the model builder (pipeline.builder.needs), the one reader of the
+model contract.
 
 `features.extract: all` makes every feature stage run whatever the model (to query the tables).
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import hashlib
 import logging
 from pathlib import Path
 
-from pipeline.params import ConfigError, choose, load_params, setup_logging
+from pipeline import builder
 from pipeline.tables import write_json
 
 log = logging.getLogger("pipeline.plan")
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-FEATURE_STAGES = ("text", "image", "keywords")
-EXTRACT = ("auto", "all")
 
 
 def module_closure(name: str, root: Path = MODELS_DIR) -> list[Path]:
-    """models/<name>.py and every models.* module it imports, transitively (plus the registry file
-    itself, not what the registry imports)."""
+    """The registered model's source file and every models.* module it imports, transitively (plus
+    the registry file itself, not what the registry imports)."""
     seen: list[Path] = []
-    todo = [root / f"{name}.py"]
+    todo = [builder.source_file(name)]
     while todo:
         path = todo.pop()
         if path in seen or not path.is_file():
@@ -53,55 +53,21 @@ def module_closure(name: str, root: Path = MODELS_DIR) -> list[Path]:
     return sorted(seen + [root / "__init__.py"])
 
 
-def needs(params: dict) -> dict[str, bool]:
-    """{stage: needed} for the feature stages and the pre-training, from the selected model."""
-    from models import MODELS
-    from pipeline.pretrain import needed as pretrain_reason
-    from pipeline.train import FEATURE_DIRS
-
-    name, section = choose(params, "model", "models")
-    extract = (params.get("features") or {}).get("extract", "auto")
-    if extract not in EXTRACT:
-        raise ConfigError(f"features.extract={extract!r}: use one of {EXTRACT}")
-    cls = MODELS.get(name)
-    if cls is None:
-        raise ConfigError(f"params.yaml: model={name!r} is not registered; registered: {sorted(MODELS)}")
-    defaults = cls.Config.__dataclass_fields__
-    tables = {section.get(f"{m}_table", defaults[f"{m}_table"].default) for m in getattr(cls, "FEATURES", ())}
-    dirs = {FEATURE_DIRS.get(t) for t in tables}
-    return {**{s: extract == "all" or s in dirs for s in FEATURE_STAGES}, "pretrain": pretrain_reason(params) is None}
+def code_hashes(name: str) -> dict[str, str]:
+    """{path: SHA-256} of the model's source closure."""
+    top = MODELS_DIR.parent
+    return {str(p.relative_to(top) if p.is_relative_to(top) else p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in module_closure(name)}
 
 
 def plan(params: dict, out: Path) -> dict:
-    name, _ = choose(params, "model", "models")
-    result = needs(params)
-    for stage, needed in result.items():
-        write_json(out / f"{stage}.json", {"needed": needed})  # nothing else: equal needs, equal files
-    code = {str(p.relative_to(MODELS_DIR.parent)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in module_closure(name)}
+    name, _ = builder.selected(params)
+    result = builder.needs(params)
+    code = code_hashes(name)
+    for stage, needed in result.items():  # nothing else: equal needs, equal files
+        write_json(out / f"{stage}.json", {"needed": needed} | ({"code": code} if stage == "pretrain" and needed
+                                                                 else {}))
     write_json(out / "code.json", code)
     log.info("model %s needs %s; its code: %s", name, [s for s, n in result.items() if n] or "no optional stage",
              sorted(code))
     return result
-
-
-def is_needed(plan_file: Path | None) -> bool:
-    """What a stage reads from its plan file (no file given: run, as when called from Python)."""
-    if plan_file is None:
-        return True
-    import json
-
-    return bool(json.loads(plan_file.read_text())["needed"])
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/plan")
-    args = ap.parse_args()
-    setup_logging()
-    plan(load_params(args.params), Path(args.out))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Stage `preprocess`: raw source files -> items / interactions / sequences Parquet + stats.json.
+"""Raw source files -> items / interactions / sequences Parquet + stats.json (the `preprocess` stage's library).
 
 Rules, in order (each drop is counted in stats.json under `dropped`):
 
@@ -28,43 +28,20 @@ string-keyed implementation of the same rules.
 
 from __future__ import annotations
 
-import argparse
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
 
-from pipeline.params import invalidate, ConfigError, from_dict, load_params, setup_logging
-from pipeline.sources import READERS, RawData, SourceError
+from pipeline.config import PreprocessConfig
+from pipeline.params import ConfigError
+from pipeline.sources import RawData, SourceError, read_raw
 from pipeline.tables import file_sha256, read_json, write_json, write_table
 
 log = logging.getLogger("pipeline.preprocess")
 
-DUPLICATE_POLICIES = ("exact", "first", "none")
 SPLITS = pl.Enum(["train", "valid", "test"])
-
-
-@dataclass
-class PreprocessConfig:
-    min_rating: float | None = None  # implicit feedback threshold; null keeps every rated event
-    user_core: int = 5  # k-core on users (0 disables)
-    item_core: int = 5  # k-core on items (0 disables)
-    duplicates: str = "exact"  # exact | first | none
-    max_len: int = 50  # model input length (used by train/evaluate; validated here)
-    allow_degenerate: bool = False  # true: accept data the split cannot measure on (tiny test sets only)
-    user_fraction: float = 1.0  # < 1: keep a seeded random share of the users (target-size sweeps), before k-core
-    user_sample_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.duplicates not in DUPLICATE_POLICIES:
-            raise ConfigError(f"preprocess.duplicates={self.duplicates!r}: use one of {DUPLICATE_POLICIES}")
-        if not isinstance(self.max_len, int) or self.max_len < 1:
-            raise ConfigError(f"preprocess.max_len={self.max_len!r}: must be a positive integer (e.g. 50)")
-        if self.user_core < 0 or self.item_core < 0:
-            raise ConfigError("preprocess.user_core / item_core must be >= 0")
-        if not 0 < self.user_fraction <= 1:
-            raise ConfigError(f"preprocess.user_fraction={self.user_fraction}: a share of the users in (0, 1]")
 
 
 # With fewer items than the largest default cut-off (50), HR@50 is 1 for every model, and a handful
@@ -258,9 +235,7 @@ def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
     if not meta_path.is_file():
         raise SourceError(f"{meta_path}: missing; run the download stage first (dvc repro)")
     meta = read_json(meta_path)
-    if meta.get("format") not in READERS:
-        raise SourceError(f"{meta_path}: unknown raw format {meta.get('format')!r}; known: {sorted(READERS)}")
-    raw = READERS[meta["format"]](raw_dir, meta)
+    raw = read_raw(raw_dir, meta)
     items, interactions, sequences, stats = preprocess(raw, cfg)
     stats["dataset"] = meta.get("dataset")
     stats["download"] = {"skipped": meta.get("skipped", {})}  # files the download refused (symlinks out, …)
@@ -274,20 +249,3 @@ def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
     log.info("%s: %d users, %d items, %d interactions (density %.4f); dropped %s", meta.get("dataset"),
              stats["users"], stats["items"], stats["interactions"], stats["density"], stats["dropped"])
     return stats
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--raw", default="data/raw")
-    ap.add_argument("--out", default="data/prepared")
-    ap.add_argument("--invalidates", nargs="*", help="later stages' outputs this stage makes stale (removed)")
-    args = ap.parse_args()
-    setup_logging()
-    invalidate(args.invalidates)
-    cfg = from_dict(PreprocessConfig, load_params(args.params).get("preprocess"), "preprocess")
-    run(Path(args.raw), Path(args.out), cfg)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,66 +1,42 @@
-"""Stage `pretrain`: MSM4SR's M²SE pre-trained with NIP + CMCL (§III-C) on the cached features.
+"""MSM4SR-style pre-training (the `pretrain` stage's library): a PRETRAINING model's own losses
+(MSM4SR: NIP + CMCL, §III-C) on the training view, then its `pretrained_state()` saved.
 
-    python -m pipeline.pretrain --params params.yaml --prepared data/prepared --features data/features --out data/pretrain
+Reads `pretrain` (epochs, batch size, lr, seed, device) and `models.<pretrain.model>` (the
+architecture and loss switches); the selected `model` only decides whether to run at all
+(pipeline.builder.pretraining_skipped): a model that reads no pre-trained weights gets a marker
+file instead (seconds), so `dvc repro` of SASRec never waits for pre-training, and DVC's run cache
+restores the real weights when the pre-training model is selected again. The epochs run in
+pipeline.loop's epoch loop, so a killed run resumes from its last completed epoch (`resume.pt`
+beside the outputs). Examples are every training (prefix, next item) pair: each training target
+with its last `max_len` items of history (or, with `one_pass_windows`, every prefix of whole
+windows from one causal pass). Writes `weights.pt` (the pre-trained state + the config it fits)
+and `pretrain.json` (loss per epoch, by term).
 
-Reads `pretrain` (epochs, batch size, lr, seed, device) and `models.msm4sr` (the architecture and
-loss switches); `model` only decides whether to run at all: a selected model that reads no
-pre-trained weights (any but msm4sr with `pretrained: true` and no `pretrained_path`) gets a
-marker file instead (seconds), so `dvc repro` of SASRec never waits for pre-training, and DVC's
-run cache restores the real weights when msm4sr is selected again. A killed run resumes from its
-last completed epoch (`resume.pt` beside the outputs). Examples are every training (prefix, next item) pair: each training
-target with its last `max_len` items of history. Writes `msm4sr.pt` (the M²SE weights + the config
-they fit) and `pretrain.json` (loss per epoch, by term).
-
-Cross-domain (the paper's MSM4SR_Cross): run this command with `--prepared/--features` of the
-source data set, then fine-tune on the target with `models.msm4sr.pretrained_path` set to the
-checkpoint and `freeze_transformer: true`.
+Cross-domain (the paper's MSM4SR_Cross): pre-train on the source data set, then fine-tune on the
+target with `models.msm4sr.pretrained_path` set to that weights file and `freeze_transformer: true`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models import MODELS, model_config
+from pipeline import builder
 from pipeline.checkpoint import save_tensors
-from pipeline.data import train_windows
-from pipeline.device import host
-from pipeline.params import from_dict, load_params, setup_logging
-from pipeline.preprocess import PreprocessConfig
+from pipeline.config import PreprocessConfig, PretrainConfig
+from pipeline.data import load_training_view, train_windows
+from pipeline.device import host, use_bf16
+from pipeline.layout import needed
+from pipeline.loop import Batch, Epoch, Loop, Step, resume_key, run_epochs
+from pipeline.params import from_dict, load_params
 from pipeline.tables import write_json
-from pipeline.train import build_with_features, load_training_view
-from pipeline.trainer import Loop, resume_key
 
 log = logging.getLogger("pipeline.pretrain")
-
-
-@dataclass
-class PretrainConfig:
-    model: str = "msm4sr"
-    epochs: int = 10  # the paper pre-trains 300 epochs on GPU; see docs/models/msm4sr.md
-    batch_size: int = 256
-    pairs_per_epoch: int = 0  # 0 = every (prefix, next item) pair each epoch; n = a fresh random n of them
-    lr: float = 0.001
-    weight_decay: float = 0.0
-    seed: int = 42
-    device: str = "auto"
-    threads: int = 0
-    warm_only: bool = False  # MSM4SR §IV-G-1: pre-train on warm items only (cold items never seen)
-    warm_threshold: int = 10  # an item is cold with fewer training occurrences (the paper's 10)
-    one_pass_windows: int = 0  # > 0: each step encodes this many training windows in one causal pass and
-    #                            trains on every prefix in them, in groups of batch_size pairs (pairs_per_epoch
-    #                            then counts windows); 0 = one Transformer pass per (prefix, next item) pair
-
-    def __post_init__(self) -> None:
-        if self.one_pass_windows < 0:
-            raise ValueError("pretrain.one_pass_windows must be >= 0")
 
 
 def pretrain_pairs(view, max_len: int, warm_only: bool = False, threshold: int = 10
@@ -108,74 +84,67 @@ def remove_items(windows: np.ndarray, flagged: np.ndarray) -> np.ndarray:
     return np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(windows, order, 1), 0)
 
 
+def pretrained_parameters(model) -> list:
+    """What pre-training trains: every parameter of the model's `pretrained_state()`, whatever
+    fine-tuning freezes (MSM4SR_Cross's Transformer is frozen by its config for fine-tuning only)."""
+    names = set(model.pretrained_state())
+    chosen = [p for n, p in model.named_parameters() if n in names]
+    for p in chosen:
+        p.requires_grad_(True)
+    return chosen
+
+
 def pretrain(params: dict, prepared: Path, features: Path, out: Path, timing: Path | None = None) -> dict:
     """Pre-train on the training view; resumable after a kill from the last completed epoch
     (`out/resume.pt`, removed at the end). `pretrain.json` holds the losses (the same for the same
     inputs); the timings go to `timing`. Returns both."""
     cfg = from_dict(PretrainConfig, params.get("pretrain"), "pretrain")
     pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
-    if cfg.model not in MODELS or not hasattr(MODELS[cfg.model], "pretrain_loss"):
-        raise ValueError(f"pretrain.model={cfg.model!r}: only models with a pre-training loss can be pre-trained "
-                         f"({[m for m, c in MODELS.items() if hasattr(c, 'pretrain_loss')]})")
+    builder.pretrainable(cfg.model)
     view = load_training_view(prepared)
     loop = Loop(seed=cfg.seed, threads=cfg.threads, device=cfg.device, batch_size=cfg.batch_size,
                 num_items=view.num_items, where="pretrain")
     device = loop.device
-    model_params = dict((params.get("models") or {}).get(cfg.model) or {}) | {"max_len": pre.max_len}
-    model = build_with_features(cfg.model, model_params, features, prepared, view.num_items)
+    section = (params.get("models") or {}).get(cfg.model) or {}
+    model, inputs = builder.build_for_run(cfg.model, section, view, pre.max_len, "ce", features, prepared)
     model.to(device)
     one_pass = cfg.one_pass_windows > 0
     examples = pretrain_windows if one_pass else pretrain_pairs
     x_all, y_all, pair_stats = examples(view, pre.max_len, cfg.warm_only, cfg.warm_threshold)
     if one_pass:
         loop.batch_size = cfg.one_pass_windows
-    params_to_train = [p for n, p in model.named_parameters() if not n.startswith("item_emb")]
-    opt = torch.optim.Adam(params_to_train, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(pretrained_parameters(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "resume.pt"
-    key = resume_key(model, cfg, pairs=len(x_all), items=view.num_items)
-    progress = loop.resume(state_path, key, model, [opt])
-    if progress is not None:
-        log.info("resuming pre-training from %s after epoch %d", state_path, progress["epoch"])
-    else:
-        progress = {"epoch": 0, "history": []}
     t0 = time.perf_counter()
     pairs = int((y_all > 0).sum()) if one_pass else len(x_all)
     log.info("pre-training %s on %d (prefix, next item) pairs%s, %d epochs, batch %d pairs, %s", cfg.model, pairs,
              f" in {len(x_all)} windows, {cfg.one_pass_windows} windows per causal pass" if one_pass else "",
              cfg.epochs, cfg.batch_size, device)
-    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
-        model.train()
-        te = time.perf_counter()
-        sums: dict[str, float] = {}
-        steps = visits = 0
-        for idx in loop.batches(len(x_all), f"pretrain {epoch}", limit=cfg.pairs_per_epoch):
-            if one_pass:
-                visits += int((y_all[idx] > 0).sum())
-                losses = model.pretrain_loss_windows(x_all[idx].to(device), y_all[idx].to(device), loop.gen,
-                                                     cfg.batch_size)
-            elif len(idx) < 2:
-                continue  # contrastive losses need in-batch negatives
-            else:
-                visits += len(idx)
-                losses = model.pretrain_loss(x_all[idx].to(device), y_all[idx].to(device), loop.gen)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
-            steps += 1
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-        row = {"epoch": epoch, **{k: v / max(steps, 1) for k, v in sums.items()}, "pair_visits": visits,
-               "seconds": time.perf_counter() - te}
-        progress["history"].append(row)
-        progress["epoch"] = epoch
-        log.info("pretrain epoch %d: %s", epoch, " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
-        loop.save(state_path, key, epoch, model, [opt], progress)
+
+    def step(batch: Batch, forward) -> Step | None:
+        x, y = x_all[batch.idx].to(device), y_all[batch.idx].to(device)
+        if one_pass:
+            losses = model.pretrain_loss_windows(x, y, loop.gen, cfg.batch_size)
+            return Step(losses["loss"], losses, examples=int((y_all[batch.idx] > 0).sum()))
+        if len(batch.idx) < 2:
+            return None  # contrastive losses need in-batch negatives
+        losses = model.pretrain_loss(x, y, loop.gen)
+        return Step(losses["loss"], losses, examples=len(batch.idx))
+
+    def finish(e: Epoch) -> dict:
+        return {"epoch": e.number, **e.means, "pair_visits": e.examples, "seconds": e.seconds}
+
+    progress = run_epochs(
+        loop, model, [opt], step, len(x_all), cfg.epochs, finish, name="pre-training", desc="pretrain",
+        limit=cfg.pairs_per_epoch, bf16=use_bf16(cfg.precision, device, "pretrain.precision"),
+        state_path=out / "resume.pt", state_key=resume_key(model, cfg, pairs=len(x_all), items=view.num_items),
+        log_row=lambda r: f"pretrain epoch {r['epoch']}: " + " ".join(f"{k} {v:.4f}" for k, v in r.items()
+                                                                      if k != "epoch"))
     history = progress["history"]
-    payload = {"model": cfg.model, "config": model_config(model), "num_items": view.num_items,
-               "m2se": {k: v.detach().cpu() for k, v in model.m2se_state().items()},
+    payload = {"model": cfg.model, "config": builder.model_config(model), "inputs": inputs.describe(),
+               "state": {k: v.detach().cpu() for k, v in model.pretrained_state().items()},
                "meta": {"pretrain": dataclasses.asdict(cfg), "epochs": len(history), "prepared": str(prepared)}}
-    save_tensors(payload, out / f"{cfg.model}.pt")
+    save_tensors(payload, out / builder.PRETRAINED_WEIGHTS)
     info = {"model": cfg.model, "pairs": pairs, **pair_stats,
             "history": [{k: v for k, v in r.items() if k != "seconds"} for r in history]}
     write_json(out / "pretrain.json", info)
@@ -186,21 +155,7 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path, timing: Pa
            if history else 0.0, **host()}
     if timing is not None:
         write_json(timing, run)
-    state_path.unlink(missing_ok=True)
     return info | run
-
-
-def needed(params: dict) -> str | None:
-    """Why the graph's pretrain stage has nothing to do for the selected model (None: it pre-trains)."""
-    name = params.get("model")
-    section = (params.get("models") or {}).get(name) or {}
-    if name not in MODELS or not hasattr(MODELS[name], "pretrain_loss"):
-        return f"model={name!r} uses no pre-training"
-    if not section.get("pretrained", True):
-        return f"models.{name}.pretrained is false"
-    if section.get("pretrained_path"):
-        return f"models.{name}.pretrained_path points at another run's weights"
-    return None
 
 
 def write_skipped(out: Path, reason: str) -> None:
@@ -208,37 +163,19 @@ def write_skipped(out: Path, reason: str) -> None:
     whatever the model, so nothing downstream changes), so DVC's graph is complete without the
     pre-training; the real weights come back from the run cache when a model that needs them is
     selected again."""
-    cfg_model = "msm4sr"
     out.mkdir(parents=True, exist_ok=True)
-    save_tensors({"skipped": reason}, out / f"{cfg_model}.pt")
+    save_tensors({"skipped": reason}, out / builder.PRETRAINED_WEIGHTS)
     write_json(out / "pretrain.json", {"skipped": reason})
     log.info("pre-training skipped: %s", reason)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--features", default="data/features")
-    ap.add_argument("--out", default="data/pretrain")
-    ap.add_argument("--always", action="store_true", help="pre-train even if the selected model reads no weights")
-    ap.add_argument("--plan", help="data/plan/pretrain.json (the plan stage): pre-train only when it says so")
-    ap.add_argument("--timing", help="write the run's timings here (e.g. data/timing/pretrain.json)")
-    args = ap.parse_args()
-    setup_logging()
-    params = load_params(args.params)
-    if args.plan:
-        from pipeline.plan import is_needed
-
-        reason = None if args.always or is_needed(Path(args.plan)) else "the selected model reads no pre-trained weights"
-    else:
-        reason = None if args.always else needed(params)
-    if reason:
-        write_skipped(Path(args.out), reason)
-    else:
-        pretrain(params, Path(args.prepared), Path(args.features), Path(args.out), Path(args.timing) if args.timing
-                 else None)
-
-
-if __name__ == "__main__":
-    main()
+def run_stage(params_file: Path, prepared: Path, features: Path, out: Path, plan: Path | None = None,
+              timing: Path | None = None, always: bool = False) -> dict | None:
+    """The pretrain stage: pre-train when the plan stage's file (or, without one, the selected
+    model) says so or `always`; otherwise write the marker."""
+    params = load_params(params_file)
+    if always or (needed(plan) if plan else builder.pretraining_skipped(params) is None):
+        return pretrain(params, prepared, features, out, timing)
+    write_skipped(out, "the selected model reads no pre-trained weights" if plan else
+                  builder.pretraining_skipped(params))
+    return None

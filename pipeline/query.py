@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.features.store import load_item_matrix
+from pipeline.layout import PROJECT_DATA
 from pipeline.tables import read_provenance, read_table
 
 MODALITIES = {"text": "text", "text_sentences": "text_sentences", "image": "image", "keyword_vectors": "keyword_vectors"}
@@ -88,8 +89,8 @@ def describe_item(item: int, tables: dict[str, Path], k: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--features", default="data/features")
+    ap.add_argument("--prepared", default=str(PROJECT_DATA.prepared))
+    ap.add_argument("--features", default=str(PROJECT_DATA.features))
     sub = ap.add_subparsers(dest="command", required=True)
     q = sub.add_parser("sql", help="run a SQL query over the tables")
     q.add_argument("query")

@@ -2,7 +2,7 @@
 
     python -m pipeline.report                     # docs/report/index.html: the workspace + every experiment
     python -m pipeline.report --table             # a comparison that fits a terminal
-    python -m pipeline.report --run-only --out data/report   # the `report` stage: this run's figures
+    python -m pipeline.stages.report --out data/report   # the `report` stage: this run's figures
 
 Runs are the workspace and every DVC experiment (`dvc exp show --json -A`); each run's validation
 curve is read from its commit (`data/model/curve.csv` is git-tracked). Figures (matplotlib):
@@ -35,12 +35,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.builder import load_model
+from pipeline.evaluation import catalogue
+from pipeline.features.store import load_item_matrix
+from pipeline.layout import PROJECT_DATA, RunDirs, feature_path
 from pipeline.params import setup_logging
+from pipeline.tables import read_table
 
 log = logging.getLogger("pipeline.report")
 
-METRICS_FILE = "data/metrics.json"
-TIMING_FILE = "data/timing/train.json"
+DATA = PROJECT_DATA  # the DVC project's folders (runs are read from its workspace and experiment commits)
+METRICS_FILE = str(DATA.metrics)
+TIMING_FILE = str(DATA.timing / "train.json")
+CURVE_FILE = str(DATA.model / "curve.csv")
 KEY_PARAMS = ("model", "dataset", "train.loss", "train.seed", "train.epochs")
 
 
@@ -124,8 +131,8 @@ def curve(run: dict, repo: Path = Path(".")) -> pl.DataFrame | None:
     """A run's per-epoch validation curve (from its commit for experiments)."""
     try:
         if run["rev"] == "workspace":
-            return pl.read_csv(repo / "data/model/curve.csv")
-        text = subprocess.run(["git", "show", f"{run['rev']}:data/model/curve.csv"], cwd=repo, capture_output=True,
+            return pl.read_csv(repo / CURVE_FILE)
+        text = subprocess.run(["git", "show", f"{run['rev']}:{CURVE_FILE}"], cwd=repo, capture_output=True,
                               text=True, check=True).stdout
         return pl.read_csv(io.StringIO(text))
     except (OSError, subprocess.CalledProcessError, pl.exceptions.PolarsError):
@@ -286,18 +293,14 @@ def item_maps(repo: Path, limit: int = 1500) -> pl.DataFrame | None:
     """x, y, space (model's item vectors | text features), category of up to `limit` items, by t-SNE."""
     from sklearn.manifold import TSNE
 
-    ckpt, items_path = repo / "data/model/model.pt", repo / "data/prepared/items.parquet"
+    data = RunDirs(repo / DATA.root)
+    ckpt, items_path = data.model / "model.pt", data.prepared / "items.parquet"
     if not ckpt.is_file() or not items_path.is_file():
         return None
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.evaluation import catalogue
-    from pipeline.features.store import load_item_matrix
-    from pipeline.tables import read_table
-
     items = read_table(items_path, "items")
-    model, _ = load_checkpoint(ckpt)
+    model, _ = load_model(ckpt)
     spaces = {"the model's item vectors": catalogue(model)}
-    text = repo / "data/features/text/text.parquet"
+    text = feature_path(data.features, "text")
     if text.is_file():
         vec, present = load_item_matrix(text, "text", items.height)
         spaces["text features (content)"] = vec[1:]
@@ -306,9 +309,12 @@ def item_maps(repo: Path, limit: int = 1500) -> pl.DataFrame | None:
     cats = items["categories"].list.first().fill_null("(none)").to_numpy()[pick]
     frames = []
     for space, x in spaces.items():
+        if not np.isfinite(x[pick]).all() or np.ptp(x[pick], axis=0).max(initial=0.0) == 0:
+            log.info("item map: %s skipped (no variation to map: e.g. a data set without item text)", space)
+            continue
         xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(x[pick].astype(np.float64))
         frames.append(pl.DataFrame({"item_id": pick + 1, "x": xy[:, 0], "y": xy[:, 1], "space": space, "category": cats}))
-    return pl.concat(frames)
+    return pl.concat(frames) if frames else None
 
 
 def fig_items(maps: pl.DataFrame | None) -> str | None:
@@ -361,8 +367,9 @@ def report(repo: Path, out: Path, run_only: bool = False) -> Path:
         raise SystemExit(f"{repo / METRICS_FILE}: no metrics yet; run `dvc repro` first")
     out.mkdir(parents=True, exist_ok=True)
     maps = item_maps(repo)
-    if maps is not None:
-        maps.write_csv(out / "item_map.csv")
+    empty = pl.DataFrame(schema={"item_id": pl.Int64, "x": pl.Float64, "y": pl.Float64, "space": pl.String,
+                                 "category": pl.String})
+    (maps if maps is not None else empty).write_csv(out / "item_map.csv")  # a declared plot: always written
     figures = {"Validation curves": fig_curves(runs, repo), "Test metrics per model": fig_models(runs),
                "By user history length": fig_lengths(runs), "Cold vs warm users": fig_cold(runs),
                "Item space (current run)": fig_items(maps)}
@@ -383,14 +390,13 @@ def main() -> None:
     ap.add_argument("--repo", default=".")
     ap.add_argument("--out", default="docs/report")
     ap.add_argument("--table", action="store_true", help="only print the comparison table")
-    ap.add_argument("--run-only", action="store_true", help="this run's page and plot data (the DVC stage)")
     args = ap.parse_args()
     setup_logging()
     repo = Path(args.repo)
     if args.table:
         print(table(experiments(repo) or workspace(repo)))
         return
-    report(repo, Path(args.out), args.run_only)
+    report(repo, Path(args.out))
 
 
 if __name__ == "__main__":

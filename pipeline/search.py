@@ -1,31 +1,36 @@
-"""AutoMLP's search phase (automlp.md §2.4.1, Algorithm 1): a DARTS bilevel optimisation of the
-short-term length.
+"""The architecture search of PROCEDURE 'search_then_fit' (AutoMLP §2.4.1, Algorithm 1): a DARTS
+bilevel optimisation of the model's architecture weights (AutoMLP: the short-term length).
 
 Each step: (1) a validation mini-batch — each user's last window of the training view, the loss on
 the validation item s[n-2] after it; never the test item, which the training view does not hold —
-updates α through the one-step approximation W* ≈ W - ξ∇W L_train(W, α) (eq. 7), differentiated
-exactly with autograd (ξ = 0: the first-order approximation); (2) a training mini-batch (the
-trainer's windows, batching, seeding and negatives: `trainer.Loop`) updates W with α held constant. α never sees a training gradient and W never sees a
-validation gradient. The train stage then keeps the length with the largest α and retrains.
+updates the architecture weights α through the one-step approximation W* ≈ W - ξ∇W L_train(W, α)
+(eq. 7), differentiated exactly with autograd (ξ = 0: the first-order approximation); (2) a
+training mini-batch updates W with α held constant (the model's `arch_frozen()`). α never sees a
+training gradient and W never sees a validation gradient. Batches, negatives, the W step and the
+resumable state are the epoch loop's (pipeline.loop), so a killed search resumes after its last
+epoch. pipeline.procedures then rebuilds the model with `search_result()`'s choice and fits it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import torch
 from torch.func import functional_call
 
+from pipeline.config import TrainConfig
 from pipeline.data import TrainView, train_windows
-from pipeline.trainer import Loop, TrainConfig
+from pipeline.loop import Batch, Epoch, Step, resume_key, run_epochs
+from pipeline.trainer import training_loop
 
 log = logging.getLogger("pipeline.search")
 
 
-def _shares(lengths, weights) -> str:
-    """'2:0.293 5:0.320 …' — softmax(α) per candidate length, for the log."""
-    return " ".join(f"{k}:{float(w):.3f}" for k, w in zip(lengths, weights))
+def _shares(weights: dict) -> str:
+    """'2:0.293 5:0.320 …' — softmax(α) per candidate, for the log."""
+    return " ".join(f"{k}:{float(w):.3f}" for k, w in weights.items())
 
 
 def batch_loss(model, params: dict | None, x: torch.Tensor, y: torch.Tensor, neg) -> torch.Tensor:
@@ -33,36 +38,29 @@ def batch_loss(model, params: dict | None, x: torch.Tensor, y: torch.Tensor, neg
     return model(x, y, neg) if params is None else functional_call(model, params, (x, y, neg))
 
 
-def search_step(model, w_opt, a_opt, train: tuple, valid: tuple, xi: float) -> tuple[float, float]:
-    """One step of Algorithm 1; each batch is (inputs, targets, negatives). Returns the losses."""
+def arch_step(model, a_opt, train: tuple, valid: tuple, xi: float) -> float:
+    """Step (1) of Algorithm 1 on (inputs, targets, negatives) batches: α on validation, through
+    W' = W - ξ ∇W L_train(W, α) (eqs. 6-7). Returns the validation loss."""
     xb, yb, nb = train
     xv, yv, nv = valid
-    # (1) α on validation, through W' = W - ξ ∇W L_train(W, α)   (eqs. 6-7)
-    model.freeze_alpha = False
+    arch = model.arch_parameters()
+    arch_ids = {id(a) for a in arch}
     if xi > 0:
         params = dict(model.named_parameters())
-        names = [n for n in params if n != "alpha"]
+        names = [n for n, p in params.items() if id(p) not in arch_ids]
         g = torch.autograd.grad(batch_loss(model, None, xb, yb, nb), [params[n] for n in names],
                                 create_graph=True, allow_unused=True)
         unrolled = {n: (params[n] - xi * gi if gi is not None else params[n]) for n, gi in zip(names, g)}
-        unrolled["alpha"] = params["alpha"]
+        unrolled |= {n: p for n, p in params.items() if id(p) in arch_ids}
         loss_v = batch_loss(model, unrolled, xv, yv, nv)
     else:
         loss_v = batch_loss(model, None, xv, yv, nv)
-    (grad_alpha,) = torch.autograd.grad(loss_v, [model.alpha])
+    grads = torch.autograd.grad(loss_v, arch)
     a_opt.zero_grad(set_to_none=True)
-    model.alpha.grad = grad_alpha
+    for a, grad in zip(arch, grads):
+        a.grad = grad
     a_opt.step()
-    # (2) W on training, α a constant
-    model.freeze_alpha = True
-    try:
-        loss_t = batch_loss(model, None, xb, yb, nb)
-        w_opt.zero_grad(set_to_none=True)
-        loss_t.backward()
-        w_opt.step()
-    finally:
-        model.freeze_alpha = False
-    return loss_t.item(), loss_v.item()
+    return loss_v.item()
 
 
 def validation_batches(view: TrainView, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,46 +72,44 @@ def validation_batches(view: TrainView, max_len: int) -> tuple[torch.Tensor, tor
     return x_va, y_va
 
 
-def search(model, view: TrainView, cfg: TrainConfig, max_len: int) -> dict:
-    """Run the search phase on `model` (all candidate lengths); returns k, α and timings."""
-    loop = Loop.for_training(cfg, view.num_items)
+def search(model, view: TrainView, cfg: TrainConfig, max_len: int, state_path: Path | None = None) -> dict:
+    """Run the search on `model` (every candidate); returns the chosen config overrides, the record
+    (`search_result`), the per-epoch history and the time. Resumable through `state_path`."""
+    loop = training_loop(cfg, view.num_items)
     device = loop.device
     model.to(device)
-    mc = model.cfg
-    xi = cfg.lr if mc.xi < 0 else mc.xi
+    space = model.search_space()
+    xi = cfg.lr if space["xi"] < 0 else space["xi"]
     inputs, targets, _ = train_windows(view.train, max_len, stride=cfg.window_stride or max_len)
     x_tr, y_tr = torch.as_tensor(inputs), torch.as_tensor(targets)
     x_va, y_va = validation_batches(view, max_len)
     w_opt = torch.optim.Adam(model.weight_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    a_opt = torch.optim.Adam([model.alpha], lr=mc.arch_lr)
-    history, t0 = [], time.perf_counter()
-    log.info("AutoMLP search over short-term lengths %s: %d epochs, ξ=%g (%s), arch lr %g; α on %d validation "
-             "queries", mc.short_lengths, mc.search_epochs, xi, "unrolled one step" if xi > 0 else "first order",
-             mc.arch_lr, len(x_va))
-    for epoch in range(1, mc.search_epochs + 1):
-        model.train()
-        te = time.perf_counter()
-        sums = {"train": 0.0, "valid": 0.0}
-        steps = 0
-        for idx in loop.batches(len(x_tr), f"search {epoch}"):
-            xb, yb = x_tr[idx].to(device), y_tr[idx].to(device)
-            vidx = torch.randint(0, len(x_va), (min(cfg.batch_size, len(x_va)),), generator=loop.gen)
-            xv, yv = x_va[vidx].to(device), y_va[vidx].to(device)
-            loss_t, loss_v = search_step(model, w_opt, a_opt, (xb, yb, loop.negatives(yb)),
-                                         (xv, yv, loop.negatives(yv)), xi)
-            sums["train"] += loss_t
-            sums["valid"] += loss_v
-            steps += 1
-        weights = model.alpha.detach().softmax(0).cpu().tolist()
-        row = {"epoch": epoch, "train_loss": sums["train"] / steps, "valid_loss": sums["valid"] / steps,
-               "seconds": time.perf_counter() - te, **{f"p@{k}": w for k, w in zip(mc.short_lengths, weights)}}
-        history.append(row)
-        log.info("search epoch %d: train %.4f valid %.4f softmax(α) %s", epoch, row["train_loss"], row["valid_loss"],
-                 _shares(mc.short_lengths, weights))
-    k = model.chosen_length()
-    probs = model.alpha.detach().softmax(0).cpu().numpy()
-    log.info("search chose short-term length k=%d (softmax(α) %s) in %.1fs", k,
-             _shares(mc.short_lengths, probs), time.perf_counter() - t0)
-    return {"k": k, "alpha": model.alpha.detach().cpu().tolist(),
-            "p": {str(kk): float(p) for kk, p in zip(mc.short_lengths, probs)},
-            "seconds": time.perf_counter() - t0, "history": history}
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=space["arch_lr"])
+    t0 = time.perf_counter()
+    log.info("search over %s: %d epochs, ξ=%g (%s), arch lr %g; α on %d validation queries", space["candidates"],
+             space["epochs"], xi, "unrolled one step" if xi > 0 else "first order", space["arch_lr"], len(x_va))
+
+    def step(batch: Batch, forward) -> Step:
+        xb, yb = x_tr[batch.idx].to(device), y_tr[batch.idx].to(device)
+        vidx = torch.randint(0, len(x_va), (min(cfg.batch_size, len(x_va)),), generator=loop.gen)
+        xv, yv = x_va[vidx].to(device), y_va[vidx].to(device)
+        nb = loop.negatives(yb)
+        loss_v = arch_step(model, a_opt, (xb, yb, nb), (xv, yv, loop.negatives(yv)), xi)
+        with model.arch_frozen():  # (2) W on training, α a constant
+            loss_t = batch_loss(model, None, xb, yb, nb)
+        return Step(loss_t, {"loss": loss_t, "valid_loss": loss_v})
+
+    def finish(e: Epoch) -> dict:
+        shares = model.search_result()[1]["p"]
+        return {"epoch": e.number, "train_loss": e.means["loss"], "valid_loss": e.means["valid_loss"],
+                "seconds": e.seconds, **{f"p@{k}": w for k, w in shares.items()}}
+
+    progress = run_epochs(
+        loop, model, [w_opt], step, len(x_tr), space["epochs"], finish, name="the search", desc="search",
+        state_path=state_path, state_key=resume_key(model, cfg, windows=len(x_tr), items=view.num_items, search=True),
+        other_optimizers=(a_opt,), log_row=lambda r: f"search epoch {r['epoch']}: train {r['train_loss']:.4f} valid "
+        f"{r['valid_loss']:.4f} softmax(α) " + _shares({k[2:]: v for k, v in r.items() if k.startswith('p@')}))
+    overrides, report = model.search_result()
+    log.info("search chose %s (softmax(α) %s) in %.1fs", overrides, _shares(report["p"]), time.perf_counter() - t0)
+    return {"overrides": overrides, "report": report, "history": progress["history"],
+            "seconds": time.perf_counter() - t0}

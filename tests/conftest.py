@@ -36,7 +36,7 @@ def tiny_params(**overrides) -> dict:
                    "automlp": {"hidden": 32, "short_lengths": [2, 5, 10], "search_epochs": 2, "dropout": 0.1},
                    "bprmf": {"embedding": 32}, "fpmc": {"embedding": 32},
                    "bert4rec": {"hidden": 32, "layers": 1, "heads": 2, "inner": 64, "dropout": 0.1}},
-        "pretrain": {"epochs": 3, "batch_size": 256, "seed": 0},
+        "pretrain": {"model": "msm4sr", "epochs": 3, "batch_size": 256, "seed": 0},
     }
     features = yaml.safe_load((ROOT / "params.yaml").read_text())["features"]  # the shipped defaults
     features["shard_size"] = 128

@@ -6,8 +6,21 @@ import pytest
 import torch
 
 from models.automlp import WindowSRSMLP
-from pipeline.search import search_step
-from tests.test_models import B, L, N_ITEMS, batch, build
+from pipeline.params import ConfigError
+from pipeline.search import arch_step, batch_loss
+from tests.test_models import batch
+from tests.tiny import N_ITEMS, B, L, build
+
+
+def search_step(model, w_opt, a_opt, train, valid, xi):
+    """One step of Algorithm 1 as the search's step and the epoch loop run it: α on the validation
+    batch (arch_step), then W on the training batch with α a constant."""
+    arch_step(model, a_opt, train, valid, xi)
+    with model.arch_frozen():
+        loss = batch_loss(model, None, *train)
+    w_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    w_opt.step()
 
 
 def test_short_term_module_sees_exactly_its_last_k_items():
@@ -26,7 +39,7 @@ def steppable(xi):
     torch.manual_seed(0)
     model = build("automlp", dropout=0.0).train()
     w_opt = torch.optim.Adam(model.weight_parameters(), lr=1e-2)
-    a_opt = torch.optim.Adam([model.alpha], lr=1e-1)
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=1e-1)
     assert all(p is not model.alpha for g in w_opt.param_groups for p in g["params"])
     return model, w_opt, a_opt
 
@@ -62,9 +75,9 @@ def test_alpha_learns_only_from_validation_batches(xi):
 
 def test_frozen_alpha_gets_no_training_gradient():
     model = build("automlp")
-    model.freeze_alpha = True
     seqs, targets = batch()
-    model(seqs, targets, lambda: None).backward()
+    with model.arch_frozen():
+        model(seqs, targets, lambda: None).backward()
     assert model.alpha.grad is None
 
 
@@ -72,8 +85,9 @@ def test_retrained_model_has_only_the_chosen_branch():
     full = build("automlp")
     with torch.no_grad():
         full.alpha.copy_(torch.tensor([0.1, 2.0]))
-    k = full.chosen_length()
-    assert k == 5
+    overrides, report = full.search_result()
+    k = report["k"]
+    assert overrides == {"short_lengths": [5]} and k == 5 and report["p"]["5"] > report["p"]["2"]
     retrained = build("automlp", short_lengths=[k])
     assert len(retrained.short) == 1 and retrained.short[0].k == 5
     assert not any(n.startswith("short.1") for n, _ in retrained.named_parameters())
@@ -82,5 +96,5 @@ def test_retrained_model_has_only_the_chosen_branch():
 
 
 def test_bad_lengths_are_clear_errors():
-    with pytest.raises(ValueError, match="short_lengths"):
+    with pytest.raises(ConfigError, match="short_lengths"):
         build("automlp", short_lengths=[2, 80])

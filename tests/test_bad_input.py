@@ -14,9 +14,10 @@ import zipfile
 import polars as pl
 import pytest
 
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
 from pipeline.params import ConfigError
-from pipeline.preprocess import PreprocessConfig, run
+from pipeline.preprocess import run
 from pipeline.sources import SourceError
 from pipeline.sources import fetch as net
 from pipeline.tables import read_table

@@ -5,11 +5,12 @@ import polars as pl
 import torch
 
 from bench.synthetic import interactions, vectors, write_inter
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
 from pipeline.metrics import brute_force_ranks, ranks_from_topk
-from pipeline.preprocess import PreprocessConfig, preprocess, run
+from pipeline.preprocess import preprocess, run
 from pipeline.retrieval import exact_topk
-from pipeline.sources import READERS
+from pipeline.sources import SOURCES
 from pipeline.sources.recbole import write_atomic
 from pipeline.tables import read_table
 
@@ -50,7 +51,7 @@ def test_recbole_atomic_writer_round_trip(tmp_path):
     folder = write_atomic(seqs, tmp_path / "atomic", "rt", items)
     header = (folder / "rt.inter").read_text().splitlines()[0]
     assert header == "user_id:token\titem_id:token\ttimestamp:float"
-    data = READERS["recbole"](folder, {"name": "rt", "images": None})
+    data = SOURCES["recbole"].read(folder, {"name": "rt", "images": None})
     back_items, _, back, _ = preprocess(data, PreprocessConfig(user_core=0, item_core=0, duplicates="none"))
     # ids are renumbered on the way back in; compare through the written id strings
     to_orig = dict(zip(back_items["item_id"].to_list(), back_items["orig_id"].to_list()))
@@ -163,7 +164,7 @@ def test_cross_jobs_pretrain_the_source_first_and_pretrained_runs_wait_for_it(ca
     monkeypatch.setattr(transfer, "WORK", transfer.ROOT / "bench" / ".work" / tmp_path.name)  # no checkpoint there
     transfer.cross_jobs()
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("bench/transfer.py pretrain-source amazon-scientific")
+    assert lines[0].endswith("-m bench.transfer pretrain-source amazon-scientific")
     runs = lines[1:]
     assert len(runs) == len(transfer.SEEDS) * len(transfer.CROSS_LABELS)
     waiting = [ln for ln in runs if ln.startswith("while [ ! -f")]
@@ -174,7 +175,7 @@ def test_cross_jobs_pretrain_the_source_first_and_pretrained_runs_wait_for_it(ca
 
 def test_a_result_file_counts_as_done_only_with_rows_for_every_seed(tmp_path):
     """`jobs --missing` must re-queue a failed or half-finished job (its file is written after every seed)."""
-    from bench.report import has_rows, run_settings, save
+    from pipeline.results import has_rows, run_settings, save
 
     save(tmp_path / "a.json", [{"seed": 0}], failed=[{"seed": 1}])
     assert has_rows(tmp_path / "a.json", [0]) and not has_rows(tmp_path / "a.json", [0, 1])

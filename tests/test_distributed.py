@@ -20,13 +20,15 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from models import build_model
+from pipeline.config import TrainConfig
 from pipeline.data import Sequences, Split
 from pipeline.evaluation import ProtocolConfig, evaluate_queries
-from pipeline.trainer import TrainConfig, fit, seed_everything
+from pipeline.loop import seed_everything
+from pipeline.trainer import fit
+from tests.tiny import for_view
 
 ROOT = Path(__file__).resolve().parents[1]
-SASREC = {"hidden": 16, "heads": 2, "inner": 32, "layers": 1, "max_len": 10, "dropout": 0.0}
+SASREC = {"hidden": 16, "heads": 2, "inner": 32, "layers": 1, "dropout": 0.0}
 
 
 def structured_split(users=80, n_items=40, seed=0):
@@ -41,7 +43,7 @@ def structured_split(users=80, n_items=40, seed=0):
 def run_fit(loss: str) -> dict:
     split = structured_split()
     seed_everything(0)
-    model = build_model("sasrec", SASREC | {"loss": loss}, split.num_items)
+    model = for_view("sasrec", SASREC | {"loss": loss}, split.training)
     shared = loss == "sampled_softmax"  # 8 negatives shared by the batch, drawn by popularity (logQ-corrected)
     cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-3, patience=10, seed=0, threads=1, loss=loss,
                       negatives=8 if shared else 2, negatives_by="popularity" if shared else "uniform")
@@ -95,7 +97,7 @@ def test_ddp_training_matches_one_process(tmp_path, loss):
 def run_eval() -> dict:
     split = structured_split(users=101)  # odd: unequal shards
     seed_everything(1)
-    model = build_model("sasrec", SASREC, split.num_items)
+    model = for_view("sasrec", SASREC, split.training)
     out = {}
     for mask in (True, False):
         metrics, ranks, vectors = evaluate_queries(model, split.test_queries(10), ProtocolConfig(mask_history=mask),
@@ -120,7 +122,6 @@ def test_train_and_evaluate_stages_with_nproc_2_relaunch_under_torchrun(tmp_path
     with the one-process run's curve (dropout 0) within float tolerance; the evaluate stage on 2
     processes writes the same metrics.json and ranks.parquet bytes as one process."""
     from pipeline.evaluate import evaluate
-
     from tests.test_interruption import prepared
 
     params, _ = prepared(tmp_path, epochs=3, threads=1)
@@ -132,14 +133,14 @@ def test_train_and_evaluate_stages_with_nproc_2_relaunch_under_torchrun(tmp_path
         pfile.write_text(yaml.safe_dump(params))
         out = tmp_path / f"model{nproc}"
         env = os.environ | {"PYTHONPATH": str(ROOT)}
-        subprocess.run([sys.executable, "-m", "pipeline.train", "--params", str(pfile), "--prepared",
+        subprocess.run([sys.executable, "-m", "pipeline.stages.train", "--params", str(pfile), "--prepared",
                         str(tmp_path / "prepared"), "--out", str(out), "--features", str(out / "none"), "--pretrain",
                         str(out / "none")], check=True, cwd=ROOT, env=env)
         assert sorted(p.name for p in out.iterdir()) == ["curve.csv", "model.pt", "train.json"]
         curves[nproc] = (out / "curve.csv").read_text().splitlines()
         assert json.loads((out / "train.json").read_text())["epochs_run"] == 3
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "pipeline.evaluate", "--params", str(tmp_path / "params2.yaml"), "--prepared",
+    subprocess.run([sys.executable, "-m", "pipeline.stages.evaluate", "--params", str(tmp_path / "params2.yaml"), "--prepared",
                     str(tmp_path / "prepared"), "--checkpoint", str(tmp_path / "model2" / "model.pt"), "--out",
                     str(tmp_path / "e2" / "metrics.json"), "--ranks", str(tmp_path / "e2" / "ranks.parquet")],
                    check=True, cwd=ROOT, env=env)

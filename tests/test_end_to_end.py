@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
 from pipeline.evaluate import evaluate
 from pipeline.params import ConfigError
-from pipeline.preprocess import PreprocessConfig, run
+from pipeline.preprocess import run
 from pipeline.tables import read_table
 from pipeline.train import train
 from tests.conftest import ROOT, tiny_params
@@ -134,13 +135,13 @@ def test_cross_domain_finetune_keeps_the_pretrained_transformer(pretrained, tmp_
     demo_b = {"format": "demo", "n_items": 220, "n_users": 200, "seed": 11, "image_size": 16}
     pb = p | {"datasets": {"demo": demo_b}, "model": "msm4sr",
               "models": p["models"] | {"msm4sr": p["models"]["msm4sr"] | {
-                  "pretrained_path": str(src / "pretrain" / "msm4sr.pt"), "freeze_transformer": True}}}
+                  "pretrained_path": str(src / "pretrain" / "weights.pt"), "freeze_transformer": True}}}
     download(pb, tmp_path / "raw")
     run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(**pb["preprocess"]))
     extract(pb, tmp_path)
     info = train(pb, tmp_path / "prepared", tmp_path / "model", tmp_path / "features", tmp_path / "no-pretrain-here")
     res = evaluate(pb, tmp_path / "prepared", tmp_path / "model" / "model.pt", tmp_path / "metrics.json")
-    pre = torch.load(src / "pretrain" / "msm4sr.pt", weights_only=True)["m2se"]
+    pre = torch.load(src / "pretrain" / "weights.pt", weights_only=True)["state"]
     tuned = torch.load(tmp_path / "model" / "model.pt", weights_only=True)["state_dict"]
     assert tuned["item_emb.weight"].shape[0] != torch.load(src / "msm4sr" / "model.pt", weights_only=True)[
         "state_dict"]["item_emb.weight"].shape[0]  # a different catalogue

@@ -19,8 +19,14 @@ from pipeline.features import image as image_stage
 from pipeline.features import keywords as keywords_stage
 from pipeline.features import text as text_stage
 from pipeline.features.common import open_stage
-from pipeline.features.encoders import (ImageEncoder, ImageEncoderConfig, Tagger, TaggerConfig, TextEncoder,
-                                        TextEncoderConfig)
+from pipeline.features.encoders import (
+    ImageEncoder,
+    ImageEncoderConfig,
+    Tagger,
+    TaggerConfig,
+    TextEncoder,
+    TextEncoderConfig,
+)
 from pipeline.features.images import load_image
 from pipeline.features.keywords import VocabularyConfig, build_vocabulary
 from pipeline.features.store import load_item_matrix
@@ -291,7 +297,7 @@ def test_vocabulary_from_texts_and_file(tmp_path):
 
 def run_text_stage(d: Path, out: str, env: dict | None = None) -> subprocess.CompletedProcess:
     (d / "params.yaml").write_text(yaml.safe_dump(feature_params(text={"encoder": {"batch_size": 4}})))
-    cmd = [sys.executable, "-m", "pipeline.features.text", "--params", str(d / "params.yaml"),
+    cmd = [sys.executable, "-m", "pipeline.stages.text_features", "--params", str(d / "params.yaml"),
            "--prepared", str(d / "prepared"), "--out", str(d / out), "--timing", str(d / f"{out}-timing.json")]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ | (env or {}))
 
@@ -340,8 +346,9 @@ def test_two_process_extraction_writes_the_one_process_tables_byte_for_byte(tiny
         params["features"] |= {"threads": 1, "nproc": nproc}
         (d / f"p{nproc}.yaml").write_text(yaml.safe_dump(params))
         out = d / f"n{nproc}" / stage
-        done = subprocess.run([sys.executable, "-m", f"pipeline.features.{stage}", "--params", str(d / f"p{nproc}.yaml"),
-                               "--prepared", str(d / "prepared"), "--raw", str(d / "raw"), "--out", str(out)],
+        raw = ["--raw", str(d / "raw")] if stage == "image" else []
+        done = subprocess.run([sys.executable, "-m", f"pipeline.stages.{stage}_features", "--params",
+                               str(d / f"p{nproc}.yaml"), "--prepared", str(d / "prepared"), *raw, "--out", str(out)],
                               cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
         outs[nproc] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}

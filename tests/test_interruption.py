@@ -10,15 +10,16 @@ import sys
 import torch
 import yaml
 
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
 from pipeline.params import ConfigError
-from pipeline.preprocess import PreprocessConfig, run
+from pipeline.preprocess import run
 from tests.conftest import ROOT, tiny_params
 
 
 def train_cmd(params_file, prepared, out, env_extra=None):
     env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
-    return subprocess.run([sys.executable, "-m", "pipeline.train", "--params", str(params_file), "--prepared",
+    return subprocess.run([sys.executable, "-m", "pipeline.stages.train", "--params", str(params_file), "--prepared",
                            str(prepared), "--out", str(out), "--features", str(out / "none"), "--pretrain",
                            str(out / "none"), "--timing", str(out / "timing.json")],  # never the repo's data/
                           env=env, capture_output=True, text=True, cwd=ROOT)
@@ -46,7 +47,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
 
     resumed = train_cmd(params_file, tmp_path / "prepared", tmp_path / "a")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming from" in resumed.stderr and "after epoch 2" in resumed.stderr
+    assert "resuming training from" in resumed.stderr and "after epoch 2" in resumed.stderr
     assert not (tmp_path / "a" / "resume.pt").exists()
 
     whole = train_cmd(params_file, tmp_path / "prepared", tmp_path / "b")
@@ -57,6 +58,40 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path):
     for k in b["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
     assert (tmp_path / "a" / "curve.csv").read_text().count("\n") == 6  # header + 5 epochs, none repeated
+
+
+def test_a_killed_automlp_search_resumes_and_so_does_the_fit_after_it(tmp_path):
+    """AutoMLP's search runs in the same epoch loop: killed after search epoch 1 it resumes there;
+    killed during the fit after the search, the finished search is reused, not run again. Both end
+    with the weights and search record of an uninterrupted run."""
+    from tests.conftest import write_random_features
+
+    p, params_file = prepared(tmp_path, model="automlp", epochs=3, patience=10, threads=1)
+    p["models"]["automlp"] |= {"search_epochs": 2, "short_lengths": [2, 5]}
+    params_file.write_text(yaml.safe_dump(p))
+    write_random_features(tmp_path / "prepared", tmp_path / "features")
+
+    def run(out, kill=None):
+        env = os.environ | {"PYTHONPATH": str(ROOT)} | ({"MMREC_KILL_AFTER_EPOCHS": str(kill)} if kill else {})
+        return subprocess.run([sys.executable, "-m", "pipeline.stages.train", "--params", str(params_file),
+                               "--prepared", str(tmp_path / "prepared"), "--features", str(tmp_path / "features"),
+                               "--pretrain", str(out / "none"), "--out", str(out)], env=env, capture_output=True,
+                              text=True, cwd=ROOT)
+
+    whole = run(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    expected = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    for kill, says in ((1, "resuming the search from"), (3, "the search finished before this run was stopped")):
+        out = tmp_path / f"killed-{kill}"
+        assert run(out, kill).returncode == -9
+        resumed = run(out)
+        assert resumed.returncode == 0 and says in resumed.stderr, resumed.stderr[-3000:]
+        got = torch.load(out / "model.pt", weights_only=True)
+        assert got["meta"] == expected["meta"] and got["config"] == expected["config"]
+        assert all(torch.equal(got["state_dict"][k], v) for k, v in expected["state_dict"].items())
+        assert json.loads((out / "train.json").read_text())["search_history"] == \
+            json.loads((tmp_path / "whole" / "train.json").read_text())["search_history"]
+        assert not {"search.pt", "search_state.pt", "resume.pt"} & {f.name for f in out.iterdir()}
 
 
 def test_a_resume_state_from_other_settings_is_ignored(tmp_path):
@@ -81,22 +116,22 @@ def test_killed_pretraining_resumes_and_matches_an_uninterrupted_run(tmp_path):
 
     def pretrain_cmd(out, env_extra=None):
         env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
-        return subprocess.run([sys.executable, "-m", "pipeline.pretrain", "--params", str(params_file), "--prepared",
+        return subprocess.run([sys.executable, "-m", "pipeline.stages.pretrain", "--params", str(params_file), "--prepared",
                                str(tmp_path / "prepared"), "--features", str(tmp_path / "features"), "--out", str(out),
                                "--timing", str(out.parent / f"{out.name}-timing.json")],
                               env=env, capture_output=True, text=True, cwd=ROOT)
 
     killed = pretrain_cmd(tmp_path / "a", {"MMREC_KILL_AFTER_EPOCHS": "1"})
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert not (tmp_path / "a" / "msm4sr.pt").exists()
+    assert not (tmp_path / "a" / "weights.pt").exists()
     assert torch.load(tmp_path / "a" / "resume.pt", weights_only=True)["progress"]["epoch"] == 1
     resumed = pretrain_cmd(tmp_path / "a")
     assert resumed.returncode == 0 and "resuming pre-training" in resumed.stderr and "after epoch 1" in resumed.stderr
     assert not (tmp_path / "a" / "resume.pt").exists()
     whole = pretrain_cmd(tmp_path / "b")
     assert whole.returncode == 0, whole.stderr[-2000:]
-    a = torch.load(tmp_path / "a" / "msm4sr.pt", weights_only=True)["m2se"]
-    b = torch.load(tmp_path / "b" / "msm4sr.pt", weights_only=True)["m2se"]
+    a = torch.load(tmp_path / "a" / "weights.pt", weights_only=True)["state"]
+    b = torch.load(tmp_path / "b" / "weights.pt", weights_only=True)["state"]
     for k in b:
         assert torch.equal(a[k], b[k]), k
 
@@ -121,7 +156,7 @@ def test_a_corrupt_or_pickled_resume_state_is_ignored_with_a_hint(tmp_path):
 
 
 def baselines_argv(params_file, work, out, model="sasrec", seed=0, name="r.json", *sets):
-    return [sys.executable, "bench/baselines.py", "--params", str(params_file), "--dataset", "demo", "--models",
+    return [sys.executable, "-m", "bench.baselines", "--params", str(params_file), "--dataset", "demo", "--models",
             model, "--seeds", str(seed), "--work", str(work), "--out", str(out), "--name", name,
             *(["--set", *sets] if sets else [])]
 
@@ -132,7 +167,7 @@ def baselines_cmd(params_file, work, out, env_extra=None):
 
 
 def test_a_killed_benchmark_job_resumes_its_run_under_work(tmp_path):
-    """bench/baselines.py --work keeps each run's folder, so a job killed by a session's end resumes
+    """bench.baselines --work keeps each run's folder, so a job killed by a session's end resumes
     after its last epoch and ends where an uninterrupted job ends."""
     p, params_file = prepared(tmp_path, epochs=4, patience=10, threads=1)
     killed = baselines_cmd(params_file, tmp_path / "w1", tmp_path / "o1", {"MMREC_KILL_AFTER_EPOCHS": "2"})

@@ -4,9 +4,10 @@ import json
 
 import polars as pl
 
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
 from pipeline.evaluate import evaluate
-from pipeline.preprocess import PreprocessConfig, run
+from pipeline.preprocess import run
 from pipeline.tables import read_table
 from pipeline.train import train
 from tests.conftest import tiny_params

@@ -3,12 +3,16 @@
 import pytest
 import torch
 
-from models import build_model
-from models.common import sequence_loss
+from models.common import ItemFeatures, sequence_loss
+from models.contract import FeatureTable, ModelInputs
 from models.mmsr import BACKBONES, FUSIONS
+from pipeline import builder
+from pipeline.config import TrainConfig
 from pipeline.evaluation import ProtocolConfig
-from pipeline.trainer import TrainConfig, fit
-from tests.test_models import N_ITEMS, TINY, batch, build
+from pipeline.params import ConfigError
+from pipeline.trainer import fit
+from tests.test_models import batch
+from tests.tiny import N_ITEMS, build
 
 
 @pytest.mark.parametrize("backbone", list(BACKBONES))
@@ -34,8 +38,8 @@ def test_every_fusion_and_backbone_trains(fusion, backbone, modalities):
 
 
 def test_no_parameter_depends_on_the_number_of_items():
-    small = build_model("mmsr", TINY["mmsr"], 10)
-    large = build_model("mmsr", TINY["mmsr"], 1000)
+    small = build("mmsr", num_items=10)
+    large = build("mmsr", num_items=1000)
     assert {n: p.shape for n, p in small.named_parameters()} == {n: p.shape for n, p in large.named_parameters()}
     assert not any(d in (1000, 1001) for p in large.parameters() for d in p.shape)
 
@@ -46,11 +50,10 @@ def test_an_item_added_after_training_gets_a_score():
     seqs, _ = batch()
     old = model.item_vectors()
     feats = model.feats
-    grown = type(feats)({m: list(getattr(feats, m).shape[1:]) for m in feats.names}, N_ITEMS + 1)
-    for m in feats.names:
-        x, k = getattr(feats, m), getattr(feats, f"{m}_mask")
-        grown.load(m, torch.cat([x, torch.randn(1, *x.shape[1:])]), torch.cat([k, torch.ones(1, *k.shape[1:]).bool()]))
-    model.feats = grown
+    model.feats = ItemFeatures({m: (torch.cat([getattr(feats, m), torch.randn(1, *getattr(feats, m).shape[1:])]),
+                                    torch.cat([getattr(feats, f"{m}_mask"),
+                                               torch.ones(1, *getattr(feats, f"{m}_mask").shape[1:]).bool()]))
+                                for m in feats.names}, N_ITEMS + 1)
     new = model.item_vectors()
     assert new.shape[0] == N_ITEMS + 2
     torch.testing.assert_close(new[:-1], old)  # the catalogue's vectors are unchanged
@@ -60,21 +63,24 @@ def test_an_item_added_after_training_gets_a_score():
 
 def test_learning_rate_groups_and_default_loss():
     model = build("mmsr", adapter_lr=1e-4, fusion_lr=5e-4)
-    groups = model.prepare(None, 1e-3)
+    groups = builder.param_groups(model, 1e-3)
     assert [g["lr"] for g in groups] == [1e-4, 5e-4, 1e-3]
     n = sum(len(g["params"]) for g in groups)
     assert n == len(list(model.parameters())) == len({id(p) for g in groups for p in g["params"]})
-    assert model.cfg.loss == "bce"
-    with pytest.raises(ValueError, match="fusion='attention'"):
+    assert model.loss_kind == "ce" and build("mmsr", loss="bce").loss_kind == "bce"  # the run's unless set
+    with pytest.raises(ConfigError, match="fusion='attention'"):
         build("mmsr", fusion="attention")
+    with pytest.raises(ConfigError, match="mmsr.loss='sampled_softmax'"):
+        build("mmsr", loss="sampled_softmax")
 
 
 def test_mmsr_learns_on_structured_data(tmp_path):
     """Through the shared trainer with the study's BCE loss (sampled items only): beats popularity."""
-    from pipeline.data import Sequences, Split
-    from pipeline.evaluation import evaluate_queries
     import numpy as np
     import polars as pl
+
+    from pipeline.data import Sequences, Split
+    from pipeline.evaluation import evaluate_queries
 
     rng = np.random.default_rng(0)
     n_items, users = 30, 300
@@ -84,19 +90,18 @@ def test_mmsr_learns_on_structured_data(tmp_path):
         c = u % 3
         rows.append({"user_id": u + 1, "item_ids": (rng.integers(0, 10, 12) + 1 + 10 * c).tolist()})
     seq = Sequences.from_table(pl.DataFrame(rows).with_columns(pl.col("item_ids").cast(pl.List(pl.Int32))), n_items)
-    model = build_model("mmsr", TINY["mmsr"] | {"features": {"text": [2, 8], "image": [12]}}, n_items)
     centers = torch.randn(3, 8)
     cl = (torch.arange(n_items + 1) - 1).clamp_min(0) // 10
     text = centers[cl].unsqueeze(1) + 0.1 * torch.randn(n_items + 1, 2, 8)
-    model.feats.load("text", text, torch.ones(n_items + 1, 2, dtype=torch.bool))
-    model.feats.load("image", torch.randn(n_items + 1, 12), torch.ones(n_items + 1, dtype=torch.bool))
-    model.features_loaded()
+    tables = {"text": FeatureTable(text, torch.ones(n_items + 1, 2, dtype=torch.bool)),
+              "image": FeatureTable(torch.randn(n_items + 1, 12), torch.ones(n_items + 1, dtype=torch.bool))}
+    model = builder.build("mmsr", builder.traits("mmsr").tiny | {"loss": "bce"},
+                          ModelInputs(n_items, max_len=10, features=tables))
     protocol = ProtocolConfig(mask_history=False, ks=[10])
     split = Split(seq)
     fit(model, split.training, TrainConfig(epochs=15, batch_size=32, lr=3e-3, patience=15, seed=0), protocol, 10)
     ours, _, _ = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))
-    pop = build_model("pop", {}, n_items)
-    pop.prepare(split.training.train, 1e-3)
+    pop = builder.build("pop", {}, ModelInputs(n_items, item_counts=torch.as_tensor(split.training.train.counts())))
     base, _, _ = evaluate_queries(pop, split.test_queries(10), protocol, torch.device("cpu"))
     assert ours["ndcg@10"] > 1.5 * base["ndcg@10"], (ours, base)
 
@@ -118,7 +123,7 @@ def test_the_sasrec_backbone_layout_follows_the_parameters(variant, padding):
     assert model.backbone.post == (variant == "post_ln") and model.backbone.attend_padding == (padding == "visible")
     seqs, targets = batch()
     assert torch.isfinite(model.loss(seqs, targets, lambda: torch.randint(1, N_ITEMS + 1, (*targets.shape, 1))))
-    with pytest.raises(ValueError, match="sasrec_variant"):
+    with pytest.raises(ConfigError, match="sasrec_variant"):
         build("mmsr", sasrec_variant="post")
 
 
@@ -128,7 +133,6 @@ def test_cached_standardized_features_give_the_per_step_numbers_and_follow_new_f
     new load or new statistics (transfer re-estimates them) must not leave a stale cache."""
     torch.manual_seed(0)
     model = build("mmsr", fusion="merge_attention").eval()
-    model.features_loaded()
 
     def by_hand(ids):
         toks = {}
@@ -142,9 +146,11 @@ def test_cached_standardized_features_give_the_per_step_numbers_and_follow_new_f
     every, some = torch.arange(N_ITEMS + 1), torch.tensor([0, 3, 5, 5, 9])
     for ids in (every, some):
         assert torch.equal(model.item_vectors_for(ids), by_hand(ids))
-    for m in model.feats.names:  # new features and statistics: the cache follows
+    for m in model.feats.names:  # new features and statistics (a loaded state, a transfer): the cache follows
         x = getattr(model.feats, m)
-        model.feats.load(m, torch.randn_like(x) * 3 + 1, getattr(model.feats, f"{m}_mask"))
-    model.features_loaded()
+        x.copy_(torch.randn_like(x) * 3 + 1)
+        mu, sd = model.feature_statistics(m)
+        getattr(model, f"mu_{m}").copy_(mu)
+        getattr(model, f"sd_{m}").copy_(sd)
     for ids in (every, some):
         assert torch.equal(model.item_vectors_for(ids), by_hand(ids))

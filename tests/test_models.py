@@ -3,47 +3,20 @@
 import pytest
 import torch
 
-from models import MODELS, build_model
+from models import MODELS
 from models.common import sequence_loss
+from models.contract import problems
 from models.sasrec import SASRecEncoder
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pipeline import builder
+from pipeline.checkpoint import save_checkpoint
+from pipeline.params import ConfigError
+from tests.tiny import N_ITEMS, B, L, build, inputs
 
-N_ITEMS, B, L = 40, 4, 10
-TINY = {"sasrec": {"hidden": 16, "heads": 2, "inner": 32, "layers": 2, "max_len": L},
-        "gru4rec": {"embedding": 16, "hidden": 24, "layers": 2},
-        "nextitnet": {"embedding": 16, "dilations": [1, 2], "blocks": 2},
-        "mlpmixer": {"hidden": 16, "blocks": 2, "max_len": L},
-        "m2sr": {"hidden": 16, "blocks": 1, "max_len": L, "features": {"text": [8], "image": [2, 12]}},
-        "msm4sr": {"hidden": 16, "attn_dim": 8, "experts": 2, "layers": 1, "heads": 2, "inner": 32, "max_len": L,
-                   "features": {"text": [3, 8], "image": [2, 12]}, "pretrained": False},
-        "mmsr": {"hidden": 16, "heads": 2, "inner": 32, "adapter_dim": 8, "max_len": L,
-                 "features": {"text": [3, 8], "image": [2, 12]}},
-        "automlp": {"hidden": 16, "layers": 2, "short_lengths": [2, 5], "max_len": L,
-                    "features": {"text": [3, 8], "image": [2, 12]}},
-        "bprmf": {"embedding": 16, "num_users": B},
-        "fpmc": {"embedding": 16, "num_users": B},
-        "bert4rec": {"hidden": 16, "heads": 2, "inner": 32, "layers": 2, "max_len": L},
-        "pop": {}}
 TRAINABLE = [m for m in MODELS if m != "pop"]
-CAUSAL = [m for m in TRAINABLE if getattr(MODELS[m], "CAUSAL", True)]
+CAUSAL = [m for m in TRAINABLE if builder.traits(m).causal]
 OWN_LOSS = {"mmsr": "fuses the batch's items once (test_mmsr checks it equals this)",
             "bert4rec": "the cloze loss (test_bert4rec)"}
 USERS = torch.arange(B)
-
-
-def build(name, **over):
-    """The tiny model; feature models get random features (items without an image: mask False)."""
-    model = build_model(name, TINY[name] | over, N_ITEMS)
-    if hasattr(model, "feats"):
-        g = torch.Generator().manual_seed(1)
-        for m in model.feats.names:
-            x = getattr(model.feats, m)
-            mask = torch.rand(getattr(model.feats, f"{m}_mask").shape, generator=g) > 0.2
-            mask[0] = False
-            model.feats.load(m, torch.randn(x.shape, generator=g), mask)
-        if hasattr(model, "features_loaded"):
-            model.features_loaded()
-    return model
 
 
 def batch(seed=0):
@@ -55,8 +28,32 @@ def batch(seed=0):
     return seqs, targets
 
 
-def test_every_model_has_a_tiny_config():
-    assert set(TINY) == set(MODELS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_keeps_the_contract(name):
+    """Config, hooks and flags as models/contract.py lists them (what the builder would refuse)."""
+    assert problems(MODELS[name]) == []
+
+
+def test_the_contract_names_what_a_model_lacks():
+    from dataclasses import dataclass
+
+    from torch import nn
+
+    @dataclass
+    class Cfg:
+        hidden: int = 8
+
+    class Broken(nn.Module):
+        Config = Cfg
+        FEATURES = ("text",)
+        FEATURE = ("image",)  # a misspelt flag
+        PROCEDURE = "search_then_fit"
+
+    found = " ".join(problems(Broken))
+    assert "unknown class flag(s) ['FEATURE']" in found
+    del Broken.FEATURE
+    found = " ".join(problems(Broken))
+    assert "`text_table: str" in found and "encode(" in found and "search_space()" in found, found
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -81,24 +78,23 @@ def test_forward_loss_backward(name, loss):
                                    sequence_loss(model.encode(seqs, USERS), targets, model.item_vectors(), loss, neg))
         model.train()
     value.backward()
-    skip = getattr(model, "PRETRAIN_ONLY", ())  # parameters only the pre-training loss uses
+    skip = builder.traits(name).pretrain_only  # parameters only the pre-training loss uses
     grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and not n.startswith(skip)]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
 
 
 def counts_of(items, num_items):
-    """A training view holding exactly these items (one user)."""
+    """Training-view item counts of exactly these items (one user)."""
     import numpy as np
 
     from pipeline.data import Sequences
 
-    return Sequences(np.array(items), np.array([0, len(items)]), num_items)
+    return torch.as_tensor(Sequences(np.array(items), np.array([0, len(items)]), num_items).counts())
 
 
 def test_pop_ranks_by_training_frequency():
-    model = build_model("pop", {}, 5)
-    model.prepare(counts_of([3, 3, 3, 1, 1, 5], 5), 1e-3)
+    model = build("pop", num_items=5, inputs_over={"item_counts": counts_of([3, 3, 3, 1, 1, 5], 5)})
     scores = (model.encode(torch.zeros(1, 2, dtype=torch.long))[:, -1] @ model.item_vectors().T)[0]
     assert scores.tolist() == [0, 2, 0, 3, 0, 1]
 
@@ -115,7 +111,7 @@ def test_causality(name):
     with torch.no_grad():
         a, b = model.encode(seqs, USERS), model.encode(changed, USERS)
     assert torch.allclose(a[:, : t + 1], b[:, : t + 1], atol=1e-5)
-    if getattr(MODELS[name], "READS_SEQUENCE", True):
+    if builder.traits(name).reads_sequence:
         assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-5)  # the change is visible later
 
 
@@ -131,8 +127,7 @@ def test_sasrec_ignores_padding_contents_and_amount(variant):
     with torch.no_grad():
         assert torch.allclose(enc(x, pad)[:, 5:], enc(noisy, pad)[:, 5:], atol=1e-5)
     # the same items behind more left padding give the same outputs
-    model = build_model("sasrec", TINY["sasrec"] | {"max_len": 12, "dropout": 0.0, "variant": variant,
-                                                    "padding": "blocked"}, N_ITEMS).eval()
+    model = build("sasrec", inputs_over={"max_len": 12}, dropout=0.0, variant=variant, padding="blocked").eval()
     short, longer = torch.tensor([[0, 0, 3, 4, 5]]), torch.tensor([[0, 0, 0, 0, 0, 0, 3, 4, 5]])
     with torch.no_grad():
         assert torch.allclose(model.encode(short)[:, -3:], model.encode(longer)[:, -3:], atol=1e-5)
@@ -153,28 +148,26 @@ def assert_only_the_last_state_moves(model) -> torch.Tensor:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_checkpoint_rebuilds_the_model(name, tmp_path):
     torch.manual_seed(0)
-    model = build(name).eval()
-    if name == "pop":
-        model.prepare(counts_of([1, 2, 2, 7], N_ITEMS), 1e-3)
-    save_checkpoint(tmp_path / "m.pt", name, model, N_ITEMS, {"max_len": L})
-    loaded, ckpt = load_checkpoint(tmp_path / "m.pt")
+    model = build(name, inputs_over={"item_counts": counts_of([1, 2, 2, 7], N_ITEMS)}).eval()
+    save_checkpoint(tmp_path / "m.pt", name, model, builder.model_config(model), inputs(name).describe(), {"x": 1})
+    loaded, ckpt = builder.load_model(tmp_path / "m.pt")
     seqs, _ = batch()
     with torch.no_grad():
         assert torch.equal(model.encode(seqs, USERS), loaded.eval().encode(seqs, USERS))
         assert torch.equal(model.item_vectors(), loaded.item_vectors())
-    assert ckpt["model"] == name and ckpt["meta"]["max_len"] == L
+    assert ckpt["model"] == name and ckpt["inputs"]["max_len"] == L and ckpt["meta"] == {"x": 1}
 
 
 def test_bad_checkpoint_and_model_names_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the train stage"):
-        load_checkpoint(tmp_path / "missing.pt")
+        builder.load_model(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        load_checkpoint(tmp_path / "junk.pt")
-    with pytest.raises(ValueError, match="registered models"):
-        build_model("bert5rec", {}, 10)
-    with pytest.raises(ValueError, match="unknown config key"):
-        build_model("sasrec", {"hiden": 3}, 10)
+        builder.load_model(tmp_path / "junk.pt")
+    with pytest.raises(ConfigError, match="registered models"):
+        builder.build("bert5rec", {}, inputs("pop"))
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['hiden'\]"):
+        build("sasrec", hiden=3)
 
 
 def test_fast_dropout_is_inverted_dropout():
@@ -207,30 +200,33 @@ def test_m2sr_scores_items_through_their_content():
 
 
 def test_feature_model_needs_features_and_checks_shapes():
-    with pytest.raises(ValueError, match="no feature shapes"):
-        build_model("m2sr", {"hidden": 16, "max_len": L}, N_ITEMS)
-    model = build("m2sr")
-    with pytest.raises(ValueError, match="built for"):
-        model.feats.load("text", torch.zeros(N_ITEMS + 1, 9), torch.ones(N_ITEMS + 1, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="no feature tables"):
+        build("m2sr", inputs_over={"features": {}})
+    from models.contract import FeatureTable
+
+    wrong = {"text": FeatureTable(torch.zeros(N_ITEMS, 9), torch.ones(N_ITEMS, dtype=torch.bool)),
+             "image": FeatureTable(torch.zeros(N_ITEMS + 1, 9), torch.ones(N_ITEMS + 1, dtype=torch.bool))}
+    with pytest.raises(ConfigError, match="do not fit a catalogue of 40 items"):
+        build("m2sr", inputs_over={"features": wrong})
 
 
 def test_sasrec_visible_padding_is_causal_and_ignores_padding_contents():
     """padding: visible (pmixer's layout): padding rows are zeroed, so their contents never matter, but
     they take part in the attention softmax, so the amount of padding changes real outputs."""
     torch.manual_seed(0)
-    cfg = TINY["sasrec"] | {"max_len": 12, "dropout": 0.0, "padding": "visible"}
-    model = build_model("sasrec", cfg, N_ITEMS).eval()
+    long_window = {"max_len": 12}
+    model = build("sasrec", inputs_over=long_window, dropout=0.0, padding="visible").eval()
     seqs = torch.tensor([[0, 0, 3, 4, 5, 6, 7]])
     a = assert_only_the_last_state_moves(model)
     with torch.no_grad():
         longer = torch.tensor([[0, 0, 0, 0, 0, 3, 4, 5, 6, 7]])
         assert not torch.allclose(model.encode(longer)[:, -5:], a[:, -5:], atol=1e-5)
-    blocked = build_model("sasrec", cfg | {"padding": "blocked"}, N_ITEMS)
+    blocked = build("sasrec", inputs_over=long_window, dropout=0.0, padding="blocked")
     blocked.load_state_dict(model.state_dict())  # same weights: only the mask differs
     with torch.no_grad():
         assert not torch.allclose(blocked.eval().encode(seqs)[:, -1], a[:, -1], atol=1e-5)
-    with pytest.raises(ValueError, match="padding='open'"):
-        build_model("sasrec", TINY["sasrec"] | {"padding": "open"}, N_ITEMS)
+    with pytest.raises(ConfigError, match="padding='open'"):
+        build("sasrec", padding="open")
 
 
 def test_user_factor_models_score_by_user():
@@ -247,8 +243,8 @@ def test_user_factor_models_score_by_user():
         torch.testing.assert_close(scores, hand)
     with pytest.raises(ValueError, match="pass `users`"):
         mf.encode(seqs)
-    with pytest.raises(ValueError, match="num_users"):
-        build_model("fpmc", {"embedding": 4}, N_ITEMS)
+    with pytest.raises(ConfigError, match="num_users"):
+        build("fpmc", inputs_over={"num_users": 0})
 
 
 def test_bert4rec_masks_its_windows_and_predicts_at_the_appended_mask():

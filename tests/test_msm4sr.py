@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from models import build_model
 from models.common import sequence_loss
 from models.msm4sr import cmcl, complementary_mixup, drop_items, info_nce_pair
-from pipeline.train import load_pretrained
-from tests.test_models import N_ITEMS, TINY, batch, build
+from pipeline import builder
+from pipeline.pretrain import pretrained_parameters
+from tests.test_models import batch
+from tests.tiny import build
 
 
 def test_mixup_is_complementary_and_dominated_by_own_modality():
@@ -67,8 +68,7 @@ SWITCHES = [{}, {"nip": False}, {"cmcl": False}, {"mixup": False}, {"e2e_weight"
 @pytest.mark.parametrize("switch", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "default")
 def test_every_switch_pretrains_and_finetunes(switch):
     torch.manual_seed(0)
-    model = build("msm4sr", **switch).train()
-    model.prepare(None, 1e-3)  # fine-tuning setup (MSM4SR_Cross freezes the Transformer here)
+    model = build("msm4sr", **switch).train()  # built for fine-tuning (MSM4SR_Cross: the Transformer frozen)
     seqs, targets = batch()
     out = model.pretrain_loss(seqs, targets[:, -1].clamp_min(1), torch.Generator().manual_seed(0))
     assert set(out) == {"loss", "nip_t", "nip_v", "cmcl_t", "cmcl_v"} and torch.isfinite(out["loss"])
@@ -101,22 +101,26 @@ def test_finetuning_has_no_mixup_or_sequence_dropout():
 def test_pretrained_weights_change_outputs_and_bad_checkpoints_are_clear_errors(tmp_path):
     torch.manual_seed(0)
     source = build("msm4sr")
-    for p in source.m2se_state().values():
+    for p in source.pretrained_state().values():
         p.add_(0.1)
-    torch.save({"m2se": source.m2se_state(), "meta": {"epochs": 1}}, tmp_path / "msm4sr.pt")
+    torch.save({"model": "msm4sr", "state": source.pretrained_state(), "meta": {"epochs": 1}},
+               tmp_path / builder.PRETRAINED_WEIGHTS)
     model = build("msm4sr", pretrained=True).eval()
     seqs, _ = batch()
     before = model.encode(seqs).detach().clone()
-    load_pretrained(model, "msm4sr", tmp_path)
+    assert builder.start_pretrained(model, "msm4sr", tmp_path)["epochs"] == 1
     assert not torch.allclose(before, model.encode(seqs))
-    torch.testing.assert_close(model.m2se_state()["transformer.pos.weight"], source.m2se_state()["transformer.pos.weight"])
+    torch.testing.assert_close(model.pretrained_state()["transformer.pos.weight"],
+                               source.pretrained_state()["transformer.pos.weight"])
+    assert builder.start_pretrained(build("msm4sr", pretrained=False), "msm4sr", tmp_path) is None
     with pytest.raises(FileNotFoundError, match="pretrained: false"):
-        load_pretrained(build("msm4sr", pretrained=True), "msm4sr", tmp_path / "nowhere")
-    other = build_model("msm4sr", TINY["msm4sr"] | {"hidden": 8, "inner": 16}, N_ITEMS)
+        builder.start_pretrained(build("msm4sr", pretrained=True), "msm4sr", tmp_path / "nowhere")
+    other = build("msm4sr", hidden=8, inner=16)
     with pytest.raises(ValueError, match="shape mismatch"):
-        other.load_m2se(source.m2se_state(), "src.pt")
+        other.load_pretrained(source.pretrained_state(), "src.pt")
     with pytest.raises(ValueError, match="missing"):
-        model.load_m2se({k: v for k, v in source.m2se_state().items() if not k.startswith("proj")}, "src.pt")
+        model.load_pretrained({k: v for k, v in source.pretrained_state().items() if not k.startswith("proj")},
+                              "src.pt")
 
 
 def test_text_only_catalogue_pretrains_nip_on_text_alone():
@@ -138,13 +142,14 @@ def test_freeze_transformer_acts_at_fine_tuning_only():
     """The flag set in params.yaml for MSM4SR_Cross must not freeze the source run's pre-training."""
     torch.manual_seed(0)
     model = build("msm4sr", freeze_transformer=True).train()
+    assert not any(p.requires_grad for p in model.transformer.parameters())  # fine-tuning: frozen
+    assert all(p.requires_grad for p in model.enc.parameters())
+    trained = {id(p) for p in pretrained_parameters(model)}
+    assert all(id(p) in trained for p in model.transformer.parameters())  # pre-training trains it ...
+    assert not any(id(p) in trained for p in model.item_emb.parameters())  # ... and not the fine-tuning IDs
     seqs, targets = batch()
     model.pretrain_loss(seqs, targets[:, -1].clamp_min(1), torch.Generator().manual_seed(0))["loss"].backward()
-    assert all(p.grad is not None for p in model.transformer.parameters())  # pre-training trains it
-    model.zero_grad()
-    model.prepare(None, 1e-3)
-    assert not any(p.requires_grad for p in model.transformer.parameters())
-    assert all(p.requires_grad for p in model.enc.parameters())
+    assert all(p.grad is not None for p in model.transformer.parameters())
 
 
 def test_warm_only_pretraining_never_sees_a_cold_item():

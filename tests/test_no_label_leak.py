@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from models import MODELS
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
-from pipeline.preprocess import PreprocessConfig, run
+from pipeline.preprocess import run
 from pipeline.tables import file_sha256, read_provenance, read_table, write_table
 from tests.conftest import tiny_params, write_random_features
 
@@ -75,7 +76,7 @@ def test_poisoned_test_labels_leave_training_bit_identical(data, name):
         folder = tmp / v
         if getattr(MODELS[name], "pretrain_loss", None):
             pretrain(params, folder / "prepared", tmp / "features", folder / "pretrain")
-            pretrained[v] = torch.load(folder / "pretrain" / "msm4sr.pt", weights_only=True)["m2se"]
+            pretrained[v] = torch.load(folder / "pretrain" / "weights.pt", weights_only=True)["state"]
         infos[v] = train(params, folder / "prepared", folder / name, tmp / "features", folder / "pretrain")
         ckpts[v] = torch.load(folder / name / "model.pt", weights_only=True)
     clean, bad = ckpts["clean"]["state_dict"], ckpts["poisoned"]["state_dict"]

@@ -3,8 +3,9 @@
 import polars as pl
 import pytest
 
+from pipeline.config import PreprocessConfig
 from pipeline.params import ConfigError
-from pipeline.preprocess import PreprocessConfig, kcore, preprocess
+from pipeline.preprocess import kcore, preprocess
 from pipeline.sources import RawData
 
 

@@ -1,8 +1,8 @@
 """Source readers on fixtures in their real layouts, the demo generator, downloads and bad input."""
 
 import hashlib
-import json
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -10,10 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
 from pipeline.params import ConfigError
-from pipeline.preprocess import PreprocessConfig, run
-from pipeline.sources import READERS, SourceError
+from pipeline.preprocess import run
+from pipeline.sources import SOURCES, SourceError
 from pipeline.sources import fetch as net
 from pipeline.sources.demo import DemoConfig, make_items, make_sequences
 from pipeline.tables import read_json, read_table
@@ -37,7 +38,7 @@ def params_for(source: Path, fmt="ml-100k", **extra):
 def test_ml100k_fixture_reads_latin1_titles_and_genres(tmp_path):
     src = write_ml100k(tmp_path / "src", [f"{u}\t{i}\t4\t{100 + u * 10 + i}" for u in (1, 2) for i in (1, 2)])
     meta = download(params_for(src), tmp_path / "raw")
-    data = READERS[meta["format"]](tmp_path / "raw", meta)
+    data = SOURCES[meta["format"]].read(tmp_path / "raw", meta)
     assert data.interactions.height == 4
     titles = dict(zip(data.items["item"], data.items["title"]))
     assert titles == {"1": "Toy Story", "2": "Café au Lait"}
@@ -55,7 +56,7 @@ def test_missing_and_malformed_source_files_are_clear_errors(tmp_path):
     bad = write_ml100k(tmp_path / "bad", ["1,1,4,100", "1,2,4,101", "2,1,5,102"])  # commas, not tabs
     meta = download(params_for(bad), tmp_path / "raw2")
     with pytest.raises(SourceError, match=r"u.data:1: expected 4 fields.*right file"):
-        READERS[meta["format"]](tmp_path / "raw2", meta)
+        SOURCES[meta["format"]].read(tmp_path / "raw2", meta)
     assert not (tmp_path / "raw").exists()  # a failed download leaves nothing that looks whole
 
 
@@ -89,13 +90,13 @@ def test_recbole_atomic_files_and_bad_header(tmp_path):
     (src / "toy.item").write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\n"
                                   "i0\tFirst One\tA B\ni1\tSecond\tB\n")
     meta = download(params_for(src, "recbole", name="toy"), tmp_path / "raw")
-    data = READERS["recbole"](tmp_path / "raw", meta)
+    data = SOURCES["recbole"].read(tmp_path / "raw", meta)
     assert data.interactions.height == 12
     assert data.items.filter(pl.col("item") == "i0")["categories"][0].to_list() == ["A", "B"]
     (src / "toy.inter").write_text("user_id\titem_id\n1\t2\n")
     meta = download(params_for(src, "recbole", name="toy"), tmp_path / "raw")
     with pytest.raises(SourceError, match="typed header"):
-        READERS["recbole"](tmp_path / "raw", meta)
+        SOURCES["recbole"].read(tmp_path / "raw", meta)
 
 
 def test_recbole_ml100k_matches_grouplens_ml100k(shared_datasets, tmp_path):
@@ -169,7 +170,7 @@ def test_non_utf8_bytes_are_an_error_naming_the_line(tmp_path):
     (src / "t.inter").write_bytes(b"user_id:token\titem_id:token\n1\t2\n1\t\xff\xfe\n")
     meta = download(params_for(src, "recbole", name="t"), tmp_path / "raw")
     with pytest.raises(SourceError, match=r"t.inter:3: not valid utf-8"):
-        READERS["recbole"](tmp_path / "raw", meta)
+        SOURCES["recbole"].read(tmp_path / "raw", meta)
 
 
 def test_tmdb_fetch_writes_overviews_and_posters(tmp_path):
@@ -190,7 +191,7 @@ def test_tmdb_fetch_writes_overviews_and_posters(tmp_path):
     assert report == {"tmdb_not_found": 1}
     assert (raw / "posters" / "1.jpg").read_bytes() == b"\xff\xd8jpeg"
     assert any("year=1995" in u and "api_key=KEY" in u for u in seen)
-    data = READERS["ml-100k"](raw, {})
+    data = SOURCES["ml-100k"].read(raw, {})
     desc = dict(zip(data.items["item"], data.items["description"]))
     assert desc == {"1": "Toys come alive.", "2": ""}
     assert data.items.filter(pl.col("item") == "1")["image_paths"][0].to_list() == ["posters/1.jpg"]

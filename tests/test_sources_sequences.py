@@ -3,9 +3,10 @@
 import polars as pl
 import pytest
 
+from pipeline.config import PreprocessConfig
 from pipeline.download import download
-from pipeline.preprocess import PreprocessConfig, run
-from pipeline.sources import READERS, SourceError
+from pipeline.preprocess import run
+from pipeline.sources import SOURCES, SourceError
 from pipeline.tables import read_json, read_table
 
 SEQS = {"u1": ["i1", "i2", "i3", "i4", "i5", "i6"], "u2": ["i3", "i1", "i7", "i2"], "u3": ["i5", "i6", "i7"]}
@@ -37,7 +38,7 @@ def write_unisrec(folder, seqs=SEQS, cap=3, swap_train=False):
 def fetch_read(tmp_path, fmt, section):
     params = {"dataset": "x", "datasets": {"x": {"format": fmt, **section}}}
     meta = download(params, tmp_path / "raw")
-    return READERS[meta["format"]](tmp_path / "raw", meta)
+    return SOURCES[meta["format"]].read(tmp_path / "raw", meta)
 
 
 def test_unisrec_sequences_are_rebuilt_exactly_even_past_the_list_cap(tmp_path):

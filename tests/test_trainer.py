@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from models import build_model
+from pipeline.config import TrainConfig
 from pipeline.data import Sequences, Split
 from pipeline.evaluation import ProtocolConfig
+from pipeline.loop import EarlyStopping, Negatives
 from pipeline.params import ConfigError
-from pipeline.trainer import Negatives, TrainConfig, fit
+from pipeline.trainer import fit
+from tests.tiny import for_view
+
+SMALL = {"hidden": 8, "heads": 2, "inner": 16, "layers": 1}
 
 
 def tiny_split(users=60, n_items=30, length=25, seed=0):
@@ -22,18 +26,22 @@ def test_patience_in_optimizer_steps(patience_steps, expected_epochs):
     """lr 0: validation never improves after epoch 1, so training stops once the best is
     `patience_steps` optimizer steps old (2 steps per epoch here), whatever `patience` says."""
     split = tiny_split()  # 60 users x 23 training items, max_len 10 -> 180 windows, batch 90 -> 2 steps/epoch
-    model = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 30)
+    model = for_view("sasrec", SMALL, split.training)
     cfg = TrainConfig(epochs=50, batch_size=90, lr=0.0, patience=1000, patience_steps=patience_steps, seed=0)
     summary = fit(model, split.training, cfg, ProtocolConfig(ks=[10]), 10)
     steps = [r["step"] for r in summary["history"]]
     assert steps[:2] == [2, 4] and summary["best_epoch"] == 1
     assert len(summary["history"]) == expected_epochs  # 1 + ceil(patience_steps / 2)
-    epochs = fit(build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 30),
-                 split.training, TrainConfig(epochs=50, batch_size=90, lr=0.0, patience=3, seed=0),
+    epochs = fit(for_view("sasrec", SMALL, split.training), split.training, TrainConfig(epochs=50, batch_size=90, lr=0.0, patience=3, seed=0),
                  ProtocolConfig(ks=[10]), 10)
     assert len(epochs["history"]) == 4  # patience in epochs when patience_steps is 0
     with pytest.raises(ConfigError, match="patience_steps"):
         TrainConfig(patience_steps=-1)
+    # the rule is one object: replayed over the recorded curve, it stops where fit stopped
+    for history, rule in ((summary["history"], EarlyStopping(1000, patience_steps)),
+                          (epochs["history"], EarlyStopping(3))):
+        replay = rule.replay([(r["epoch"], r["step"], r["valid/ndcg@10"]) for r in history])
+        assert (replay.best_epoch, replay.stopped_at) == (1, len(history))
 
 
 def test_negatives_are_drawn_once_per_batch_and_only_when_asked():
@@ -44,6 +52,8 @@ def test_negatives_are_drawn_once_per_batch_and_only_when_asked():
     first = neg()
     assert first.shape == (4, 5, 3) and first.min() >= 1 and first.max() <= 7
     assert torch.equal(neg(), first)  # the same negatives for every use within the batch
+    shared = neg.shared()  # sampled softmax: one set for the whole batch, drawn when first asked
+    assert shared.shape == (3,) and torch.equal(neg.shared(), shared)
 
 
 def test_bert4rec_learns_a_sequential_pattern_popularity_cannot():
@@ -57,9 +67,9 @@ def test_bert4rec_learns_a_sequential_pattern_popularity_cannot():
     split = Split(Sequences(flat, np.arange(0, flat.size + 1, length), n))
     protocol = ProtocolConfig(mask_history=False, ks=[10])
     scores = {}
-    for name, section in (("pop", {}), ("bert4rec", {"hidden": 32, "layers": 1, "heads": 2, "inner": 64, "max_len": 10})):
+    for name, section in (("pop", {}), ("bert4rec", {"hidden": 32, "layers": 1, "heads": 2, "inner": 64})):
         torch.manual_seed(0)
-        model = build_model(name, section, n)
+        model = for_view(name, section, split.training)
         fit(model, split.training, TrainConfig(epochs=30, batch_size=64, lr=3e-3, patience=30, seed=0, threads=1),
             protocol, 10)
         scores[name], _, _ = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))
@@ -85,7 +95,7 @@ def test_progress_shows_in_logs_when_not_a_terminal(caplog):
 def _weights_after(precision: str) -> dict:
     split = tiny_split()
     torch.manual_seed(0)
-    model = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 30)
+    model = for_view("sasrec", SMALL, split.training)
     cfg = TrainConfig(epochs=2, batch_size=90, lr=1e-2, patience=10, seed=0, threads=1, precision=precision)
     summary = fit(model, split.training, cfg, ProtocolConfig(ks=[10]), 10)
     return summary, {k: v.clone() for k, v in model.state_dict().items()}
@@ -128,7 +138,7 @@ def test_sampled_softmax_draws_shared_popularity_negatives_and_learns():
     """train.loss sampled_softmax: one set of `negatives` ids per batch, drawn ∝ training counts
     (log q handed to the loss), and SASRec trained with it beats popularity."""
     from pipeline.evaluation import evaluate_queries
-    from pipeline.trainer import Loop
+    from pipeline.loop import Loop
 
     rng = np.random.default_rng(0)
     n, users, length = 50, 300, 15
@@ -136,15 +146,15 @@ def test_sampled_softmax_draws_shared_popularity_negatives_and_learns():
     split = Split(Sequences(flat, np.arange(0, flat.size + 1, length), n))
     loop = Loop(seed=0, threads=1, device="cpu", batch_size=8, num_items=n, negatives=16)
     counts = split.training.train.counts()
-    loop.sample_like("sampled_softmax", "popularity", counts)
+    loop.sample_by("popularity", counts)
     neg = loop.negatives(torch.ones(8, 10, dtype=torch.long))
-    assert neg().shape == (16,) and neg.log_q.shape == (n + 1,)
+    assert neg.shared().shape == (16,) and neg.log_q.shape == (n + 1,)
     assert torch.allclose(neg.log_q[1:].exp().sum().double(), torch.tensor(1.0, dtype=torch.float64), atol=1e-5)
     protocol = ProtocolConfig(mask_history=False, ks=[10])
     scores = {}
     for name, loss in (("pop", "ce"), ("sasrec", "sampled_softmax")):
-        model = build_model(name, {} if name == "pop" else {"hidden": 32, "layers": 1, "heads": 2, "inner": 64,
-                                                            "max_len": 10, "loss": loss}, n)
+        model = for_view(name, {} if name == "pop" else {"hidden": 32, "layers": 1, "heads": 2, "inner": 64,
+                                                         "loss": loss}, split.training)
         fit(model, split.training, TrainConfig(epochs=15, batch_size=64, lr=3e-3, patience=15, seed=0, threads=1,
                                                loss=loss, negatives=16, negatives_by="popularity"), protocol, 10)
         scores[name] = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))[0]["ndcg@10"]
@@ -154,18 +164,18 @@ def test_sampled_softmax_draws_shared_popularity_negatives_and_learns():
 def test_sparse_embeddings_touch_only_the_rows_a_step_reads():
     """train.sparse_embeddings with sampled_softmax: one step leaves every item row that was neither
     an input, a target nor a negative bit-identical; with the full softmax it is refused clearly."""
-    from pipeline.trainer import make_optimizers, step_all
+    from pipeline.loop import step_all
+    from pipeline.trainer import make_optimizers
 
     split = tiny_split(users=60, n_items=200)
-    model = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10,
-                                   "loss": "sampled_softmax"}, 200)
+    model = for_view("sasrec", SMALL | {"loss": "sampled_softmax"}, split.training)
     cfg = TrainConfig(loss="sampled_softmax", sparse_embeddings=True, negatives=5)
     opts = make_optimizers(model, None, list(model.parameters()), cfg)
     assert [type(o).__name__ for o in opts] == ["Adam", "SparseAdam"]
     before = model.item_emb.weight.detach().clone()
     x, y = torch.randint(1, 30, (4, 10)), torch.randint(1, 30, (4, 10))  # ids < 30 only
     neg = torch.tensor([40, 41, 42, 43, 44])
-    model.loss(x, y, lambda: neg).backward()
+    model.loss(x, y, type("Shared", (), {"shared": lambda self: neg})()).backward()
     assert model.item_emb.weight.grad.is_sparse
     step_all(opts)
     changed = (model.item_emb.weight.detach() != before).any(1).nonzero().flatten()
@@ -174,7 +184,7 @@ def test_sparse_embeddings_touch_only_the_rows_a_step_reads():
                                                      negatives=16, sparse_embeddings=True, seed=0, threads=1),
                   ProtocolConfig(ks=[10]), 10)
     assert np.isfinite(summary["history"][-1]["loss"])
-    dense = build_model("sasrec", {"hidden": 8, "heads": 2, "inner": 16, "layers": 1, "max_len": 10}, 200)
+    dense = for_view("sasrec", SMALL, split.training)
     with pytest.raises(ConfigError, match="sparse_embeddings"):
         fit(dense, split.training, TrainConfig(epochs=1, sparse_embeddings=True, seed=0, threads=1),
             ProtocolConfig(ks=[10]), 10)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -17,7 +16,8 @@ import torch
 from pipeline import distributed
 from pipeline.device import cpu_threads, resolve_device
 from pipeline.features.images import SKIP_REASONS, load_image
-from pipeline.params import ConfigError, from_dict, load_params, setup_logging
+from pipeline.layout import needed
+from pipeline.params import ConfigError, from_dict, load_params
 from pipeline.tables import VECTOR_DTYPES, file_sha256, read_table, write_json
 
 log = logging.getLogger("pipeline.features")
@@ -60,36 +60,40 @@ class Stage:
     prepared_items: Path | None = None  # items.parquet (its provenance names the source format)
 
 
-def stage_main(name: str, doc: str, run) -> None:
-    """A feature stage's command line. With `--plan` (the plan stage's file for this stage) saying the
-    selected model reads none of its tables, only a marker `report.json` is written: the stage costs
-    nothing for ID-only models (pipeline/plan.py)."""
-    from pipeline.plan import is_needed
+def command(name: str, run: Callable[[Stage], dict], doc: str, module: str, raw: bool = True) -> None:
+    """A feature stage's command line (pipeline/stages/): its paths, then `run_stage` — which runs only
+    when the plan stage's file says the selected model reads these tables (`features.extract: all`:
+    always) and otherwise writes a marker report.json; an interrupted run resumes with the missing
+    shards only."""
+    from pipeline import cli
 
-    ap = argparse.ArgumentParser(description=doc)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--raw", default="data/raw")
-    ap.add_argument("--out", default=f"data/features/{name}")
-    ap.add_argument("--plan", help="data/plan/<stage>.json: run only when it says the tables are needed")
-    ap.add_argument("--timing", help="write the run's timings here (e.g. data/timing/<stage>.json)")
-    args = ap.parse_args()
-    setup_logging()
-    if not is_needed(Path(args.plan) if args.plan else None):
-        out = Path(args.out)
+    args = cli.parser(doc, "prepared", *(["raw"] if raw else []), "out", optional=("plan", "timing")).parse_args()
+    cli.main(lambda: run_stage(name, run, args.params, args.prepared, args.raw if raw else None, args.out, args.plan,
+                               args.timing, module))
+
+
+def run_stage(name: str, run: Callable[[Stage], dict], params_file: Path, prepared: Path, raw: Path | None, out: Path,
+              plan: Path | None = None, timing: Path | None = None, module: str | None = None) -> dict | None:
+    """One feature stage. With `plan` (the plan stage's file for this stage) saying the selected model
+    reads none of its tables, only a marker `report.json` is written: the stage costs nothing for
+    ID-only models (pipeline/plan.py). With `features.nproc` > 1 the command (`module`) re-runs
+    itself as that many torchrun workers."""
+    if not needed(plan):
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("*.parquet"):
             old.unlink()
         write_json(out / "report.json", {"skipped": f"the selected model reads no {name} features; "
                                                     "`dvc exp run -S features.extract=all` extracts them anyway"})
         log.info("%s features not needed by the selected model: skipped (features.extract: auto)", name)
-        return
-    params = load_params(args.params)
-    distributed.become_workers(feature_settings(params).nproc, f"pipeline.features.{name}")
-    stage = open_stage(name, params, Path(args.prepared), Path(args.raw), Path(args.out))
-    stage.timing = Path(args.timing) if args.timing else None
-    run(stage)
+        return None
+    params = load_params(params_file)
+    if module:
+        distributed.become_workers(feature_settings(params).nproc, module)
+    stage = open_stage(name, params, prepared, raw, out)
+    stage.timing = timing
+    report = run(stage)
     distributed.finish()
+    return report
 
 
 STAGE_SECTIONS = ("text", "image", "keywords")  # features.<stage>: one stage's own settings

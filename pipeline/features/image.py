@@ -1,6 +1,4 @@
-"""Stage `image_features`: item images -> one pooled vector per image, stacked per item.
-
-    python -m pipeline.features.image --params params.yaml --prepared data/prepared --raw data/raw --out data/features/image
+"""The `image_features` stage's library: item images -> one pooled vector per image, stacked per item.
 
 Reads `features.image`. For each item, its first `max_images` images (paths from items.parquet,
 relative to the raw folder) are loaded by `pipeline.features.images.load_image` and encoded; the
@@ -20,7 +18,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, skipped, stage_main, write_report
+from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, skipped, write_report
 from pipeline.features.encoders import ImageEncoder, ImageEncoderConfig, config_dict
 from pipeline.features.store import extract_sharded, stack_table, vector_column
 from pipeline.params import ConfigError, from_dict
@@ -104,11 +102,3 @@ def image_report(stage: Stage, n_slots: int, counts: Counter, timing: dict) -> d
             "images_skipped": n_slots - encoded, "skipped": skipped(counts),
             "notes": {k: int(v) for k, v in sorted(counts.items()) if k not in ("encoded", *skipped(counts))},
             **timing}
-
-
-def main() -> None:
-    stage_main("image", __doc__, run)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,4 @@
-"""Stage `keywords`: images -> the N words that describe them best -> Sentence-BERT vectors (MSM4SR §III-A, eq. 2).
-
-    python -m pipeline.features.keywords --params params.yaml --prepared data/prepared --raw data/raw --out data/features/keywords
+"""The `keywords` stage's library: images -> the N words that describe them best -> Sentence-BERT vectors (MSM4SR §III-A, eq. 2).
 
 Reads `features.keywords` and the text encoder of `features.text.encoder` ("the same Sentence-BERT
 model"). For each item's first `max_images` images the tagger scores a word dictionary: with
@@ -25,7 +23,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, stage_main, write_report
+from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, write_report
 from pipeline.features.encoders import Tagger, TaggerConfig, TextEncoder, TextEncoderConfig, config_dict
 from pipeline.features.image import image_report
 from pipeline.features.store import extract_sharded, fingerprint, stack_table
@@ -133,11 +131,3 @@ def run(stage: Stage) -> dict:
                "text_encoder": encoder.identity, "device": str(stage.device)}
     write_report(stage, "keywords", report)
     return report
-
-
-def main() -> None:
-    stage_main("keywords", __doc__, run)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,4 @@
-"""Stage `text_features`: item text -> pooled vectors and per-sentence stacks (MSM4SR eq. 1).
-
-    python -m pipeline.features.text --params params.yaml --prepared data/prepared --out data/features/text
+"""The `text_features` stage's library: item text -> pooled vectors and per-sentence stacks (MSM4SR eq. 1).
 
 Reads `features.text` from params.yaml. The configured `fields` (title, description, categories)
 are joined with ". " into one text per item, encoded into `text.parquet` (one vector per item,
@@ -21,7 +19,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, stage_main, write_report
+from pipeline.features.common import Stage, base_provenance, write_report
 from pipeline.features.encoders import TextEncoder, TextEncoderConfig, config_dict
 from pipeline.features.store import extract_sharded, stack_table, vector_column
 from pipeline.params import ConfigError, from_dict
@@ -125,11 +123,3 @@ def run(stage: Stage) -> dict:
               "encoder": encoder.identity, "dim": encoder.dim, "device": str(stage.device)}
     write_report(stage, "text_features", report)
     return report
-
-
-def main() -> None:
-    stage_main("text", __doc__, run)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,42 +1,39 @@
-"""Data sources: each turns a dataset into files under `data/raw/` and reads them back.
+"""Data sources: each format turns a data set into files under `data/raw/` and reads them back.
 
-A source has two halves:
-
-* `fetch(cfg, out_dir) -> dict` materialises the dataset's raw files in its native layout
-  (download, copy from a local `source` folder, or generate) and returns the `source.json`
-  description (which reader to use and its options).
-* a reader `read(raw_dir, meta) -> RawData` parses that layout into two normalised frames.
-
-`demo` has a generator for `fetch` but no reader of its own: it writes RecBole atomic files,
-so downstream code reads it exactly as it reads a user's RecBole data.
+`SOURCES` maps a format name (`datasets.<name>.format` in params.yaml) to its `Source`: the
+settings dataclass, `fetch(cfg, out_dir) -> dict` (materialise the raw files in their native
+layout: copy from a local `source` folder, download, or generate; returns the `source.json`
+description, whose `format` names the reader) and `read(raw_dir, meta) -> RawData` (parse that
+layout into two normalised frames). A new format is one module here plus one line below
+(docs/adding-a-source.md).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline.sources import amazon, demo, hm, movielens, recbole, sequences
-from pipeline.sources.common import RawData, SourceError
+from pipeline.sources.common import RawData, Source, SourceError
 
-# dataset format -> (config dataclass, fetch function)
-FETCHERS = {
-    "demo": (demo.DemoConfig, demo.fetch),
-    "ml-100k": (movielens.MovieLensConfig, movielens.fetch),
-    "ml-1m": (movielens.MovieLens1MConfig, movielens.fetch_1m),
-    "recbole": (recbole.RecBoleConfig, recbole.fetch),
-    "amazon": (amazon.AmazonConfig, amazon.fetch),
-    "hm": (hm.HMConfig, hm.fetch),
-    "unisrec": (sequences.UniSRecConfig, sequences.fetch_unisrec),
-    "sasrec": (sequences.SASRecTextConfig, sequences.fetch_sasrec),
+SOURCES: dict[str, Source] = {
+    "demo": Source(demo.DemoConfig, demo.fetch),  # generated; written as RecBole atomic files
+    "ml-100k": Source(movielens.MovieLensConfig, movielens.fetch, movielens.read),
+    "ml-1m": Source(movielens.MovieLens1MConfig, movielens.fetch_1m, movielens.read_1m),
+    "recbole": Source(recbole.RecBoleConfig, recbole.fetch, recbole.read),
+    "amazon": Source(amazon.AmazonConfig, amazon.fetch, amazon.read),
+    "hm": Source(hm.HMConfig, hm.fetch, hm.read),
+    "unisrec": Source(sequences.UniSRecConfig, sequences.fetch_unisrec, sequences.read_unisrec),
+    "sasrec": Source(sequences.SASRecTextConfig, sequences.fetch_sasrec, sequences.read_sasrec),
 }
 
-# raw layout (written into source.json by fetch) -> reader
-READERS = {
-    "ml-100k": movielens.read,
-    "ml-1m": movielens.read_1m,
-    "recbole": recbole.read,
-    "amazon": amazon.read,
-    "hm": hm.read,
-    "unisrec": sequences.read_unisrec,
-    "sasrec": sequences.read_sasrec,
-}
 
-__all__ = ["FETCHERS", "READERS", "RawData", "SourceError"]
+def read_raw(raw: Path, meta: dict) -> RawData:
+    """The raw folder read by the reader its source.json names."""
+    source = SOURCES.get(meta.get("format"))
+    if source is None or source.read is None:
+        readable = sorted(k for k, s in SOURCES.items() if s.read)
+        raise SourceError(f"{raw / 'source.json'}: unknown raw format {meta.get('format')!r}; known: {readable}")
+    return source.read(raw, meta)
+
+
+__all__ = ["SOURCES", "RawData", "Source", "SourceError", "read_raw"]

@@ -8,6 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import polars as pl
 
@@ -59,6 +60,19 @@ class RawData:
 
         self.interactions = self.interactions.select([cast(c, t) for c, t in INTERACTION_COLUMNS.items()])
         self.items = self.items.select([pl.col(c).cast(t) for c, t in ITEM_COLUMNS.items()])
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data format: its settings (a dataclass: the fields of `datasets.<name>` in params.yaml besides
+    `format`), `fetch(cfg, out) -> dict` that puts its raw files in `out` (data/raw: copied from a
+    local `source` folder, downloaded, or generated) and returns what goes into source.json —
+    `format` there names the reader — and `read(raw, meta) -> RawData` that parses them. `read`
+    None: `fetch` writes another registered format's layout (the demo writes RecBole atomic files)."""
+
+    config: type
+    fetch: Callable[[Any, Path], dict]
+    read: Callable[[Path, dict], "RawData"] | None = None
 
 
 def require_file(path: Path, what: str, fix: str) -> Path:

@@ -1,4 +1,9 @@
-"""Result files and Markdown tables shared by the benchmark commands."""
+"""Result files of comparisons and benchmarks, and the Markdown tables made from them.
+
+A result file is {command, argv, machine, ...extra, rows}: one row per measured run or cell,
+rewritten after every row so an interrupted job keeps what it measured. The tables in docs/ are
+generated from these files (bench/docs_tables.py), never typed.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-
-def prepare(params: dict, folder: Path) -> dict:
-    """download -> preprocess of `params['dataset']` into folder/raw and folder/prepared; returns stats."""
-    from pipeline.download import download
-    from pipeline.params import from_dict
-    from pipeline.preprocess import PreprocessConfig, run
-
-    download(params, folder / "raw")
-    return run(folder / "raw", folder / "prepared", from_dict(PreprocessConfig, params.get("preprocess"), "preprocess"))
 
 
 def machine() -> dict:

@@ -1,7 +1,7 @@
 """Run benchmark jobs from one queue, one worker per core, each job pinned to its worker's core.
 
-    python bench/run_queue.py --cores 0 1 --logs bench/results/x/logs jobs.txt [more.txt ...]
-    python bench/run_queue.py --cores 0 1 <(LIST=1 bash bench/automlp_search.sh) <(LIST=1 bash bench/mmsr_study.sh)
+    python -m pipeline.jobs --cores 0 1 --logs bench/results/x/logs jobs.txt [more.txt ...]
+    python -m pipeline.jobs --cores 0 1 <(LIST=1 bash bench/automlp_search.sh) <(LIST=1 bash bench/mmsr_study.sh)
 
 Each non-empty line of the job files is one shell command. A worker takes the next job when its
 last one ends, so N cores stay busy until the queue is empty; two jobs never share a core, so the
