@@ -1,5 +1,6 @@
-"""Regenerate the generated blocks of docs/ (the tables in docs/benchmarks.md from bench/results/*.json,
-the model contract in docs/adding-a-model.md from models/contract.py), or check that they agree.
+"""Regenerate the generated blocks of docs/ (the tables in docs/performance.md from bench/results/*.json,
+the study index in docs/benchmarks.md, the model contract in docs/adding-a-model.md from
+models/contract.py), or check that they agree.
 
     python -m bench.docs_tables --write-docs     # rewrite every generated block in place
     python -m bench.docs_tables --check          # exit 1 (and show the diff) if a block is stale
@@ -31,7 +32,9 @@ from pathlib import Path
 from models.contract import with_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / "docs" / "benchmarks.md"
+PAGE = ROOT / "docs" / "performance.md"
+INDEX_PAGE = ROOT / "docs" / "benchmarks.md"
+MODEL_PAGES = ROOT / "docs" / "models"  # their verdict tables, from the study pages
 CONTRACT_PAGE = ROOT / "docs" / "adding-a-model.md"
 BLOCK = re.compile(r"(<!-- generated: (?P<cmd>.+?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.DOTALL)
 
@@ -58,8 +61,9 @@ def expand(cmd: str) -> list[str]:
 
 def render(cmd: str) -> str:
     argv = expand(cmd)
-    if not argv or not re.fullmatch(r"bench\.\w+", argv[0]):
-        raise SystemExit(f"{PAGE.name}: a generated block runs a bench module (bench.<name>), got {cmd!r}")
+    if not argv or not re.fullmatch(r"bench\.\w+|pipeline\.study", argv[0]):
+        raise SystemExit(f"{PAGE.name}: a generated block runs a bench module (bench.<name>) or pipeline.study, "
+                         f"got {cmd!r}")
     res = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(f"{PAGE.name}: `{cmd}` failed (exit {res.returncode}):\n{res.stderr[-2000:]}")
@@ -71,9 +75,11 @@ def regenerate(text: str) -> str:
 
 
 def pages(page: Path) -> dict[Path, str]:
-    """{page: regenerated text}: the benchmark page, and with the default page the contract's too."""
+    """{page: regenerated text}: the page, and with the default page the study index and the contract too."""
     out = {page: regenerate(page.read_text())}
     if page == PAGE:
+        out[INDEX_PAGE] = regenerate(INDEX_PAGE.read_text())
+        out |= {p: regenerate(p.read_text()) for p in sorted(MODEL_PAGES.glob("*.md")) if BLOCK.search(p.read_text())}
         out[CONTRACT_PAGE] = with_markdown(CONTRACT_PAGE.read_text())
     return out
 

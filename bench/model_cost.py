@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline import builder
 from pipeline.cells import extract, parse_spec, prepare, with_settings
 from pipeline.data import load_training_view
 from pipeline.params import load_params, setup_logging
@@ -66,7 +67,7 @@ def child(spec: str, params: dict, work: Path, epochs: int, profile_dir: Path | 
 
         name, over = parse_spec(spec)
         models = params["models"] | {name: (params["models"].get(name) or {}) | over}
-        if name == "automlp":
+        if builder.traits(name).procedure == "search_then_fit":  # the search's epochs too, measured per epoch
             models[name] = models[name] | {"search_epochs": epochs}
         p = params | {"model": name, "models": models,
                       "train": params["train"] | {"epochs": epochs, "patience": epochs + 1}}

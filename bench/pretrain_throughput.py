@@ -3,14 +3,6 @@ every prefix of a window in one causal pass (`pretrain.one_pass_windows`), same 
 
     python -m bench.pretrain_throughput --work bench/.work/ml-100k --threads 1 --seconds 60
     python -m bench.pretrain_throughput --report bench/results/pretrain-throughput.json
-    D=bench/results/pretrain-budget   # fine-tuned quality per pre-training budget, one row per budget:
-    python -m bench.pretrain_throughput --budget $D/current.json $D/paper-s0.json,$D/paper-s1.json,$D/paper-s2.json
-
-`--budget` prints one row per result file of `bench/baselines.py` runs of MSM4SR (their rows keep
-the pre-training summary; a comma-joined list of files, e.g. one job per seed, makes one row):
-pre-training mode, epochs, pair visits and their share of the paper's
-300 epochs over every training pair, pre-training time, the last epoch's NIP losses, and the
-fine-tuned test metrics over the seeds with the paired difference to the first file.
 
 Uses the prepared data and feature tables under --work (as bench/model_cost.py leaves them) and
 params.yaml's models.msm4sr and pretrain sections. Each mode trains for about --seconds seconds of
@@ -23,8 +15,6 @@ step visits every target in `--windows` windows, in contrastive groups of `pretr
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import time
 from pathlib import Path
 
@@ -91,50 +81,6 @@ def print_table(rows: list[dict]) -> None:
 PAPER_EPOCHS = 300  # MSM4SR §IV-B: 300 pre-training epochs over every (prefix, next item) pair
 
 
-def budget_group(arg: str) -> tuple[Path, dict]:
-    """One budget's rows by seed from `a.json` or `a-s0.json,a-s1.json,...` (one job per seed on
-    several cores); named after the first file, its `-s<seed>` suffix dropped."""
-    files = [Path(f) for f in arg.split(",")]
-    by_seed: dict = {}
-    for f in files:
-        for r in load_rows(f):
-            if r["seed"] in by_seed:
-                raise SystemExit(f"{f}: seed {r['seed']} again in {arg}")
-            by_seed[r["seed"]] = r | {"_dir": f.parent}
-    return files[0].with_name(re.sub(r"-s\d+$", "", files[0].stem) + ".json"), by_seed
-
-
-def print_budget(files: list[str]) -> None:
-    from pipeline.compare import compare, read_ranks
-    from pipeline.results import mean_std, paired_diff
-
-    runs = [budget_group(f) for f in files]
-    ref_file, ref = runs[0]
-    lines = []
-    for i, (f, by_seed) in enumerate(runs):
-        rows = [by_seed[s] for s in sorted(by_seed)]
-        if len({json.dumps(r.get("pretrain"), sort_keys=True) for r in rows}) > 1:
-            raise SystemExit(f"{f}: its seeds' rows were fine-tuned from different pre-trainings; one row per budget")
-        pre = rows[0].get("pretrain")
-        if pre is None:  # no pre-training in this file (pretrained=false, another set's weights, an old file)
-            mode, cfg_cols = "none recorded", ["—"] * 5
-        else:
-            cfg, last = pre["settings"], pre["last_epoch"]
-            mode = f"one pass, {cfg['one_pass_windows']} windows" if cfg.get("one_pass_windows") else "per pair"
-            cfg_cols = [f"{pre['epochs']}", f"{pre['pair_visits']:,}",
-                        f"{pre['pair_visits'] / (PAPER_EPOCHS * pre['pairs']):.1%}", f"{pre['seconds'] / 3600:.2f}",
-                        f"{last.get('nip_t', float('nan')):.3f} / {last.get('nip_v', float('nan')):.3f}"]
-        shared = sorted(set(by_seed) & set(ref))  # paired seed by seed
-        diff = "—" if not i else paired_diff(compare(
-            [read_ranks(by_seed[s]["_dir"] / by_seed[s]["ranks"]) for s in shared],
-            [read_ranks(ref[s]["_dir"] / ref[s]["ranks"]) for s in shared], ["ndcg@10"])[0]) if shared else "no shared seeds"
-        lines.append([f.stem, mode, *cfg_cols, "/".join(str(s) for s in sorted(by_seed)),
-                      *(mean_std([r[f"test/{k}"] for r in rows]) for k in ("ndcg@10", "hr@10")), diff,
-                      "/".join(str(r["best_epoch"]) for r in rows)])
-    print(table(["pre-training", "mode", "epochs", "pair visits", "of the paper's", "hours", "last NIP text / image",
-                 "seeds", "test NDCG@10", "test HR@10", f"Δ NDCG@10 vs {runs[0][0].stem}", "best epochs"], lines))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(ROOT / "bench" / ".work" / "ml-100k"), help="folder with prepared/, features/")
@@ -144,13 +90,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "pretrain-throughput.json"))
     ap.add_argument("--report", metavar="JSON", help="only print the table from this file")
-    ap.add_argument("--budget", nargs="+", metavar="JSON", help="only print the pre-training budget table of these "
-                    "bench/baselines.py result files (the first is the reference); a,b,c: one row from several files")
     args = ap.parse_args()
     if args.report:
         return print_table(load_rows(args.report))
-    if args.budget:
-        return print_budget(args.budget)
     import torch
 
     from pipeline.params import load_params, setup_logging

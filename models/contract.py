@@ -104,6 +104,8 @@ FLAGS: dict[str, tuple[Any, str]] = {
     "PRETRAINING": (False, "True: the `pretrain` stage can pre-train it (hooks pretrain_loss, pretrain_loss_windows, "
                            "pretrained_state, load_pretrained; Config fields `pretrained: bool` (start fine-tuning "
                            "from those weights) and `pretrained_path: str | None` (another run's weights file))"),
+    "FINE_TUNING_ONLY": ((), "with PRETRAINING: the Config fields that change fine-tuning but not the pre-trained "
+                             "weights (runs that differ only in them can share one pre-training)"),
     "TINY": ({}, "a small config (overrides of Config's defaults) for the registry tests: shapes, causality, "
                  "padding, checkpoints, a few training steps"),
 }
@@ -160,6 +162,7 @@ class Traits:
     pretrain_only: tuple[str, ...] = ()
     procedure: str = "fit"
     pretraining: bool = False
+    fine_tuning_only: tuple[str, ...] = ()
     tiny: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -170,7 +173,8 @@ def traits(cls: type) -> Traits:
         raise ContractError(f"{cls.__name__}: unknown class flag(s) {unknown}; the flags are {sorted(FLAGS)} "
                             "(models/contract.py)")
     values = {name.lower(): getattr(cls, name, default) for name, (default, _) in FLAGS.items()}
-    values["features"], values["pretrain_only"] = tuple(values["features"]), tuple(values["pretrain_only"])
+    for name in ("features", "pretrain_only", "fine_tuning_only"):
+        values[name] = tuple(values[name])
     return Traits(**values)
 
 
@@ -206,9 +210,10 @@ def problems(cls: type) -> list[str]:
             out.append(f"{cls.__name__} lacks `{signature}` (needed by: {who})")
     if t.pretraining:
         out += [f"PRETRAINING needs a Config field `{n}`" for n in PRETRAINING_FIELDS if n not in fields]
-    unknown_tiny = sorted(set(t.tiny) - set(fields))
-    if unknown_tiny:
-        out.append(f"TINY names {unknown_tiny}, which {cfg.__name__} does not have")
+    for flag, names in (("TINY", t.tiny), ("FINE_TUNING_ONLY", t.fine_tuning_only)):
+        unknown = sorted(set(names) - set(fields))
+        if unknown:
+            out.append(f"{flag} names {unknown}, which {cfg.__name__} does not have")
     return out
 
 

@@ -135,6 +135,7 @@ class MSM4SR(nn.Module):
     FEATURES = MODALITIES
     PRETRAINING = True  # NIP + CMCL (the pretrain stage), then fine-tuning from M²SE's weights
     PRETRAIN_ONLY = ("proj.",)  # eq. 6 maps exist for the pre-training losses only
+    FINE_TUNING_ONLY = ("modalities", "use_ids", "pretrained", "pretrained_path", "freeze_transformer", "e2e_weight")
     TINY = {"hidden": 16, "attn_dim": 8, "experts": 2, "layers": 1, "heads": 2, "inner": 32}
 
     def __init__(self, cfg: MSM4SRConfig, inputs: ModelInputs):

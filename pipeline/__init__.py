@@ -1,6 +1,6 @@
-"""Stage code for the multimodal sequential-recommendation pipeline.
+"""The multimodal sequential-recommendation pipeline: a library, and the DVC stages over it.
 
-Data flows one way: sources -> download -> preprocess -> train -> evaluate. Stage modules
-(`pipeline.download`, `pipeline.preprocess`, `pipeline.train`, `pipeline.evaluate`) are thin
-`main()`s over the importable library modules beside them.
+Data flows one way: sources -> download -> preprocess -> features -> (pre-training) -> train ->
+evaluate. The stages are thin commands in `pipeline/stages/` (one per dvc.yaml stage); everything
+they call lives in the library modules here. docs/architecture.md has the map.
 """

@@ -34,9 +34,9 @@ log = logging.getLogger("pipeline.builder")
 PRETRAINED_WEIGHTS = "weights.pt"  # the pretrain stage's weights file in its out folder
 
 
-def model_class(name: str) -> type[nn.Module]:
+def model_class(name: str, where: str = "params.yaml: model") -> type[nn.Module]:
     if name not in MODELS:
-        raise ConfigError(f"params.yaml: model={name!r} is not one of the registered models {sorted(MODELS)} "
+        raise ConfigError(f"{where}={name!r} is not one of the registered models {sorted(MODELS)} "
                           "(models/__init__.py; docs/adding-a-model.md)")
     return MODELS[name]
 
@@ -188,8 +188,13 @@ def pretraining_skipped(params: dict) -> str | None:
     return None
 
 
+def pretraining_settings(name: str, section: dict) -> dict:
+    """The part of a PRETRAINING model's section its pre-training depends on (FINE_TUNING_ONLY left out)."""
+    return {k: v for k, v in section.items() if k not in traits(name).fine_tuning_only}
+
+
 def pretrainable(name: str) -> None:
-    if not traits(name).pretraining:
+    if not check(model_class(name, "pretrain.model")).pretraining:
         pre = [m for m in MODELS if check(MODELS[m]).pretraining]
         raise ConfigError(f"pretrain.model={name!r}: only models with PRETRAINING can be pre-trained ({pre})")
 

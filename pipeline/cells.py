@@ -79,7 +79,7 @@ def with_settings(params: dict, assignments: list[str]) -> dict:
 def parse_spec(spec: str) -> tuple[str, dict]:
     """'msm4sr:pretrained=false;nip=false' -> ('msm4sr', {'pretrained': False, 'nip': False})."""
     name, _, rest = spec.partition(":")
-    builder.model_class(name)
+    builder.model_class(name, f"model spec {spec!r}: model")
     over = {}
     for part in filter(None, rest.split(";")):
         if "=" not in part:
@@ -143,9 +143,7 @@ def pretrained(params: dict, work: Path, folder: Path) -> dict:
     and last epochs' losses) and this job's share of its wall time: `pretrain_wait_s` (waiting for
     another job's pre-training) and `pretrain_here_s` (pre-training in this process; 0 if reused)."""
     name = params["model"]
-    section = params["models"][name]
-    fine_tune_only = ("modalities", "use_ids", "pretrained", "pretrained_path", "freeze_transformer", "e2e_weight")
-    key = json.dumps({f"models.{name}": {k: v for k, v in section.items() if k not in fine_tune_only},
+    key = json.dumps({f"models.{name}": builder.pretraining_settings(name, params["models"][name]),
                       "pretrain": params.get("pretrain") or {}}, sort_keys=True)
     target = work / "pretrain-cache" / hashlib.sha256(key.encode()).hexdigest()[:16]
     target.mkdir(parents=True, exist_ok=True)
@@ -203,9 +201,8 @@ def run_cell(params: dict, work: Path, spec: str, seed: int, results: Path, name
         info = train(p, folder / "prepared", out, folder / "features", folder / "pretrain")
         res = evaluate(p, folder / "prepared", out / "model.pt", out / "metrics.json")
     ranks = keep_ranks(out / "ranks.parquet", results, name, spec, seed)
-    if keep_model is not None:
-        kept = keep_model / run_slug(name, spec, seed)
-        with atomic_path(kept / "model.pt") as tmp:  # a waiting transfer job never reads half a file
+    if keep_model is not None:  # the file to copy the trained model to (a transfer source)
+        with atomic_path(keep_model) as tmp:  # a waiting transfer job never reads half a file
             shutil.copyfile(out / "model.pt", tmp)
     shutil.rmtree(out)  # what the row needs is copied out; a later run starts afresh
     return {"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": spec, "ranks": ranks, **pre}

@@ -54,7 +54,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on a CUDA device that has it, else fp32 | fp32 | bf16
     threads: int = 0  # CPU threads for torch; 0 = the cores / the pipeline processes running now
     seed: int = 42
-    nproc: int = 1  # DDP processes on this node (pipeline.train relaunches itself under torch.distributed.run)
+    nproc: int = 1  # DDP processes on this node (the train stage relaunches itself under torch.distributed.run)
     init_from: str | None = None  # transfer: a source run's model.pt (or its folder); see pipeline.train.transfer
 
     def __post_init__(self) -> None:
@@ -80,7 +80,7 @@ class PretrainConfig:
     threads: int = 0
     warm_only: bool = False  # MSM4SR §IV-G-1: pre-train on warm items only (cold items never seen)
     warm_threshold: int = 10  # an item is cold with fewer training occurrences (the paper's 10)
-    precision: str = "auto"  # auto: bf16 autocast on a CUDA device that has it, else fp32 | fp32 | bf16
+    precision: str = "fp32"  # fp32 (as pre-training always ran) | bf16 autocast | auto: bf16 on a CUDA device with it
     one_pass_windows: int = 0  # > 0: each step encodes this many training windows in one causal pass and
     #                            trains on every prefix in them, in groups of batch_size pairs (pairs_per_epoch
     #                            then counts windows); 0 = one Transformer pass per (prefix, next item) pair

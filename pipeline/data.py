@@ -15,6 +15,7 @@ Who may see what is enforced by types, not by a `holdout` argument that each cal
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -104,6 +105,13 @@ class TrainView:
     @property
     def num_items(self) -> int:
         return self.train.num_items
+
+    def fingerprint(self) -> str:
+        """SHA-256 of everything the view holds (what a saved state of a run on it must match)."""
+        h = hashlib.sha256()
+        for a in (self.train.flat, self.train.offsets, self.valid_targets, np.array([self.num_items])):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+        return h.hexdigest()
 
     def valid_queries(self, max_len: int) -> Queries:
         """Predict s[n-2] from the last max_len items of s[:n-2], masking s[:n-2]."""

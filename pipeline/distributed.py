@@ -1,13 +1,13 @@
 """torch.distributed for the stages: one process per device (or per CPU share), launched by torchrun.
 
-    torchrun --nproc_per_node=8 -m pipeline.train ...        # or train.nproc: 8 in params.yaml
-    torchrun --nnodes=2 --node_rank=0 --master_addr=host0 --nproc_per_node=8 -m pipeline.train ...
+    torchrun --nproc_per_node=8 -m pipeline.stages.train ...   # the stage's arguments; or train.nproc: 8 in params.yaml
+    torchrun --nnodes=2 --node_rank=0 --master_addr=host0 --nproc_per_node=8 -m pipeline.stages.train ...
 
 A stage calls `init(device)` first: under torchrun (WORLD_SIZE > 1 in the environment) it joins
 the process group — NCCL when the stage runs on CUDA, gloo on CPU — and pins the process to its
 local GPU; otherwise it does nothing and every helper below is the one-process identity, so the
 same code runs on a laptop, eight GPUs or several nodes. `become_workers(nproc, module)` is how a
-stage started by DVC (`python -m pipeline.train`) with `train.nproc > 1` re-runs itself under
+stage started by DVC (`python -m pipeline.stages.train`) with `train.nproc > 1` re-runs itself under
 torch.distributed's own launcher (`torch.distributed.run`, what `torchrun` is).
 
 The rules every distributed path here follows: all ranks draw the same shared random numbers (the

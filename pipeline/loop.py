@@ -261,6 +261,12 @@ def step_all(optimizers: list) -> None:
                           "sparse_embeddings: false") from e
 
 
+def finished(state_path: Path | None) -> None:
+    """A run's outputs are written: its resume state goes (rank 0's job)."""
+    if state_path is not None and distributed.is_main():
+        state_path.unlink(missing_ok=True)
+
+
 def run_epochs(loop: Loop, model: nn.Module, optimizers: list, step: Callable[[Batch, Callable], Step | None],
                examples: int, epochs: int, finish_epoch: Callable[[Epoch], dict], *, name: str, desc: str,
                state_path: Path | None = None, state_key: str = "", stopper: EarlyStopping | None = None,
@@ -274,13 +280,15 @@ def run_epochs(loop: Loop, model: nn.Module, optimizers: list, step: Callable[[B
     `optimizers` are stepped by the loop after every step; `other_optimizers` (the search's α) are
     the step's own, saved and restored with the rest. With `state_path` the whole state is written
     after every epoch and a later call with the same `state_key` resumes after the last completed
-    epoch, ending exactly where an uninterrupted run would; the file is removed at the end. With
+    epoch, ending exactly where an uninterrupted run would; the caller removes the file after it
+    has written its outputs (`finished`), so a kill in between resumes instead of starting over. With
     `loss_module` (model.loss as a module) and several processes, it is wrapped in DDP and every
     step gets its rank's rows of each global batch (`Batch.rows`); `step(batch, forward)` then calls
     `forward` for the loss."""
     rank, world = distributed.rank(), distributed.world()
+    ddp = loss_module is not None and world > 1  # else every rank (if several) runs the whole procedure alone
     forward = loss_module
-    if loss_module is not None and world > 1:  # DDP: every rank its rows of each global batch; gradients all-reduced
+    if ddp:  # every rank its rows of each global batch; gradients all-reduced
         from torch.nn.parallel import DistributedDataParallel
 
         device = loop.device
@@ -304,7 +312,7 @@ def run_epochs(loop: Loop, model: nn.Module, optimizers: list, step: Callable[[B
         sums: dict[str, float] = {}
         steps = visited = 0
         for idx in loop.batches(examples, f"{desc} {epoch}", limit):
-            batch = Batch(idx, slice(rank, None, world) if forward is not loss_module else None)
+            batch = Batch(idx, slice(rank, None, world) if ddp else None)
             with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = step(batch, forward)
             if out is None:  # a batch the procedure cannot use (e.g. one pair for a contrastive loss)
@@ -316,13 +324,14 @@ def run_epochs(loop: Loop, model: nn.Module, optimizers: list, step: Callable[[B
                 opt.zero_grad(set_to_none=True)
             # a loss is a mean over its batch's targets: weighted by each rank's share, DDP's mean of the
             # ranks' gradients is the gradient of the global batch's mean
-            (loss * (out.weight * world) if world > 1 else loss).backward()
+            (loss * (out.weight * world) if ddp else loss).backward()
             step_all(optimizers)
             for k, v in (out.terms if "loss" in out.terms else {"loss": loss, **out.terms}).items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * out.weight
             steps, visited = steps + 1, visited + out.examples
         p["steps"] += steps
-        means = {k: distributed.all_sum(v) / max(steps, 1) for k, v in sums.items()} or {"loss": float("nan")}
+        means = {k: (distributed.all_sum(v) if ddp else v) / max(steps, 1) for k, v in sums.items()} \
+            or {"loss": float("nan")}
         row = finish_epoch(Epoch(epoch, p["steps"], time.perf_counter() - te, means, visited))
         p["history"].append(row)
         if log_row is not None:
@@ -339,7 +348,5 @@ def run_epochs(loop: Loop, model: nn.Module, optimizers: list, step: Callable[[B
     if stopper is not None:
         model.load_state_dict(p["best_state"])
         p["stopper"] = dataclasses.asdict(stopper)
-    distributed.barrier()  # no rank may still be reading the state rank 0 removes
-    if state_path is not None and state_path.exists() and distributed.is_main():
-        state_path.unlink()
+    distributed.barrier()  # every rank is done with the state; the caller removes it once its outputs are written
     return p

@@ -37,8 +37,9 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 def module_closure(name: str, root: Path = MODELS_DIR) -> list[Path]:
-    """The registered model's source file and every models.* module it imports, transitively (plus
-    the registry file itself, not what the registry imports)."""
+    """The registered model's source file and every models.* module it imports, transitively. Not the
+    registry: adding or editing another model changes nothing here (the registry only maps the name
+    to this class, whose file is the closure's root)."""
     seen: list[Path] = []
     todo = [builder.source_file(name)]
     while todo:
@@ -50,7 +51,7 @@ def module_closure(name: str, root: Path = MODELS_DIR) -> list[Path]:
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
             todo += [root / f"{m.split('.', 1)[1].replace('.', '/')}.py" for m in mods if m.startswith("models.")]
-    return sorted(seen + [root / "__init__.py"])
+    return sorted(seen)
 
 
 def code_hashes(name: str) -> dict[str, str]:

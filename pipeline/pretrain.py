@@ -32,7 +32,7 @@ from pipeline.config import PreprocessConfig, PretrainConfig
 from pipeline.data import load_training_view, train_windows
 from pipeline.device import host, use_bf16
 from pipeline.layout import needed
-from pipeline.loop import Batch, Epoch, Loop, Step, resume_key, run_epochs
+from pipeline.loop import Batch, Epoch, Loop, Step, finished, resume_key, run_epochs
 from pipeline.params import from_dict, load_params
 from pipeline.tables import write_json
 
@@ -155,6 +155,7 @@ def pretrain(params: dict, prepared: Path, features: Path, out: Path, timing: Pa
            if history else 0.0, **host()}
     if timing is not None:
         write_json(timing, run)
+    finished(out / "resume.pt")
     return info | run
 
 

@@ -18,10 +18,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.checkpoint import save_tensors
+from pipeline.checkpoint import load_tensors, save_tensors
 from pipeline.config import TrainConfig
 from pipeline.data import TrainView
-from pipeline.loop import resume_key
+from pipeline.loop import finished, resume_key
 from pipeline.search import search
 
 log = logging.getLogger("pipeline.procedures")
@@ -58,8 +58,8 @@ def search_first(model: nn.Module, run: Run) -> Prepared:
     """AutoMLP: search, then rebuild with the chosen candidate (a single candidate: no search)."""
     if len(model.search_space()["candidates"]) < 2:
         return fit_only(model, run)
-    done_path, key = run.out / "search.pt", resume_key(model, run.cfg, items=run.view.num_items)
-    done = torch.load(done_path, weights_only=True) if done_path.is_file() else None
+    done_path, key = run.out / "search.pt", resume_key(model, run.cfg, data=run.view.fingerprint())
+    done = load_tensors(done_path, "finished search", "delete it to search again") if done_path.is_file() else None
     if done is not None and done.get("key") == key:
         log.info("the search finished before this run was stopped: reusing its choice %s (%s)", done["overrides"],
                  done_path)
@@ -69,13 +69,14 @@ def search_first(model: nn.Module, run: Run) -> Prepared:
         found = search(model, run.view, run.cfg, run.max_len, run.out / "search_state.pt")
         done = {"key": key, "rng": torch.get_rng_state(), **found}
         save_tensors(done, done_path)
+        finished(run.out / "search_state.pt")
     model = run.rebuild(done["overrides"])
     log.info("retraining with %s only", done["overrides"])
     report = done["report"]
     metrics = {}  # search/k, search/p@<k>, search/alpha@<k>: a value, or one key per candidate
     for k, v in report.items():
         metrics |= {f"search/{k}@{c}": x for c, x in v.items()} if isinstance(v, dict) else {f"search/{k}": v}
-    info = {**{f"search_{k}": v for k, v in report.items() if k != "alpha"},
+    info = {"rebuilt_with": done["overrides"], **{f"search_{k}": v for k, v in report.items() if k != "alpha"},
             "search_history": [{k: v for k, v in r.items() if k != "seconds"} for r in done["history"]]}
     timing = {"search_s": done["seconds"], "search_s_per_epoch": [r["seconds"] for r in done["history"]]}
     return Prepared(model, done["overrides"], info, metrics, timing)

@@ -27,14 +27,9 @@ def save(path: str | Path, rows: list[dict], **extra) -> None:
     that is interrupted keeps what it measured)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"command": "python " + " ".join(sys.argv), "argv": sys.argv[1:], "machine": machine(), **extra,
+    payload = {"command": " ".join(["python", *sys.orig_argv[1:]]), "argv": sys.argv[1:], "machine": machine(), **extra,
                "rows": rows}
     path.write_text(json.dumps(payload, indent=2))
-
-
-def has_rows(path: Path, seeds: list[int]) -> bool:
-    """A result file holds rows for all these seeds (a failed or half-finished job's file does not)."""
-    return path.is_file() and {int(s) for s in seeds} <= {r.get("seed") for r in load_rows(path)}
 
 
 def run_settings(payload: dict) -> set[str] | None:
@@ -75,12 +70,6 @@ def mean_std(values, fmt: str = "{:.4f}") -> str:
     if not len(v):
         return "—"
     return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
-
-
-def paired_diff(row: dict) -> str:
-    """'+0.0123 [+0.0050, +0.0190] *': a `pipeline.compare.compare` row's difference, its 95 %
-    interval, and * where significant (interval excludes 0 and Wilcoxon p < 0.05)."""
-    return f"{row['diff']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{' *' if row['significant'] else ''}"
 
 
 def table(header: list[str], lines: list[list]) -> str:

@@ -106,7 +106,7 @@ def search(model, view: TrainView, cfg: TrainConfig, max_len: int, state_path: P
 
     progress = run_epochs(
         loop, model, [w_opt], step, len(x_tr), space["epochs"], finish, name="the search", desc="search",
-        state_path=state_path, state_key=resume_key(model, cfg, windows=len(x_tr), items=view.num_items, search=True),
+        state_path=state_path, state_key=resume_key(model, cfg, data=view.fingerprint(), search=True),
         other_optimizers=(a_opt,), log_row=lambda r: f"search epoch {r['epoch']}: train {r['train_loss']:.4f} valid "
         f"{r['valid_loss']:.4f} softmax(α) " + _shares({k[2:]: v for k, v in r.items() if k.startswith('p@')}))
     overrides, report = model.search_result()

@@ -16,12 +16,12 @@ import polars as pl
 
 from pipeline import builder, distributed
 from pipeline.checkpoint import load_tensors, run_params, save_checkpoint
-from pipeline.cli import invalidate
 from pipeline.config import PreprocessConfig, TrainConfig
 from pipeline.data import load_training_view
 from pipeline.device import host, resolve_device
 from pipeline.evaluation import ProtocolConfig
-from pipeline.loop import seed_everything
+from pipeline.layout import RunDirs
+from pipeline.loop import finished, seed_everything
 from pipeline.params import ConfigError, from_dict, load_params
 from pipeline.procedures import PROCEDURES, Run
 from pipeline.tables import atomic_path, write_json
@@ -82,14 +82,14 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
     distributed.init(resolve_device(cfg.device, "train.device"))  # under torchrun: join the group
     view = load_training_view(prepared)
-    features = features or prepared.parent / "features"
+    features = features or RunDirs(prepared.parent).features
 
     def build(overrides: dict):
         return builder.build_for_run(name, section | overrides, view, pre.max_len, cfg.loss, features, prepared)
 
     seed_everything(cfg.seed)  # the initial weights too: two runs with one seed are the same run
     model, inputs = build({})
-    builder.start_pretrained(model, name, pretrain or prepared.parent / "pretrain")
+    builder.start_pretrained(model, name, pretrain or RunDirs(prepared.parent).pretrain)
     ready = PROCEDURES[builder.traits(name).procedure](model, Run(view, cfg, pre.max_len, out,
                                                                    lambda o: build(o)[0]))
     model, section = ready.model, section | ready.overrides
@@ -122,7 +122,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
            "eval_s_per_epoch": sum(r["eval_s"] for r in history) / len(history), **host(), **ready.timing}
     if timing is not None:
         write_json(timing, run)
-    (out / "search.pt").unlink(missing_ok=True)  # a finished search is kept only until its run is written
+    for state in ("resume.pt", "search.pt"):  # kept until the outputs are written: a kill before resumes
+        finished(out / state)
     return info | run
 
 
@@ -137,11 +138,10 @@ def check_unchanged(params_file: Path, params: dict, name: str) -> None:
 
 
 def run_stage(params_file: Path, prepared: Path, features: Path, pretrain: Path, out: Path, timing: Path | None,
-              invalidates: list[str], module: str | None = None) -> dict:
-    """The train stage: stale later outputs removed, `train.nproc` > 1 relaunched as torchrun
-    workers (`module`), then `train` with params.yaml checked again at the end."""
+              module: str | None = None) -> dict:
+    """The train stage: with `train.nproc` > 1 relaunched as torchrun workers (`module`), then
+    `train` with params.yaml checked again at the end."""
     params = load_params(params_file)
-    invalidate(invalidates)
     if module:
         distributed.become_workers(from_dict(TrainConfig, params.get("train"), "train").nproc, module)
     result = train(params, prepared, out, features, pretrain, params_file, timing)

@@ -59,7 +59,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     With `state_path`, the full training state (model, optimizer, RNGs, early-stopping state,
     history) is written atomically after every epoch; a later call with the same settings resumes
     after the last completed epoch and ends exactly where an uninterrupted run would. The file is
-    removed when training finishes.
+    removed by the caller (`loop.finished`) once the outputs are written.
     """
     loop = training_loop(cfg, view.num_items)
     device = loop.device

@@ -1,11 +1,13 @@
 """`pipeline.compare`: a constructed known difference is found with the right size; no difference is
-not called one; groups of seeds are paired by user; runs on other data are refused."""
+not called one; groups of seeds are paired by user; runs on other data are refused; the two-level
+interval sees a collapsed seed and clustered queries; Holm removes a star; a tiny effect under low
+power is inconclusive, not refuted."""
 
 import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.compare import compare, per_query
+from pipeline.compare import compare, holm, per_query, seed_averaged, two_level, verdict
 from pipeline.tables import read_table, write_table
 
 
@@ -32,7 +34,7 @@ def test_a_known_difference_is_found_with_its_size():
     truth = (per_query(better, "hr@10") - per_query(base, "hr@10")).mean()
     assert row["diff"] == pytest.approx(truth) and truth > 0.1
     assert row["ci_low"] < truth < row["ci_high"] and row["ci_low"] > 0
-    assert row["p_value"] < 1e-6 and row["significant"]
+    assert row["p_value"] < 1e-3 and row["significant"] and 0 < row["mde"] < truth
 
 
 def test_no_difference_is_not_called_one():
@@ -72,14 +74,74 @@ def test_runs_on_other_queries_are_refused():
         compare([ranks_table([1.0])], [ranks_table([1.0])], query="cold_seq")
 
 
-def test_the_batched_bootstrap_gives_the_unbatched_interval(monkeypatch):
-    """compare() bootstraps in batches (bounded memory); the interval must be the one a single draw gives."""
+def test_the_batched_seed_averaged_bootstrap_gives_the_unbatched_interval(monkeypatch):
+    """The earlier interval is kept for comparison; it bootstraps in batches (bounded memory) and
+    must be the interval a single draw gives."""
     import pipeline.compare as pc
 
     rng = np.random.default_rng(3)
-    a, b = rng.integers(1, 40, 2500).astype(float), rng.integers(1, 40, 2500).astype(float)
+    a, b = rng.random((2500, 1)), rng.random((2500, 1))
     assert pc.BOOTSTRAP_BATCH < 2500  # the 10,000 resamples and 2,500 jackknife samples come in batches
-    (batched,) = compare([ranks_table(a)], [ranks_table(b)], ["ndcg@10"])
+    batched = seed_averaged(a, b)
     monkeypatch.setattr(pc, "BOOTSTRAP_BATCH", None)
-    (whole,) = compare([ranks_table(a)], [ranks_table(b)], ["ndcg@10"])
-    assert (batched["ci_low"], batched["ci_high"]) == (whole["ci_low"], whole["ci_high"])
+    assert seed_averaged(a, b) == batched
+
+
+def collapsed_seed_case(n=2000, seed=4):
+    """B: three similar seeds (HR 0.15); A: two better seeds (0.30) and one collapsed (0.05)."""
+    rng = np.random.default_rng(seed)
+    vb = np.repeat((rng.random(n) < 0.15)[:, None], 3, 1).astype(float)
+    va = np.stack([rng.random(n) < 0.30, rng.random(n) < 0.30, rng.random(n) < 0.05], 1).astype(float)
+    return va, vb, np.arange(n)
+
+
+def test_a_collapsed_seed_is_seen_by_the_two_level_interval_only():
+    va, vb, users = collapsed_seed_case()
+    low, high = seed_averaged(va, vb)
+    assert low > 0  # conditional on the three trained models: "A beats B"
+    iv = two_level(va, vb, users)
+    assert iv.low < 0 < iv.high and not iv.excludes_zero  # one in three seeds collapses: not a finding
+    assert iv.diff == pytest.approx(va.mean() - vb.mean())
+
+
+def test_several_queries_of_one_user_are_one_cluster():
+    """200 users with 10 queries each, the queries of a user alike: resampling queries as if
+    independent is sqrt(10) too narrow; resampling users as clusters is not."""
+    rng = np.random.default_rng(5)
+    per_user = rng.normal(0.0, 0.2, 200)
+    d = np.repeat(per_user, 10) + rng.normal(0, 0.01, 2000)
+    va, vb = d[:, None], np.zeros((2000, 1))
+    clustered = two_level(va, vb, np.repeat(np.arange(200), 10))
+    independent = two_level(va, vb, np.arange(2000))
+    assert clustered.clusters == 200 and independent.clusters == 2000
+    ratio = (clustered.high - clustered.low) / (independent.high - independent.low)
+    assert 2.5 < ratio < 4.0, ratio
+
+
+def test_holm_removes_a_star_the_raw_p_value_would_give():
+    raw = [0.01, 0.04, 0.03]
+    adjusted = holm(raw)
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06])
+    assert sum(p < 0.05 for p in raw) == 3 and sum(p < 0.05 for p in adjusted) == 1
+    assert holm([0.5]) == [0.5] and holm([]) == []
+
+
+def test_verdicts_say_reproduced_refuted_or_underpowered():
+    rng = np.random.default_rng(6)
+
+    def interval(n, effect):
+        vb = rng.normal(0.1, 0.2, (n, 3))
+        return two_level(vb + effect + rng.normal(0, 0.05, (n, 3)), vb, np.arange(n))
+
+    clear = interval(3000, 0.05)
+    assert verdict(clear, clear.p_value, ">", 0.04) == "reproduced"
+    none_at_all = interval(3000, 0.0)  # the paper claims +0.05; the interval is about ±0.005
+    assert verdict(none_at_all, none_at_all.p_value, ">", 0.05) == "not reproduced"
+    tiny = interval(40, 0.005)  # a tiny effect, 40 users: the interval holds 0 and the paper's +0.01
+    said = verdict(tiny, tiny.p_value, ">", 0.01)
+    assert said.startswith("inconclusive (underpowered") and "+0.0100" in said and tiny.mde > 0.01
+    opposite = interval(3000, -0.05)
+    assert verdict(opposite, opposite.p_value, ">", None) == "not reproduced"
+    assert verdict(none_at_all, none_at_all.p_value, "=", 0.02) == "reproduced"  # within ±0.02: equivalent
+    assert verdict(clear, clear.p_value, "=", 0.02) == "not reproduced"
+    assert verdict(clear, 0.2, ">", 0.04).startswith("inconclusive")  # Holm took the star away

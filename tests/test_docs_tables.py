@@ -30,4 +30,4 @@ def test_check_catches_an_edited_number(tmp_path):
 
 def test_a_glob_without_files_is_an_error():
     with pytest.raises(SystemExit, match="matches no file"):
-        docs_tables.expand("bench.baselines --combine bench/results/no-such-*.json")
+        docs_tables.expand("bench.model_cost --report bench/results/no-such-*.json")

@@ -155,54 +155,36 @@ def test_a_corrupt_or_pickled_resume_state_is_ignored_with_a_hint(tmp_path):
         assert json.loads((tmp_path / "a" / "train.json").read_text())["resumed_after_epochs"] == []  # started over
 
 
-def baselines_argv(params_file, work, out, model="sasrec", seed=0, name="r.json", *sets):
-    return [sys.executable, "-m", "bench.baselines", "--params", str(params_file), "--dataset", "demo", "--models",
-            model, "--seeds", str(seed), "--work", str(work), "--out", str(out), "--name", name,
-            *(["--set", *sets] if sets else [])]
+CELL = ("import json, sys, yaml; from pathlib import Path; from pipeline import cells; "
+        "from pipeline.params import setup_logging; setup_logging(); "
+        "p = yaml.safe_load(open(sys.argv[1])); "
+        "row = cells.run_cell(p, Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), Path(sys.argv[5]), 'r'); "
+        "Path(sys.argv[6]).write_text(json.dumps(row, default=str))")
 
 
-def baselines_cmd(params_file, work, out, env_extra=None):
-    env = os.environ | {"PYTHONPATH": str(ROOT)} | (env_extra or {})
-    return subprocess.run(baselines_argv(params_file, work, out), env=env, capture_output=True, text=True, cwd=ROOT)
+def cell_argv(params_file, work, out, model, seed):
+    """One cell (pipeline.cells.run_cell, what every study cell runs) in its own process."""
+    return [sys.executable, "-c", CELL, str(params_file), str(work), model, str(seed), str(out), str(out / f"s{seed}.json")]
 
 
-def test_a_killed_benchmark_job_resumes_its_run_under_work(tmp_path):
-    """bench.baselines --work keeps each run's folder, so a job killed by a session's end resumes
-    after its last epoch and ends where an uninterrupted job ends."""
-    p, params_file = prepared(tmp_path, epochs=4, patience=10, threads=1)
-    killed = baselines_cmd(params_file, tmp_path / "w1", tmp_path / "o1", {"MMREC_KILL_AFTER_EPOCHS": "2"})
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    run_dir = tmp_path / "w1" / "runs" / "r_sasrec_s0"
-    assert (run_dir / "resume.pt").is_file() and not (tmp_path / "o1" / "r.json").exists()
-
-    resumed = baselines_cmd(params_file, tmp_path / "w1", tmp_path / "o1")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "after epoch 2" in resumed.stderr and not run_dir.exists()  # resumed, then cleaned up
-    whole = baselines_cmd(params_file, tmp_path / "w2", tmp_path / "o2")
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    a, b = (json.loads((tmp_path / o / "r.json").read_text())["rows"][0] for o in ("o1", "o2"))
-    assert a["resumed_after_epochs"] == [2] and b["resumed_after_epochs"] == []
-    assert a["epochs_run"] == b["epochs_run"] == 4 and a["best_epoch"] == b["best_epoch"]
-    assert a["valid/ndcg@10"] == b["valid/ndcg@10"]
-    assert {k: v for k, v in a.items() if k.startswith("test/")} == {k: v for k, v in b.items() if k.startswith("test/")}
-
-
-def test_benchmark_jobs_on_two_cores_share_one_pretraining(tmp_path):
-    """Two bench/baselines.py jobs with the same pre-training settings and one --work: one pre-trains,
-    the other waits for it (file lock) and fine-tunes from the same weights; both rows carry its summary."""
+def test_cells_on_two_cores_share_one_pretraining(tmp_path):
+    """Two cells with the same pre-training settings on one work folder: one pre-trains, the other
+    waits for it (file lock) and fine-tunes from the same weights; both rows carry its summary."""
     from tests.conftest import write_random_features
 
     p, params_file = prepared(tmp_path / "w", model="msm4sr", epochs=1, threads=1)
+    p["pretrain"]["threads"] = 1
+    params_file.write_text(yaml.safe_dump(p))
     write_random_features(tmp_path / "w" / "prepared", tmp_path / "w" / "features")
+    (tmp_path / "o").mkdir()
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    jobs = [subprocess.Popen(baselines_argv(params_file, tmp_path / "w", tmp_path / "o", "msm4sr", seed,
-                                            f"s{seed}.json", "pretrain.threads=1"),
+    jobs = [subprocess.Popen(cell_argv(params_file, tmp_path / "w", tmp_path / "o", "msm4sr", seed),
                              env=env, stderr=subprocess.PIPE, text=True, cwd=ROOT) for seed in (0, 1)]
     logs = [job.communicate()[1] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], [log[-2000:] for log in logs]
     assert sum("pre-training msm4sr on" in log for log in logs) == 1
     assert sum("reusing the pre-trained weights" in log for log in logs) == 1
-    rows = [json.loads((tmp_path / "o" / f"s{seed}.json").read_text())["rows"][0] for seed in (0, 1)]
+    rows = [json.loads((tmp_path / "o" / f"s{seed}.json").read_text()) for seed in (0, 1)]
     assert rows[0]["pretrain"] == rows[1]["pretrain"] and rows[0]["pretrain"]["epochs"] == 3
     here = sorted(r["pretrain_here_s"] for r in rows)  # one job pre-trained; the other waited or reused
     assert here[0] == 0 and here[1] > 0 and all(0 <= r["pretrain_wait_s"] <= r["wall_s"] for r in rows)

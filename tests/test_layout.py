@@ -81,26 +81,28 @@ def test_dvc_deps_are_the_stage_imports(name):
 
 
 def test_stage_commands_are_thin():
-    """30-60 lines a stage: its arguments, one library call; no default repeats a dvc.yaml path."""
+    """A stage is short (≤ 60 lines): its arguments, one library call; no default repeats a dvc.yaml path."""
     for module in (m for m in MODULES if m.startswith("pipeline.stages.")):
         text = MODULES[module].read_text()
         assert len(text.splitlines()) <= 60, f"{rel(module)}: {len(text.splitlines())} lines"
         assert "default=" not in text and '"data/' not in text, f"{rel(module)} repeats a path dvc.yaml states"
 
 
-MODEL_WORDS = re.compile(r"\b(model|models|MODELS|cls|module)\b")
+# The hasattr / getattr calls outside the builder, each on a library object, not a model: (module, object).
+NOT_MODELS = {("pipeline.features.encoders", "self.st"), ("pipeline.features.encoders", "conf"),
+              ("pipeline.features.encoders", "out"), ("pipeline.sources.fetch", "resp"), ("pipeline.retrieval", "faiss")}
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(("pipeline", "bench"))))
 def test_only_the_builder_asks_a_model_what_it_is(module):
-    """No hasattr / getattr on a model (or its class or config) outside pipeline/builder.py; the
-    contract (models.contract) and the registry are read there too."""
+    """No hasattr / getattr outside pipeline/builder.py but on the listed library objects (a new one
+    is reviewed and listed here); the contract (models.contract) is read in the builder only."""
     if module == "pipeline.builder":
         return
     tree = ast.parse(MODULES[module].read_text())
     probes = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-              and n.func.id in ("hasattr", "getattr") and MODEL_WORDS.search(ast.unparse(n.args[0]))]
-    assert not probes, f"{rel(module)} probes a model: {probes}; ask pipeline.builder (it reads models/contract.py)"
+              and n.func.id in ("hasattr", "getattr") and (module, ast.unparse(n.args[0])) not in NOT_MODELS]
+    assert not probes, f"{rel(module)} probes {probes}; ask pipeline.builder (it reads models/contract.py)"
     readers = sorted({a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "models.contract"
                       for a in n.names} - {"ModelInputs", "FeatureTable", "with_markdown"})  # its types and its doc
     assert not readers, f"{rel(module)} imports {readers}: only pipeline/builder.py reads the model contract"

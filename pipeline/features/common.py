@@ -60,23 +60,12 @@ class Stage:
     prepared_items: Path | None = None  # items.parquet (its provenance names the source format)
 
 
-def command(name: str, run: Callable[[Stage], dict], doc: str, module: str, raw: bool = True) -> None:
-    """A feature stage's command line (pipeline/stages/): its paths, then `run_stage` — which runs only
-    when the plan stage's file says the selected model reads these tables (`features.extract: all`:
-    always) and otherwise writes a marker report.json; an interrupted run resumes with the missing
-    shards only."""
-    from pipeline import cli
-
-    args = cli.parser(doc, "prepared", *(["raw"] if raw else []), "out", optional=("plan", "timing")).parse_args()
-    cli.main(lambda: run_stage(name, run, args.params, args.prepared, args.raw if raw else None, args.out, args.plan,
-                               args.timing, module))
-
-
 def run_stage(name: str, run: Callable[[Stage], dict], params_file: Path, prepared: Path, raw: Path | None, out: Path,
               plan: Path | None = None, timing: Path | None = None, module: str | None = None) -> dict | None:
     """One feature stage. With `plan` (the plan stage's file for this stage) saying the selected model
-    reads none of its tables, only a marker `report.json` is written: the stage costs nothing for
-    ID-only models (pipeline/plan.py). With `features.nproc` > 1 the command (`module`) re-runs
+    reads none of its tables (and `features.extract` is not `all`), only a marker `report.json` is
+    written: the stage costs nothing for ID-only models (pipeline/plan.py). An interrupted run
+    resumes with the missing shards only. With `features.nproc` > 1 the command (`module`) re-runs
     itself as that many torchrun workers."""
     if not needed(plan):
         out.mkdir(parents=True, exist_ok=True)

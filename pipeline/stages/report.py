@@ -12,7 +12,7 @@ from pipeline.report import report
 
 def main() -> None:
     args = cli.parser(__doc__, "out", params=False).parse_args()
-    cli.main(lambda: report(Path("."), args.out, run_only=True))
+    cli.main(lambda: report(Path("."), args.out, run_only=True))  # "." = the project root, where DVC runs stages
 
 
 if __name__ == "__main__":

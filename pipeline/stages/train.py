@@ -12,8 +12,11 @@ from pipeline.train import run_stage
 def main() -> None:
     args = cli.parser(__doc__, "prepared", "features", "pretrain", "out", optional=("timing",),
                       invalidates=True).parse_args()
-    cli.main(lambda: run_stage(args.params, args.prepared, args.features, args.pretrain, args.out, args.timing,
-                               args.invalidates, __spec__.name))
+    def body() -> None:
+        cli.invalidate(args.invalidates)
+        run_stage(args.params, args.prepared, args.features, args.pretrain, args.out, args.timing, __spec__.name)
+
+    cli.main(body)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,131 @@
+"""Studies (pipeline/study.py): a declared comparison is validated with one clear line per problem,
+runs its cells (one process per core), skips what is done, resumes a killed cell, and writes a
+page whose verdicts come from the statistics; the README's "compare your model" path works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+TINY = ["datasets.demo.n_items=300", "datasets.demo.n_users=250", "datasets.demo.seed=3", "datasets.demo.image_size=16",
+        "preprocess.user_core=3", "preprocess.item_core=3", "preprocess.max_len=20", "train.epochs=3",
+        "train.batch_size=64", "train.lr=0.003", "models.sasrec.hidden=32", "models.sasrec.layers=1",
+        "models.sasrec.inner=64", "features.shard_size=128"]
+
+
+def tiny_study(tmp_path: Path, **over) -> Path:
+    study = {"title": "Tiny demo", "dataset": "demo", "seeds": [0, 1, 2], "settings": TINY, "reference": "sasrec",
+             "rows": [{"id": "pop", "model": "pop"}, {"id": "sasrec", "model": "sasrec"}],
+             "claims": [{"id": "seq", "source": "SASRec (ICDM'18) §4", "text": "a sequence model beats popularity",
+                         "a": "sasrec", "b": "pop", "direction": ">", "effect": "+50%"}]} | over
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def study(*args: str, home: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = os.environ | {"MMREC_STUDIES": str(home), "PYTHONPATH": str(ROOT)} | (env_extra or {})
+    return subprocess.run([sys.executable, "-m", "pipeline.study", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"rows": [{"id": "pop", "model": "pop", "colour": "red"}]}, "rows.0.colour: Extra inputs are not permitted"),
+    ({"reference": "nope"}, "reference 'nope' is not a row id"),
+    ({"rows": [{"id": "pop", "model": "pop", "settings": ["train.loss=bce"]}, {"id": "sasrec", "model": "sasrec"}]},
+     "row pop: settings ['train.loss=bce'] change a condition every row shares"),
+    ({"rows": [{"id": "x", "model": "bert5rec"}]}, "model spec 'bert5rec': model='bert5rec' is not one of"),
+    ({"views": {"test": {"metrics": ["ndcg10"]}}}, "views.test.metrics"),
+    ({"seeds": "three"}, "seeds: Input should be a valid list"),
+    ({"rows": [{"id": "pop", "model": "pop"}, {"id": "sasrec", "model": 'sasrec:loss="bce"'}]},
+     "row sasrec: its loss (bce) differs from row pop's (ce); rows of one table share it"),
+    ({"rows": [{"id": "pop", "model": "pop"}, {"id": "sasrec", "model": "sasrec", "settings": ["preprocess.max_len=10"]}]},
+     "row sasrec: its data ("),
+    ({"varies": ["data"], "rows": [{"id": "pop", "model": "pop"},
+                                   {"id": "sasrec", "model": "sasrec", "settings": ["preprocess.max_len=10"]}]},
+     "claim seq: rows sasrec and pop run on different data"),
+])
+def test_a_bad_study_file_is_one_line_naming_the_field(tmp_path, change, says):
+    from pipeline.study import StudyError, load
+
+    with pytest.raises(StudyError, match=None) as err:
+        load(tiny_study(tmp_path, **change))
+    assert says in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.slow
+def test_a_study_runs_resumes_judges_and_takes_your_model(tmp_path):
+    home = tmp_path / "home"
+    path = tiny_study(tmp_path)
+    killed = study("cell", str(path), "--row", "sasrec", "--seed", "0", home=home,
+                   env_extra={"MMREC_KILL_AFTER_EPOCHS": "1"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    ran = study("run", str(path), "--cores", "0", "1", home=home)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert "6 cell(s) to run" in ran.stdout and "[6/6]" in ran.stdout
+    assert "resuming training" in (home / "results" / "tiny" / "logs" / "sasrec-s0.log").read_text()
+    page = (home / "pages" / "tiny.md").read_text()
+    claim = next(line for line in page.splitlines() if line.startswith("| a sequence model beats popularity"))
+    assert claim.endswith("| reproduced |"), claim
+    again = study("run", str(path), home=home)
+    assert "every cell is done" in again.stdout
+    assert "s0 done, s1 done, s2 done" in study("status", str(path), home=home).stdout
+    # the README's "compare your model": one row added on the command line, its cells only, the page with it
+    added = study("run", str(path), "--add", "gru4rec:embedding=16;hidden=16", "--cores", "0", "1", home=home)
+    assert added.returncode == 0 and "3 cell(s) to run" in added.stdout, added.stdout[-2000:] + added.stderr[-2000:]
+    page = (home / "pages" / "tiny.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| gru4rec:embedding=16;hidden=16 (added)"))
+    assert "0/1/2" in row and "[" in row  # its three seeds and its two-level interval against the reference
+    assert study("report", str(path), "--add", "gru4rec:embedding=16;hidden=16", "--check", home=home).returncode == 0
+
+
+def test_declared_variation_is_allowed_and_stated(tmp_path):
+    """`varies: [loss]` lets rows differ in their loss (a loss study); the page's header says so."""
+    from pipeline.study import load, markdown
+
+    st = load(tiny_study(tmp_path, varies=["loss"], claims=[],
+                         rows=[{"id": "pop", "model": "pop"}, {"id": "sasrec", "model": 'sasrec:loss="bce"'}]))
+    found = {"runs": {"pop": {}, "sasrec": {}}, "values": {(r, "test", m): (None, []) for r in ("pop", "sasrec")
+                                                           for m in ("ndcg@10", "hr@10")}, "tested": {}, "holm": {}}
+    assert "**Rows differ in their loss** (declared): pop ce, sasrec bce." in markdown(st, found)
+
+
+def test_a_set_on_the_command_line_reruns_recorded_rows(tmp_path):
+    """Rows recorded under other settings cannot share a table with cells run under `--set`."""
+    from pipeline.study import load
+
+    st = load(tiny_study(tmp_path, rows=[{"id": "pop", "model": "pop", "recorded": {"files": "x.json"}},
+                                         {"id": "sasrec", "model": "sasrec"}]), settings=["train.epochs=1"])
+    assert st.rows[0].rerun == "the study runs with --set train.epochs=1" and st.rows[1].rerun is None
+
+
+def test_every_study_page_is_current():
+    """docs/studies/*.md are what `report` makes from the result files (CI's check, like the tables')."""
+    res = subprocess.run([sys.executable, "-m", "pipeline.study", "report", *sorted(map(str, (ROOT / "studies").glob("*.yaml"))),
+                          "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_readme_compare_your_model_path_on_the_demo(tmp_path):
+    """README, "Compare your model": `run studies/spine-demo.yaml --add <your model>` on the demo data,
+    here with one epoch a cell (`--set train.epochs=1`, which re-runs the recorded rows under it too,
+    so the table stays on equal terms) and the outputs under a temporary home."""
+    home = tmp_path / "home"
+    spec = "sasrec:hidden=16;layers=1"
+    ran = study("run", "studies/spine-demo.yaml", "--add", spec, "--set", "train.epochs=1", "--cores", "0", "1",
+                home=home)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert "18 cell(s) to run" in ran.stdout and "[18/18]" in ran.stdout
+    page = (home / "pages" / "spine-demo.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith(f"| {spec} (added)"))
+    assert "0/1/2" in row and "[" in row  # three seeds, and its interval against SASRec
+    assert "(to re-run" not in page  # every recorded row ran again under the same settings
+    assert (home / "pages" / "spine-demo.html").read_text().count("<img") == 2  # a figure per view
