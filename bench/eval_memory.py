@@ -33,8 +33,14 @@ def one(items: int, users: int, longest: int) -> dict:
     import torch
 
     from pipeline import builder
+    from pipeline.config import ProtocolConfig
     from pipeline.data import Sequences, Split
-    from pipeline.evaluation import ProtocolConfig, catalogue, cold_subsequences, evaluate_chunks, evaluate_queries
+    from pipeline.evaluation import (
+        catalogue,
+        cold_subsequences,
+        evaluate_chunks,
+        evaluate_queries,
+    )
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     rng = np.random.default_rng(0)

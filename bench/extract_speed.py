@@ -27,14 +27,15 @@ from pathlib import Path
 import torch
 
 from pipeline.cells import prepare
+from pipeline.config import ImageEncoderConfig, TextEncoderConfig, load_params
 from pipeline.features import image as image_stage
 from pipeline.features import keywords as keywords_stage
 from pipeline.features import text as text_stage
 from pipeline.features.common import image_slots, open_stage
-from pipeline.features.encoders import ImageEncoder, ImageEncoderConfig, TextEncoder, TextEncoderConfig
+from pipeline.features.encoders import ImageEncoder, TextEncoder
 from pipeline.features.images import load_image
 from pipeline.features.text import item_texts
-from pipeline.params import load_params, setup_logging
+from pipeline.params import setup_logging
 from pipeline.results import load_rows, save, table
 from pipeline.tables import read_table
 

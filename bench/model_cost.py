@@ -27,8 +27,9 @@ from pathlib import Path
 
 from pipeline import builder
 from pipeline.cells import extract, parse_spec, prepare, with_settings
+from pipeline.config import load_params
 from pipeline.data import load_training_view
-from pipeline.params import load_params, setup_logging
+from pipeline.params import setup_logging
 from pipeline.results import load_rows, save, table
 from pipeline.tables import atomic_path
 

@@ -30,7 +30,11 @@ def measure(mode: str, params: dict, work: Path, windows: int, seconds: float) -
     from pipeline.data import load_training_view
     from pipeline.loop import Loop
     from pipeline.params import from_dict
-    from pipeline.pretrain import pretrain_pairs, pretrain_windows, pretrained_parameters
+    from pipeline.pretrain import (
+        pretrain_pairs,
+        pretrain_windows,
+        pretrained_parameters,
+    )
 
     cfg = from_dict(PretrainConfig, params.get("pretrain"), "pretrain")
     pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")

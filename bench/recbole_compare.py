@@ -104,11 +104,11 @@ def load(work: Path):
 
 def run_ours(model: str, split, seed: int, threads: int) -> dict:
     from pipeline import builder
-    from pipeline.config import TrainConfig
+    from pipeline.config import ProtocolConfig, TrainConfig, load_params
     from pipeline.device import resolve_device
-    from pipeline.evaluation import ProtocolConfig, evaluate_queries
+    from pipeline.evaluation import evaluate_queries
     from pipeline.loop import seed_everything
-    from pipeline.params import from_dict, load_params
+    from pipeline.params import from_dict
     from pipeline.trainer import fit
 
     section, _, mask = MODELS[model]

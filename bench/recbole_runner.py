@@ -17,12 +17,11 @@ import resource
 import sys
 import time
 
+import recbole.model.sequential_recommender  # noqa: F401  (sine.py turns anomaly detection on at import)
 import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
-
-import recbole.model.sequential_recommender  # noqa: F401  (sine.py turns anomaly detection on at import)
 
 
 @torch.no_grad()

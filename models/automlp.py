@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import ItemFeatures, fast_dropout, next_item_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, Positive, PositiveFloat, Prob
 from models.mlpmixer import MixerStack
 
 MODALITIES = ("text", "image")
@@ -35,17 +35,17 @@ MODALITIES = ("text", "image")
 
 @dataclass
 class AutoMLPConfig:
-    hidden: int = 64  # D
-    layers: int = 2  # SRSMLP layers in the long-term module (the paper's best on Beauty: 8)
-    short_layers: int = 1  # SRSMLP layers in each short-term module
-    channel_expansion: int = 4  # R_c = hidden * this
-    dropout: float = 0.2
-    short_lengths: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 30])  # K; one entry = retraining
+    hidden: Positive = 64  # D
+    layers: Positive = 2  # SRSMLP layers in the long-term module (the paper's best on Beauty: 8)
+    short_layers: Positive = 1  # SRSMLP layers in each short-term module
+    channel_expansion: Positive = 4  # R_c = hidden * this
+    dropout: Prob = 0.2
+    short_lengths: list[Positive] = field(default_factory=lambda: [2, 5, 10, 20, 30])  # K; one entry = retraining
     use_features: bool = True  # §2.3.1: fuse the cached text/image vectors with the ID embedding
-    loss: str | None = None  # ce | bce = eq. 5 with train.negatives sampled items; None = train.loss
+    loss: Loss | None = None  # ce | bce = eq. 5 with train.negatives sampled items; None = train.loss
     # search phase (pipeline/search.py, used when short_lengths has several entries)
-    search_epochs: int = 10
-    arch_lr: float = 3e-3  # Adam on α (DARTS: 3e-4 on images; α here has 5 entries)
+    search_epochs: Positive = 10
+    arch_lr: PositiveFloat = 3e-3  # Adam on α (DARTS: 3e-4 on images; α here has 5 entries)
     xi: float = -1.0  # ξ of eq. 7: < 0 = the train lr (paper: "ξ is the learning rate"), 0 = first order
     text_table: str = "text"  # pooled vectors
     image_table: str = "image"

@@ -19,20 +19,20 @@ import torch
 from torch import nn
 
 from models.common import draw, sequence_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, Positive, Prob, Unit
 from models.sasrec import SASRecEncoder
 
 
 @dataclass
 class BERT4RecConfig:
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    inner: int = 256
-    dropout: float = 0.2  # RecBole: hidden and attention dropout 0.2
-    mask_ratio: float = 0.2  # probability a real item is masked (RecBole's default)
-    ft_ratio: float = 0.5  # probability a batch masks only each window's last item (RecBole 1.2's default)
-    loss: str | None = None  # ce | bce (sampled negatives at the masked positions); None = train.loss
+    hidden: Positive = 64
+    layers: Positive = 2
+    heads: Positive = 2
+    inner: Positive = 256
+    dropout: Prob = 0.2  # RecBole: hidden and attention dropout 0.2
+    mask_ratio: Prob = 0.2  # probability a real item is masked (RecBole's default)
+    ft_ratio: Unit = 0.5  # probability a batch masks only each window's last item (RecBole 1.2's default)
+    loss: Loss | None = None  # ce | bce (sampled negatives at the masked positions); None = train.loss
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_ratio < 1 or not 0 <= self.ft_ratio <= 1:

@@ -6,7 +6,9 @@ a model what it is. `check(cls)` says, in words, what a class is missing (the re
 the builder run it).
 
 **Construction.** `Model(cfg, inputs)`: `cfg` is the model's `Config` dataclass (every field has a
-default; `params.yaml → models.<name>` overrides them, an unknown key is an error), `inputs` a
+default; `params.yaml → models.<name>` overrides them, an unknown key is an error; a field's type is
+its rule — `Positive`, `NonNegative`, `Prob`, `Unit`, `PositiveFloat`, `NonNegativeFloat`, `Loss`,
+`Literal[...]`, lists of them — checked by the builder before the model sees it), `inputs` a
 `ModelInputs`: everything the run decides, complete, in one step — catalogue size, user count,
 input window, the run's loss, the item-feature tables it declared, the training view's item counts.
 Statistics a model needs (feature means, popularity) are computed in `__init__` from these.
@@ -24,13 +26,23 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple
+from typing import Annotated, Any, Literal, Mapping, NamedTuple
 
 import torch
+from annotated_types import Ge, Gt, Le, Lt
 
 from models.common import LOSSES
 
 MODALITIES = ("text", "image")
+# Config field types: the rule is the type (pydantic checks them when the builder reads params.yaml).
+Positive = Annotated[int, Gt(0)]
+NonNegative = Annotated[int, Ge(0)]
+Prob = Annotated[float, Ge(0), Lt(1)]  # a dropout or masking rate: [0, 1)
+Unit = Annotated[float, Ge(0), Le(1)]  # a probability that may be 1
+PositiveFloat = Annotated[float, Gt(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+Loss = Literal["ce", "bce", "bpr", "sampled_softmax"]  # a model's own loss (None: train.loss)
+Modality = Literal["text", "image"]
 
 
 class FeatureTable(NamedTuple):

@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from models.common import next_item_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, Positive
 
 
 @dataclass
 class FPMCConfig:
-    embedding: int = 64  # each factor's dimension (RecBole's embedding_size)
-    loss: str | None = None  # bpr (RecBole's, params.yaml) | bce | ce; None = train.loss
+    embedding: Positive = 64  # each factor's dimension (RecBole's embedding_size)
+    loss: Loss | None = None  # bpr (RecBole's, params.yaml) | bce | ce; None = train.loss
 
 
 class FPMC(nn.Module):

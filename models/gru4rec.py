@@ -8,16 +8,16 @@ import torch
 from torch import nn
 
 from models.common import next_item_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, Positive, Prob
 
 
 @dataclass
 class GRU4RecConfig:
-    embedding: int = 64  # item embedding width (also the output width)
-    hidden: int = 128  # GRU state width
-    layers: int = 1  # stacked GRU layers (the MMSR study uses 4)
-    dropout: float = 0.3  # on the input embeddings
-    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
+    embedding: Positive = 64  # item embedding width (also the output width)
+    hidden: Positive = 128  # GRU state width
+    layers: Positive = 1  # stacked GRU layers (the MMSR study uses 4)
+    dropout: Prob = 0.3  # on the input embeddings
+    loss: Loss | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
 
 
 class GRU4RecEncoder(nn.Module):

@@ -28,19 +28,19 @@ import torch
 from torch import nn
 
 from models.common import ItemFeatures, fast_dropout, next_item_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, NonNegative, Positive, Prob
 from models.mlpmixer import MixerStack
 
 
 @dataclass
 class M2SRConfig:
-    hidden: int = 64  # width of every Mixer module after projecting the raw features
-    blocks: int = 2  # Mixer blocks per modality module
-    fusion_blocks: int = 1  # Mixer blocks in the Fusion Mixer Layer
-    fusion_width: int = 0  # D of eq. 2: 0 = D_I + D_T + D_S = 3 * hidden (the paper's); > 0 narrows it
-    channel_expansion: int = 4
-    dropout: float = 0.2
-    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
+    hidden: Positive = 64  # width of every Mixer module after projecting the raw features
+    blocks: Positive = 2  # Mixer blocks per modality module
+    fusion_blocks: Positive = 1  # Mixer blocks in the Fusion Mixer Layer
+    fusion_width: NonNegative = 0  # D of eq. 2: 0 = D_I + D_T + D_S = 3 * hidden (the paper's); > 0 narrows it
+    channel_expansion: Positive = 4
+    dropout: Prob = 0.2
+    loss: Loss | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
     text_table: str = "text"  # feature table for T: text (pooled) | text_sentences (averaged)
     image_table: str = "image"  # feature table for I: image | keyword_vectors (averaged over images)
 

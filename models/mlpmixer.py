@@ -19,16 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import fast_dropout, next_item_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, Positive, Prob
 
 
 @dataclass
 class MLPMixerConfig:
-    hidden: int = 64  # item embedding / channel width
-    blocks: int = 2  # Mixer blocks
-    channel_expansion: int = 4  # channel-mixing hidden = hidden * this
-    dropout: float = 0.2
-    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
+    hidden: Positive = 64  # item embedding / channel width
+    blocks: Positive = 2  # Mixer blocks
+    channel_expansion: Positive = 4  # channel-mixing hidden = hidden * this
+    dropout: Prob = 0.2
+    loss: Loss | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
 
 
 class CausalTokenMix(nn.Module):

@@ -26,13 +26,22 @@ fusion their own learning rates (§8.2); the backbone uses train.lr.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.common import ItemFeatures, sequence_loss
-from models.contract import ModelInputs
+from models.contract import (
+    Loss,
+    Modality,
+    ModelInputs,
+    NonNegative,
+    Positive,
+    PositiveFloat,
+    Prob,
+)
 from models.gru4rec import GRU4RecEncoder
 from models.nextitnet import NextItNetEncoder
 from models.sasrec import Block, SASRecEncoder, check_layout
@@ -45,22 +54,22 @@ BACKBONES = {"sasrec": 2, "gru4rec": 4, "nextitnet": 2}  # the study's depths (�
 
 @dataclass
 class MMSRConfig:
-    hidden: int = 64  # item / sequence width (the study: 768)
+    hidden: Positive = 64  # item / sequence width (the study: 768)
     fusion: str = "merge_attention"  # one of FUSIONS
-    fusion_blocks: int = 1  # merge-attention depth n (MergeAttn-n)
-    backbone: str = "sasrec"  # sasrec | gru4rec | nextitnet
-    layers: int = 0  # backbone depth; 0 = the study's (SASRec 2, GRU4Rec 4, NextItNet 2 blocks)
-    heads: int = 2
-    inner: int = 256
-    dropout: float = 0.2
-    sasrec_variant: str = "pre_ln"  # the SASRec backbone's layout: pre_ln (the study rows' so far) | post_ln (RecBole's)
-    sasrec_padding: str = "blocked"  # blocked | visible (models/sasrec.py)
+    fusion_blocks: Positive = 1  # merge-attention depth n (MergeAttn-n)
+    backbone: Literal["sasrec", "gru4rec", "nextitnet"] = "sasrec"  # sasrec | gru4rec | nextitnet
+    layers: NonNegative = 0  # backbone depth; 0 = the study's (SASRec 2, GRU4Rec 4, NextItNet 2 blocks)
+    heads: Positive = 2
+    inner: Positive = 256
+    dropout: Prob = 0.2
+    sasrec_variant: Literal["post_ln", "pre_ln"] = "pre_ln"  # the SASRec backbone's layout: pre_ln (the study rows' so far) | post_ln (RecBole's)
+    sasrec_padding: Literal["blocked", "visible"] = "blocked"  # blocked | visible (models/sasrec.py)
     adapter: bool = True  # trainable residual adapter on the frozen features (top-block fine-tuning stand-in)
-    adapter_dim: int = 128
-    modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # [text] = MMSR-T, [image] = MMSR-V
-    loss: str | None = None  # bce: the study's (params.yaml), one random negative per position | ce | bpr; None = train.loss
-    adapter_lr: float | None = None  # projections + adapters (§8.2 "Top"); null = train.lr
-    fusion_lr: float | None = None  # fusion module; null = train.lr
+    adapter_dim: Positive = 128
+    modalities: list[Modality] = field(default_factory=lambda: ["text", "image"])  # [text] = MMSR-T, [image] = MMSR-V
+    loss: Loss | None = None  # bce: the study's (params.yaml), one random negative per position | ce | bpr; None = train.loss
+    adapter_lr: PositiveFloat | None = None  # projections + adapters (§8.2 "Top"); null = train.lr
+    fusion_lr: PositiveFloat | None = None  # fusion module; null = train.lr
     text_table: str = "text_sentences"  # token stack per item: sentence vectors | text_tokens (words) | text (pooled)
     image_table: str = "image"  # pooled vector per image (up to features.image.max_images) | image_grid (7x7 tokens)
 

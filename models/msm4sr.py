@@ -27,7 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import ItemFeatures, next_item_loss
-from models.contract import ModelInputs
+from models.contract import (
+    Loss,
+    Modality,
+    ModelInputs,
+    NonNegativeFloat,
+    Positive,
+    PositiveFloat,
+    Prob,
+)
 from models.sasrec import SASRecEncoder
 
 MODALITIES = ("text", "image")
@@ -35,23 +43,23 @@ MODALITIES = ("text", "image")
 
 @dataclass
 class MSM4SRConfig:
-    hidden: int = 64  # d0
-    attn_dim: int = 64  # dₐ of the attention layer (eq. 3)
-    experts: int = 8  # O
-    layers: int = 2  # L Transformer layers
-    heads: int = 2
-    inner: int = 256
-    dropout: float = 0.2  # Transformer and expert dropout
-    seq_dropout: float = 0.2  # ρ, pre-training only
+    hidden: Positive = 64  # d0
+    attn_dim: Positive = 64  # dₐ of the attention layer (eq. 3)
+    experts: Positive = 8  # O
+    layers: Positive = 2  # L Transformer layers
+    heads: Positive = 2
+    inner: Positive = 256
+    dropout: Prob = 0.2  # Transformer and expert dropout
+    seq_dropout: Prob = 0.2  # ρ, pre-training only
     mixup: bool = True  # complementary sequence mixup in pre-training (ablation: w/o Mixup)
-    tau: float = 0.07  # τ
-    lam: float = 0.01  # λ
+    tau: PositiveFloat = 0.07  # τ
+    lam: NonNegativeFloat = 0.01  # λ
     nip: bool = True  # ablation: w/o NIP
     cmcl: bool = True  # ablation: w/o CMCL
-    e2e_weight: float = 0.0  # > 0: MSM4SR_E2E, add this x the pre-training loss while fine-tuning
-    modalities: list[str] = field(default_factory=lambda: ["text", "image"])  # ["text"] = MSM4SR-T, ["image"] = -V
+    e2e_weight: NonNegativeFloat = 0.0  # > 0: MSM4SR_E2E, add this x the pre-training loss while fine-tuning
+    modalities: list[Modality] = field(default_factory=lambda: ["text", "image"])  # ["text"] = MSM4SR-T, ["image"] = -V
     use_ids: bool = True  # item-ID embeddings at fine-tuning (eq. 12)
-    loss: str | None = None  # fine-tuning loss: eq. 13's cross-entropy (bce: sampled negatives); None = train.loss
+    loss: Loss | None = None  # fine-tuning loss: eq. 13's cross-entropy (bce: sampled negatives); None = train.loss
     pretrained: bool = True  # initialise M²SE from the pretrain stage (false: ablation w/o Pre-train)
     pretrained_path: str | None = None  # default: the pretrain stage's weights; another data set's for MSM4SR_Cross
     freeze_transformer: bool = False  # MSM4SR_Cross: at fine-tuning, tune only the modality encoders (and IDs)

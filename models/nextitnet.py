@@ -9,17 +9,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.common import next_item_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, Positive, Prob
 
 
 @dataclass
 class NextItNetConfig:
-    embedding: int = 64  # channel width
-    kernel: int = 3  # convolution width
-    dilations: list[int] = field(default_factory=lambda: [1, 4])  # one residual block per entry ...
-    blocks: int = 2  # ... repeated this many times (the MMSR study uses 2 blocks)
-    dropout: float = 0.2
-    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
+    embedding: Positive = 64  # channel width
+    kernel: Positive = 3  # convolution width
+    dilations: list[Positive] = field(default_factory=lambda: [1, 4])  # one residual block per entry ...
+    blocks: Positive = 2  # ... repeated this many times (the MMSR study uses 2 blocks)
+    dropout: Prob = 0.2
+    loss: Loss | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
 
 
 class ResidualBlock(nn.Module):

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.common import causal_padding_mask, fast_dropout, next_item_loss
-from models.contract import ModelInputs
+from models.contract import Loss, ModelInputs, Positive, Prob
 
 VARIANTS, PADDINGS = ("pre_ln", "post_ln"), ("blocked", "visible")
 
@@ -36,14 +37,14 @@ def check_layout(variant: str, padding: str, variant_key: str, padding_key: str)
 
 @dataclass
 class SASRecConfig:
-    hidden: int = 64  # embedding / model width
-    layers: int = 2  # Transformer blocks
-    heads: int = 2  # attention heads
-    inner: int = 256  # feed-forward width
-    dropout: float = 0.3  # embedding, attention and feed-forward dropout
-    loss: str | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
-    variant: str = "post_ln"  # post_ln (RecBole's layout and init) | pre_ln
-    padding: str = "visible"  # blocked: real positions never attend to left padding | visible: padding rows are
+    hidden: Positive = 64  # embedding / model width
+    layers: Positive = 2  # Transformer blocks
+    heads: Positive = 2  # attention heads
+    inner: Positive = 256  # feed-forward width
+    dropout: Prob = 0.3  # embedding, attention and feed-forward dropout
+    loss: Loss | None = None  # ce | bce | bpr | sampled_softmax; None = train.loss
+    variant: Literal["post_ln", "pre_ln"] = "post_ln"  # post_ln (RecBole's layout and init) | pre_ln
+    padding: Literal["blocked", "visible"] = "visible"  # blocked: real positions never attend to left padding | visible: padding rows are
     #   zeroed and take part in the attention softmax as keys (pmixer's PyTorch SASRec)
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ from pipeline.checkpoint import load_tensors, read_checkpoint
 from pipeline.data import TrainView
 from pipeline.features.store import load_item_matrix
 from pipeline.layout import FEATURE_STAGES, feature_path, feature_stage
-from pipeline.params import ConfigError
+from pipeline.params import ConfigError, from_dict
 from pipeline.tables import file_sha256
 
 log = logging.getLogger("pipeline.builder")
@@ -62,17 +62,8 @@ def selected(params: dict) -> tuple[str, dict]:
 
 
 def config(name: str, section: dict | None) -> Any:
-    """The model's Config from its params section: unknown keys are an error naming the known ones."""
-    cls = model_class(name)
-    values = dict(section or {})
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"models.{name}: unknown key(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls.Config(**values)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"models.{name}: {e}") from None
+    """The model's Config from its params section, checked against its field types (pipeline.params)."""
+    return from_dict(model_class(name).Config, section, f"models.{name}")
 
 
 def build(name: str, section: dict | None, inputs: ModelInputs) -> nn.Module:

@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.params import ConfigError, choose, from_dict
-from pipeline.sources import SOURCES
+from pipeline.params import choose
+from pipeline.sources import dataset_config
 from pipeline.tables import write_json
 
 log = logging.getLogger("pipeline.download")
@@ -38,12 +38,8 @@ def in_project_root():
 
 def download(params: dict, out: Path) -> dict:
     name, section = choose(params, "dataset", "datasets")
-    section = dict(section)
-    fmt = section.pop("format", None)
-    if fmt not in SOURCES:
-        raise ConfigError(f"params.yaml `datasets.{name}.format` is {fmt!r}; known formats: {sorted(SOURCES)}")
-    source = SOURCES[fmt]
-    cfg = from_dict(source.config, section, f"datasets.{name}")
+    source, cfg = dataset_config(name, section)
+    fmt = section.get("format")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).resolve()
     try:

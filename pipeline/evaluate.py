@@ -16,7 +16,7 @@ import polars as pl
 
 from pipeline import builder, distributed
 from pipeline.checkpoint import run_params
-from pipeline.config import TrainConfig
+from pipeline.config import TrainConfig, load_params
 from pipeline.data import load_split
 from pipeline.device import resolve_device
 from pipeline.evaluation import (
@@ -31,7 +31,7 @@ from pipeline.evaluation import (
     sampled_ranks,
 )
 from pipeline.metrics import metrics_from_ranks
-from pipeline.params import ConfigError, from_dict, load_params
+from pipeline.params import ConfigError, from_dict
 from pipeline.tables import file_sha256, read_json, write_json, write_table
 
 log = logging.getLogger("pipeline.evaluate")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -10,50 +9,10 @@ import torch
 from torch import nn
 
 from pipeline import distributed
+from pipeline.config import ProtocolConfig
 from pipeline.data import Queries, Split, TrainView, prefixes_ending_in
-from pipeline.metrics import KS, metrics_from_ranks, ranks_from_topk
-from pipeline.params import ConfigError
+from pipeline.metrics import metrics_from_ranks, ranks_from_topk
 from pipeline.retrieval import exact_topk
-
-@dataclass
-class ProtocolConfig:
-    mask_history: bool = True  # exclude items seen before the target from the candidates
-    ks: list[int] = field(default_factory=lambda: list(KS))
-    select_metric: str = "ndcg@10"  # validation metric for early stopping / model selection
-    cold_threshold: int = 10  # test_cold/*: users whose test item has fewer training occurrences (MSM4SR §IV-F)
-    length_groups: list[int] = field(default_factory=lambda: [20, 50, 100, 200])  # test_len_<lo>-<hi>/* edges
-    sampled: int = 0  # > 0: also test_sampled<n>_<by>/* metrics against n sampled negatives (labelled as such)
-    sampled_by: str = "popularity"  # popularity (AutoMLP's protocol) | uniform
-    sampled_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.ks or min(self.ks) < 1:
-            raise ConfigError(f"protocol.ks={self.ks}: give positive cut-offs, e.g. [5, 10, 20, 50]")
-        if self.sampled < 0 or self.sampled_by not in ("popularity", "uniform"):
-            raise ConfigError(f"protocol.sampled={self.sampled}, sampled_by={self.sampled_by!r}: a count >= 0 and "
-                              "'popularity' or 'uniform'")
-        if sorted(self.length_groups) != list(self.length_groups) or min(self.length_groups, default=1) < 1:
-            raise ConfigError(f"protocol.length_groups={self.length_groups}: increasing positive edges")
-        names = [f"{m}@{k}" for k in self.ks for m in ("hr", "ndcg", "mrr")]
-        if self.select_metric not in names:
-            raise ConfigError(f"protocol.select_metric={self.select_metric!r}: use one of {names}")
-
-    def describe(self) -> dict[str, str]:
-        return {
-            "protocol/ranking": "full ranking over all items (exact FAISS inner-product search)",
-            "protocol/split": "leave-one-out: valid = second-last item, test = last item",
-            "protocol/history_masking": ("items seen before the target are excluded (the target never is)"
-                                         if self.mask_history else "none: seen items stay candidates"),
-            "protocol/ties": "pessimistic: rank = #items scoring >= the target (target included)",
-            "protocol/cold": f"test_cold/*: the users whose test item occurs < {self.cold_threshold} times in training",
-            "protocol/cold_seq": (f"cold_seq/*: every prefix of every complete sequence whose next item occurs "
-                                  f"< {self.cold_threshold} times in training (MMSR study's cold scenario; "
-                                  "positions inside the training data included)"),
-            "protocol/length_groups": "test_len_<lo>-<hi>/*: users grouped by training-sequence length, lo <= n < hi",
-        } | ({"protocol/sampled": (f"test_sampled{self.sampled}_{self.sampled_by}/*: SAMPLED metrics — the target "
-                                   f"ranked against {self.sampled} {self.sampled_by}-sampled items the user has not "
-                                   "seen (no repeats), ties against the target; not comparable with full ranking")}
-              if self.sampled else {})
 
 
 def length_groups(view: TrainView, edges: list[int]) -> dict[str, np.ndarray]:

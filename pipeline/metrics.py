@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-KS = (5, 10, 20, 50)
+from pipeline.config import KS
 
 
 def ranks_from_topk(scores: np.ndarray, ids: np.ndarray, targets: np.ndarray) -> np.ndarray:

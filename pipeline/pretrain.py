@@ -28,12 +28,12 @@ import torch
 
 from pipeline import builder
 from pipeline.checkpoint import save_tensors
-from pipeline.config import PreprocessConfig, PretrainConfig
+from pipeline.config import PreprocessConfig, PretrainConfig, load_params
 from pipeline.data import load_training_view, train_windows
 from pipeline.device import host, use_bf16
 from pipeline.layout import needed
 from pipeline.loop import Batch, Epoch, Loop, Step, finished, resume_key, run_epochs
-from pipeline.params import from_dict, load_params
+from pipeline.params import from_dict
 from pipeline.tables import write_json
 
 log = logging.getLogger("pipeline.pretrain")

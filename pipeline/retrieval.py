@@ -9,9 +9,8 @@ bounded however many users there are and however long one user's history is.
 
 from __future__ import annotations
 
-import numpy as np
-
 import faiss
+import numpy as np
 
 GPU_MAX_K = 2048  # FAISS GPU flat search limit
 

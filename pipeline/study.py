@@ -47,9 +47,10 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from pipeline import builder, cells, compare
+from pipeline.config import load_params
 from pipeline.jobs import Job, run_jobs
 from pipeline.layout import FEATURE_STAGES
-from pipeline.params import ConfigError, load_params, setup_logging
+from pipeline.params import ConfigError, setup_logging
 from pipeline.plan import code_hashes
 from pipeline.results import run_settings, save
 from pipeline.tables import atomic_path

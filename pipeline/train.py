@@ -16,13 +16,12 @@ import polars as pl
 
 from pipeline import builder, distributed
 from pipeline.checkpoint import load_tensors, run_params, save_checkpoint
-from pipeline.config import PreprocessConfig, TrainConfig
+from pipeline.config import PreprocessConfig, ProtocolConfig, TrainConfig, load_params
 from pipeline.data import load_training_view
 from pipeline.device import host, resolve_device
-from pipeline.evaluation import ProtocolConfig
 from pipeline.layout import RunDirs
 from pipeline.loop import finished, seed_everything
-from pipeline.params import ConfigError, from_dict, load_params
+from pipeline.params import ConfigError, from_dict
 from pipeline.procedures import PROCEDURES, Run
 from pipeline.tables import atomic_path, write_json
 from pipeline.trainer import fit

@@ -18,11 +18,21 @@ import torch
 from torch import nn
 
 from pipeline import builder, distributed
-from pipeline.config import TrainConfig
+from pipeline.config import ProtocolConfig, TrainConfig
 from pipeline.data import TrainView, train_windows
 from pipeline.device import to_device, use_bf16
-from pipeline.evaluation import ProtocolConfig, evaluate_queries
-from pipeline.loop import Batch, EarlyStopping, Epoch, Loop, LossModule, RowsOf, Step, resume_key, run_epochs
+from pipeline.evaluation import evaluate_queries
+from pipeline.loop import (
+    Batch,
+    EarlyStopping,
+    Epoch,
+    Loop,
+    LossModule,
+    RowsOf,
+    Step,
+    resume_key,
+    run_epochs,
+)
 from pipeline.params import ConfigError
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from pipeline.config import TrainConfig
+from pipeline.config import ProtocolConfig, TrainConfig
 from pipeline.data import Sequences, Split
-from pipeline.evaluation import ProtocolConfig, evaluate_queries
+from pipeline.evaluation import evaluate_queries
 from pipeline.loop import seed_everything
 from pipeline.trainer import fit
 from tests.tiny import for_view

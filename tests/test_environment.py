@@ -1,6 +1,7 @@
 """The locked environment: every dependency pinned with hashes; the versions reach metrics.json."""
 
 import re
+
 import tomllib
 
 from tests.conftest import ROOT

@@ -15,6 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
+from pipeline.config import VocabularyConfig
 from pipeline.features import image as image_stage
 from pipeline.features import keywords as keywords_stage
 from pipeline.features import text as text_stage
@@ -28,7 +29,7 @@ from pipeline.features.encoders import (
     TextEncoderConfig,
 )
 from pipeline.features.images import load_image
-from pipeline.features.keywords import VocabularyConfig, build_vocabulary
+from pipeline.features.keywords import build_vocabulary
 from pipeline.features.store import load_item_matrix
 from pipeline.features.text import item_texts
 from pipeline.query import describe_item, find_tables, sql

@@ -7,8 +7,7 @@ from models.common import ItemFeatures, sequence_loss
 from models.contract import FeatureTable, ModelInputs
 from models.mmsr import BACKBONES, FUSIONS
 from pipeline import builder
-from pipeline.config import TrainConfig
-from pipeline.evaluation import ProtocolConfig
+from pipeline.config import ProtocolConfig, TrainConfig
 from pipeline.params import ConfigError
 from pipeline.trainer import fit
 from tests.test_models import batch

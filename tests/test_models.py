@@ -225,7 +225,7 @@ def test_sasrec_visible_padding_is_causal_and_ignores_padding_contents():
     blocked.load_state_dict(model.state_dict())  # same weights: only the mask differs
     with torch.no_grad():
         assert not torch.allclose(blocked.eval().encode(seqs)[:, -1], a[:, -1], atol=1e-5)
-    with pytest.raises(ConfigError, match="padding='open'"):
+    with pytest.raises(ConfigError, match="padding.: 'open' is not allowed"):
         build("sasrec", padding="open")
 
 

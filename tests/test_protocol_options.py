@@ -4,8 +4,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.config import ProtocolConfig
 from pipeline.data import Sequences, Split
-from pipeline.evaluation import ProtocolConfig, length_groups, sample_negatives, sampled_ranks
+from pipeline.evaluation import length_groups, sample_negatives, sampled_ranks
 from pipeline.params import ConfigError
 
 

@@ -76,7 +76,7 @@ def test_a_few_malformed_lines_are_skipped_and_counted(tmp_path, caplog):
 def test_unknown_dataset_and_format_are_clear(tmp_path):
     with pytest.raises(ConfigError, match=r"dataset='nope' is not one of"):
         download({"dataset": "nope", "datasets": {"demo": {"format": "demo"}}}, tmp_path / "raw")
-    with pytest.raises(ConfigError, match="known formats"):
+    with pytest.raises(ConfigError, match=r"format`: 'csv\?\?' is not allowed: one of"):
         download({"dataset": "d", "datasets": {"d": {"format": "csv??"}}}, tmp_path / "raw")
     with pytest.raises(ConfigError, match="unknown key"):
         download({"dataset": "d", "datasets": {"d": {"format": "demo", "n_itemz": 3}}}, tmp_path / "raw")

@@ -52,7 +52,8 @@ def test_hm_auto_text_tells_colour_variants_apart(tmp_path):
     """`features.text.fields: auto` describes H&M articles by name, type, group, pattern, colour and
     department too: two colour variants of one product (same name, one without a description) get
     different texts."""
-    from pipeline.features.text import TextConfig, item_texts
+    from pipeline.config import TextConfig
+    from pipeline.features.text import item_texts
 
     src = hm_folder(tmp_path / "hm", GOOD)
     text = ARTICLES.splitlines()

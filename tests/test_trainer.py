@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import TrainConfig
+from pipeline.config import ProtocolConfig, TrainConfig
 from pipeline.data import Sequences, Split
-from pipeline.evaluation import ProtocolConfig
 from pipeline.loop import EarlyStopping, Negatives
 from pipeline.params import ConfigError
 from pipeline.trainer import fit

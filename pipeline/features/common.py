@@ -14,33 +14,14 @@ import polars as pl
 import torch
 
 from pipeline import distributed
+from pipeline.config import FeatureSettings, load_params
 from pipeline.device import cpu_threads, resolve_device
 from pipeline.features.images import SKIP_REASONS, load_image
 from pipeline.layout import needed
-from pipeline.params import ConfigError, from_dict, load_params
-from pipeline.tables import VECTOR_DTYPES, file_sha256, read_table, write_json
+from pipeline.params import from_dict
+from pipeline.tables import file_sha256, read_table, write_json
 
 log = logging.getLogger("pipeline.features")
-
-
-@dataclass
-class FeatureSettings:
-    extract: str = "auto"  # auto: only the tables the selected model reads (the plan stage) | all
-    device: str = "auto"  # cuda when present, else cpu
-    threads: int = 0  # torch CPU threads; 0 = the cores / the pipeline processes running now
-    shard_size: int = 256  # items per shard: the unit of resumption (and of work split across processes)
-    nproc: int = 1  # processes (torch.distributed, one per GPU or CPU share); > 1 relaunches under torchrun
-    dtype: str = "float32"  # float32 | float16 vectors on disk
-
-    def __post_init__(self) -> None:
-        if self.extract not in ("auto", "all"):
-            raise ConfigError(f"features.extract={self.extract!r}: use 'auto' or 'all'")
-        if self.dtype not in VECTOR_DTYPES:
-            raise ConfigError(f"features.dtype={self.dtype!r}: use one of {sorted(VECTOR_DTYPES)}")
-        if not isinstance(self.shard_size, int) or self.shard_size < 1:
-            raise ConfigError(f"features.shard_size={self.shard_size!r}: must be a positive integer")
-        if not isinstance(self.nproc, int) or self.nproc < 1:
-            raise ConfigError(f"features.nproc={self.nproc!r}: must be a positive integer")
 
 
 @dataclass

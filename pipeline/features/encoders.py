@@ -19,16 +19,18 @@ its weights file) that goes into the provenance of the tables it writes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from pipeline.config import ImageEncoderConfig, TaggerConfig, TextEncoderConfig
 from pipeline.params import ConfigError
 from pipeline.tables import file_sha256
 
@@ -98,23 +100,6 @@ def loading(what: str, name: str, fn: Callable[[], Any]) -> Any:
 
 
 # ----------------------------------------------------------------------------------------- text
-
-
-@dataclass
-class TextEncoderConfig:
-    kind: str = "sentence-transformers"  # sentence-transformers | hf
-    name: str = "sentence-transformers/all-MiniLM-L6-v2"  # hub id or local folder
-    revision: str | None = None
-    pooling: str = "mean"  # hf only: cls | mean (sentence-transformers models carry their own)
-    max_length: int = 256
-    batch_size: int = 64
-    normalize: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("sentence-transformers", "hf"):
-            raise ConfigError(f"text encoder kind={self.kind!r}: use 'sentence-transformers' or 'hf'")
-        if self.pooling not in ("cls", "mean"):
-            raise ConfigError(f"text encoder pooling={self.pooling!r}: use 'cls' or 'mean'")
 
 
 class TextEncoder:
@@ -195,30 +180,10 @@ class TextEncoder:
 # ---------------------------------------------------------------------------------------- image
 
 
-@dataclass
-class ImageEncoderConfig:
-    kind: str = "efficientnet-lite0"  # efficientnet-lite0 | hf | open_clip
-    name: str = "efficientnet-lite0"  # hf: hub id or folder; open_clip: model name (ViT-B-32)
-    pretrained: str | None = None  # efficientnet: weights file (default: the bundled ImageNet weights); open_clip: tag or file
-    model_config: str | None = None  # open_clip: JSON config of a model open_clip does not ship
-    revision: str | None = None
-    image_size: int = 224
-    batch_size: int | str = "auto"  # auto: 64 on CUDA, 4 on CPU (CNN forward gains nothing from big CPU batches)
-
-    def __post_init__(self) -> None:
-        self.batch_size = auto_batch(self.batch_size, "features.image.encoder.batch_size")
-        if self.kind not in ("efficientnet-lite0", "hf", "open_clip"):
-            raise ConfigError(f"image encoder kind={self.kind!r}: use 'efficientnet-lite0', 'hf' or 'open_clip'")
-
-
-def auto_batch(value: int | str, where: str) -> int:
+def auto_batch(value: int | str) -> int:
     """Image batch size: `auto` is 64 on CUDA and 4 on CPU, where EfficientNet-Lite0 measured
-    33 images/s at batch 1, 23 at 4 and 12 at 32 on one thread (see docs/benchmarks.md)."""
-    if value == "auto":
-        return 64 if torch.cuda.is_available() else 4
-    if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}={value!r}: a positive integer or 'auto'")
-    return value
+    33 images/s at batch 1, 23 at 4 and 12 at 32 on one thread (see docs/performance.md)."""
+    return (64 if torch.cuda.is_available() else 4) if value == "auto" else int(value)
 
 
 def imagenet_transform(size: int, mean: list[float], std: list[float]):
@@ -261,6 +226,7 @@ class ImageEncoder:
     """`preprocess(PIL) -> (C,H,W)`; `forward(batch) -> (pooled (B,D), grid (B,G,D) | None)`."""
 
     def __init__(self, cfg: ImageEncoderConfig, device: torch.device):
+        cfg = dataclasses.replace(cfg, batch_size=auto_batch(cfg.batch_size))
         self.cfg, self.device = cfg, device
         if cfg.kind == "efficientnet-lite0":
             self.model, name, local = load_efficientnet(cfg.pretrained)
@@ -301,28 +267,11 @@ class ImageEncoder:
 # --------------------------------------------------------------------------------------- taggers
 
 
-@dataclass
-class TaggerConfig:
-    kind: str = "imagenet"  # imagenet (offline stand-in: ImageNet class names) | clip (MSM4SR)
-    model: str = "efficientnet-lite0"  # clip: open_clip model name, e.g. ViT-B-32
-    pretrained: str | None = None  # clip: tag (openai) or weights file; imagenet: .pth (default: bundled)
-    model_config: str | None = None  # clip: JSON config for a model open_clip does not ship
-    prompt: str = "{}"  # clip: template each dictionary word is embedded with, e.g. "a photo of {}"
-    image_size: int = 224
-    batch_size: int | str = "auto"  # auto: 64 on CUDA, 4 on CPU
-
-    def __post_init__(self) -> None:
-        self.batch_size = auto_batch(self.batch_size, "features.keywords.tagger.batch_size")
-        if self.kind not in ("imagenet", "clip"):
-            raise ConfigError(f"keywords tagger kind={self.kind!r}: use 'clip' or 'imagenet'")
-        if "{}" not in self.prompt:
-            raise ConfigError(f"keywords tagger prompt={self.prompt!r} must contain '{{}}' where the word goes")
-
-
 class Tagger:
     """Score images against a word list: `scores(batch) -> (B, |words|)`, higher is better."""
 
     def __init__(self, cfg: TaggerConfig, device: torch.device, dictionary: list[str] | None = None):
+        cfg = dataclasses.replace(cfg, batch_size=auto_batch(cfg.batch_size))
         self.cfg, self.device = cfg, device
         if cfg.kind == "imagenet":
             from torchvision.models import ResNet50_Weights

@@ -12,28 +12,23 @@ MMSR setting keeps 49, e.g. a 7x7 CNN grid).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, skipped, write_report
-from pipeline.features.encoders import ImageEncoder, ImageEncoderConfig, config_dict
+from pipeline.config import ImageConfig, ImageEncoderConfig
+from pipeline.features.common import (
+    Stage,
+    base_provenance,
+    image_batches,
+    image_slots,
+    skipped,
+    write_report,
+)
+from pipeline.features.encoders import ImageEncoder, config_dict
 from pipeline.features.store import extract_sharded, stack_table, vector_column
 from pipeline.params import ConfigError, from_dict
-
-
-@dataclass
-class ImageConfig:
-    max_images: int = 3
-    grid: bool = False  # also store patch/region tokens per image
-    max_pixels: int = 89_478_485  # larger images are skipped as `too_large` (Pillow's bomb limit)
-    encoder: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.max_images < 1:
-            raise ConfigError("features.image.max_images must be >= 1")
 
 
 def grid_size(encoder: ImageEncoder, image_size: int) -> int:
@@ -68,7 +63,7 @@ def run(stage: Stage) -> dict:
         vecs = np.zeros((shard.height, cfg.max_images, encoder.dim), np.float32)
         mask = np.zeros((shard.height, cfg.max_images), bool)
         grid_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for item_ids, index, pixels in image_batches(slots, stage.raw, encoder.preprocess, enc_cfg.batch_size,
+        for item_ids, index, pixels in image_batches(slots, stage.raw, encoder.preprocess, encoder.cfg.batch_size,
                                                       counts, cfg.max_pixels):
             pooled, tokens = encoder.forward(pixels, grid=bool(grid))
             rows = np.searchsorted(ids, item_ids)  # shards are sorted by item_id
@@ -87,7 +82,7 @@ def run(stage: Stage) -> dict:
         return out
 
     timing = extract_sharded(stage.items.select("item_id", "image_paths"), compute, outputs, prov,
-                             {"image": config_dict(cfg), "encoder": config_dict(enc_cfg)},
+                             {"image": config_dict(cfg), "encoder": config_dict(encoder.cfg)},
                              stage.work, stage.settings.shard_size, "image features", counts)
     report = image_report(stage, slots_all.height, counts, timing)
     report |= {"encoder": encoder.identity, "dim": encoder.dim, "grid_tokens": grid, "device": str(stage.device)}

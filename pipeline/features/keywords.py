@@ -16,15 +16,26 @@ exactly as in the image stage.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.features.common import Stage, base_provenance, image_batches, image_slots, write_report
-from pipeline.features.encoders import Tagger, TaggerConfig, TextEncoder, TextEncoderConfig, config_dict
+from pipeline.config import (
+    KeywordsConfig,
+    TaggerConfig,
+    TextEncoderConfig,
+    VocabularyConfig,
+)
+from pipeline.features.common import (
+    Stage,
+    base_provenance,
+    image_batches,
+    image_slots,
+    write_report,
+)
+from pipeline.features.encoders import Tagger, TextEncoder, config_dict
 from pipeline.features.image import image_report
 from pipeline.features.store import extract_sharded, fingerprint, stack_table
 from pipeline.features.text import item_texts
@@ -38,26 +49,6 @@ other our ours ourselves out over own same she should so some such than that the
 there these they this those through to too under until up very was we were what when where which while who whom why
 will with would you your yours yourself yourselves one two three new get gets got into onto upon its it's who's
 """.split())
-
-
-@dataclass
-class VocabularyConfig:
-    size: int = 2000  # the most frequent words of the item texts
-    min_count: int = 2
-    file: str | None = None  # or: a word list, one word per line (overrides size/min_count)
-
-
-@dataclass
-class KeywordsConfig:
-    top_n: int = 15
-    max_images: int = 3
-    max_pixels: int = 89_478_485
-    tagger: dict = field(default_factory=dict)
-    vocabulary: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.top_n < 1 or self.max_images < 1:
-            raise ConfigError("features.keywords.top_n and max_images must be >= 1")
 
 
 def build_vocabulary(texts: pl.Series, cfg: VocabularyConfig) -> list[str]:
@@ -100,7 +91,7 @@ def run(stage: Stage) -> dict:
         ids = shard["item_id"].to_numpy()
         slots = slots_all.join(shard.select("item_id"), on="item_id", how="semi")
         kw_ids, kw_idx, kw_words, kw_scores = [], [], [], []
-        for item_ids, index, pixels in image_batches(slots, stage.raw, tagger.preprocess, tag_cfg.batch_size,
+        for item_ids, index, pixels in image_batches(slots, stage.raw, tagger.preprocess, tagger.cfg.batch_size,
                                                       counts, cfg.max_pixels):
             best = tagger.scores(pixels).topk(top_n, dim=-1)
             kw_ids.append(item_ids)

@@ -13,44 +13,17 @@ co-attention fuse. Writes `report.json` with the counts and throughput.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pipeline.config import TextConfig, TextEncoderConfig
 from pipeline.features.common import Stage, base_provenance, write_report
-from pipeline.features.encoders import TextEncoder, TextEncoderConfig, config_dict
+from pipeline.features.encoders import TextEncoder, config_dict
 from pipeline.features.store import extract_sharded, stack_table, vector_column
-from pipeline.params import ConfigError, from_dict
+from pipeline.params import from_dict
 from pipeline.tables import read_provenance
-
-FIELDS = ("title", "description", "categories")
-# `fields: auto`: how each source's items are described, as the papers do. H&M colour variants share
-# name and description, so its type / group / pattern / colour / department go in too (the MMSR study
-# adds categorical tags to H&M's text "to distinguish products with the same descriptions").
-SOURCE_FIELDS = {"hm": ["title", "categories", "description"]}
-DEFAULT_FIELDS = ["title", "description"]
-
-
-@dataclass
-class TextConfig:
-    fields: list[str] | str = "auto"  # auto: the source's own (SOURCE_FIELDS, else title + description)
-    max_sentences: int = 10
-    tokens: int = 0  # > 0: also `text_tokens.parquet`, the encoder's last hidden states of the first N tokens
-    encoder: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.fields == "auto":
-            return
-        bad = [f for f in self.fields if f not in FIELDS]
-        if bad or not self.fields or isinstance(self.fields, str):
-            raise ConfigError(f"features.text.fields={self.fields!r}: 'auto' or a list from {FIELDS}")
-
-    def resolved(self, source_format: str | None) -> list[str]:
-        return SOURCE_FIELDS.get(source_format, DEFAULT_FIELDS) if self.fields == "auto" else list(self.fields)
-        if self.max_sentences < 1 or self.tokens < 0:
-            raise ConfigError("features.text.max_sentences must be >= 1 and features.text.tokens >= 0")
 
 
 def item_texts(items: pl.DataFrame, fields: list[str]) -> pl.DataFrame:

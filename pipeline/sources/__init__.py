@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.params import ConfigError, from_dict
 from pipeline.sources import amazon, demo, hm, movielens, recbole, sequences
 from pipeline.sources.common import RawData, Source, SourceError
 
@@ -27,6 +28,15 @@ SOURCES: dict[str, Source] = {
 }
 
 
+def dataset_config(name: str, entry: dict | None) -> tuple[Source, object]:
+    """A `datasets.<name>` entry: its format's Source and its settings, checked (pipeline.params.from_dict)."""
+    section = dict(entry or {})
+    fmt = section.pop("format", None)
+    if fmt not in SOURCES:
+        raise ConfigError(f"params.yaml `datasets.{name}.format`: {fmt!r} is not allowed: one of {sorted(SOURCES)}")
+    return SOURCES[fmt], from_dict(SOURCES[fmt].config, section, f"datasets.{name}")
+
+
 def read_raw(raw: Path, meta: dict) -> RawData:
     """The raw folder read by the reader its source.json names."""
     source = SOURCES.get(meta.get("format"))
@@ -36,4 +46,4 @@ def read_raw(raw: Path, meta: dict) -> RawData:
     return source.read(raw, meta)
 
 
-__all__ = ["SOURCES", "RawData", "Source", "SourceError", "read_raw"]
+__all__ = ["SOURCES", "RawData", "Source", "SourceError", "dataset_config", "read_raw"]

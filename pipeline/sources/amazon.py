@@ -21,12 +21,24 @@ import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
+from pipeline.params import Checked, Positive
 from pipeline.sources import fetch as net
-from pipeline.sources.common import (INT64_LIMIT, MAX_BAD_LINE_SHARE, RawData, SourceError, check_timestamp_units, clip,
-                                     copy_files, copy_tree, image_paths_for, parse_rating)
+from pipeline.sources.common import (
+    INT64_LIMIT,
+    MAX_BAD_LINE_SHARE,
+    RawData,
+    SourceError,
+    check_timestamp_units,
+    clip,
+    copy_files,
+    copy_tree,
+    image_paths_for,
+    parse_rating,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +51,14 @@ URLS = {
 
 
 @dataclass
-class AmazonConfig:
+class AmazonConfig(Checked):
     category: str = "Industrial_and_Scientific"  # file stem: 2018 `Industrial_and_Scientific`, 2014 `Beauty`
-    version: int = 2018  # 2018 | 2014
+    version: Literal[2018, 2014] = 2018  # 2018 | 2014
     source: str | None = None  # folder with the two .json.gz files; null downloads them
     images: bool = False  # download each item's first image URL (online only)
-    max_images: int = 1
-    image_workers: int = 8
+    max_images: Positive = 1
+    image_workers: Positive = 8
 
-    def __post_init__(self) -> None:
-        if self.version not in URLS:
-            raise SourceError(f"amazon.version={self.version}: use 2018 or 2014")
 
 
 def file_names(cfg: AmazonConfig) -> tuple[str, str]:

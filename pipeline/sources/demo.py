@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline.params import Checked, Positive, PositiveFloat, Unit
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,16 @@ NAMES = ["Nova", "Atlas", "Echo", "Orbit", "Pioneer", "Harbor", "Summit", "Willo
 
 
 @dataclass
-class DemoConfig:
-    n_items: int = 2000
-    n_users: int = 1000
+class DemoConfig(Checked):
+    n_items: Positive = 2000
+    n_users: Positive = 1000
     seed: int = 7
-    image_size: int = 64
-    mean_length: float = 20.0  # mean interactions per user (lognormal, at least min_length)
-    min_length: int = 5
-    p_similar: float = 0.55  # chance the next item is a content neighbour of the previous one
-    cold_share: float = 0.15  # share of items made rare
-    tie_share: float = 0.03  # share of events logged at the same second as the previous one
+    image_size: Positive = 64
+    mean_length: PositiveFloat = 20.0  # mean interactions per user (lognormal, at least min_length)
+    min_length: Positive = 5
+    p_similar: Unit = 0.55  # chance the next item is a content neighbour of the previous one
+    cold_share: Unit = 0.15  # share of items made rare
+    tie_share: Unit = 0.03  # share of events logged at the same second as the previous one
 
 
 def make_items(cfg: DemoConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.sources.common import MAX_BAD_LINE_SHARE, RawData, SourceError, clip, copy_files, copy_tree, decode
+from pipeline.params import Checked
+from pipeline.sources.common import (
+    MAX_BAD_LINE_SHARE,
+    RawData,
+    SourceError,
+    clip,
+    copy_files,
+    copy_tree,
+    decode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +39,14 @@ CATEGORY_COLUMNS = ["product_type_name", "product_group_name", "graphical_appear
 
 
 @dataclass
-class HMConfig:
+class HMConfig(Checked):
     source: str | None = None  # the unpacked Kaggle folder
     images: bool = True  # copy images/ when present
     since: str | None = None  # keep transactions on or after this date (YYYY-MM-DD); the full file is 31M rows
     encoding: str = "utf-8"  # the Kaggle files are UTF-8; bytes that are not are an error naming the line
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.since is not None:
             try:
                 date.fromisoformat(str(self.since))

@@ -21,10 +21,22 @@ from typing import Callable
 
 import polars as pl
 
+from pipeline.params import Checked
 from pipeline.sources import fetch as net
-from pipeline.sources.common import (RawData, SourceError, check_timestamp_units, copy_files, copy_tree, decode,
-                                     image_paths_for, parse_int_column, parse_rating, read_interaction_lines, source_id,
-                                     split_lines)
+from pipeline.sources.common import (
+    RawData,
+    SourceError,
+    check_timestamp_units,
+    copy_files,
+    copy_tree,
+    decode,
+    image_paths_for,
+    parse_int_column,
+    parse_rating,
+    read_interaction_lines,
+    source_id,
+    split_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +51,7 @@ TMDB_IMAGES = "https://image.tmdb.org/t/p/w185"
 
 
 @dataclass
-class MovieLensConfig:
+class MovieLensConfig(Checked):
     source: str | None = None  # unpacked ml-100k folder; null downloads the official zip
     url: str = URL
     md5: str = MD5
@@ -163,7 +175,7 @@ FILES_1M = ["ratings.dat", "movies.dat", "users.dat", "README"]
 
 
 @dataclass
-class MovieLens1MConfig:
+class MovieLens1MConfig(Checked):
     source: str | None = None  # unpacked ml-1m folder; null downloads the official zip
     url: str = URL_1M
     md5: str = MD5_1M

@@ -13,8 +13,21 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.sources.common import (RawData, SourceError, check_timestamp_units, clip, copy_files, copy_tree, image_paths_for,
-                                     parse_int_column, parse_rating, read_interaction_lines, source_id, split_lines)
+from pipeline.params import Checked
+from pipeline.sources.common import (
+    RawData,
+    SourceError,
+    check_timestamp_units,
+    clip,
+    copy_files,
+    copy_tree,
+    image_paths_for,
+    parse_int_column,
+    parse_rating,
+    read_interaction_lines,
+    source_id,
+    split_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +38,7 @@ DESCRIPTION_FIELDS = ("description", "overview", "text", "plot", "desc")
 
 
 @dataclass
-class RecBoleConfig:
+class RecBoleConfig(Checked):
     source: str | None = None  # folder holding <name>.inter / <name>.item (required: no public URL)
     name: str = ""  # file stem: <name>.inter
     images: str | None = None  # optional folder (inside `source`) with <item_id>.jpg|png

@@ -23,7 +23,15 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.sources.common import RawData, SourceError, clip, copy_files, read_lines, split_lines
+from pipeline.params import Checked
+from pipeline.sources.common import (
+    RawData,
+    SourceError,
+    clip,
+    copy_files,
+    read_lines,
+    split_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +39,14 @@ NO_TIME = "no timestamps in this format: each user's order in the file is the ch
 
 
 @dataclass
-class UniSRecConfig:
+class UniSRecConfig(Checked):
     source: str | None = None  # folder with <name>.train.inter, .valid.inter, .test.inter, .text, .item2index
     name: str = ""  # file stem, e.g. Scientific
     encoding: str = "utf-8"
 
 
 @dataclass
-class SASRecTextConfig:
+class SASRecTextConfig(Checked):
     source: str | None = None  # folder holding `file`
     file: str = ""  # e.g. ml-1m.txt
     encoding: str = "utf-8"

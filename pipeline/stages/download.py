@@ -5,8 +5,8 @@ into place, so an interrupted download never leaves a raw folder that looks whol
 """
 
 from pipeline import cli
+from pipeline.config import load_params
 from pipeline.download import download
-from pipeline.params import load_params
 
 
 def main() -> None:

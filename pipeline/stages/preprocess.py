@@ -4,8 +4,8 @@ Reads `preprocess`. The rules, in order, and what each one drops: pipeline/prepr
 """
 
 from pipeline import cli
-from pipeline.config import PreprocessConfig
-from pipeline.params import from_dict, load_params
+from pipeline.config import PreprocessConfig, load_params
+from pipeline.params import from_dict
 from pipeline.preprocess import run
 
 
