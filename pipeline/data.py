@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
-from pipeline.tables import read_table
+from pipeline.tables import read_table, same_generation
 
 HELD_OUT = 2  # validation + test items at the end of each sequence
 
@@ -145,17 +145,23 @@ def training_view(sequences: pl.DataFrame, num_items: int) -> TrainView:
     return Split(Sequences.from_table(sequences, num_items)).training
 
 
+def prepared_tables(prepared: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(items, sequences) of a prepared folder, checked to come from one preprocessing run."""
+    same_generation([prepared / "items.parquet", prepared / "sequences.parquet"])
+    return read_table(prepared / "items.parquet", "items"), read_table(prepared / "sequences.parquet", "sequences")
+
+
 def load_training_view(prepared: Path) -> TrainView:
     """What training may see of a prepared folder: each user's sequence without its last two items
     and the validation targets; the test items are dropped on reading."""
-    items = read_table(prepared / "items.parquet", "items")
-    return training_view(read_table(prepared / "sequences.parquet", "sequences"), items.height)
+    items, sequences = prepared_tables(prepared)
+    return training_view(sequences, items.height)
 
 
 def load_split(prepared: Path) -> Split:
     """The complete sequences with their leave-one-out split (test targets included: evaluate only)."""
-    items = read_table(prepared / "items.parquet", "items")
-    return Split(Sequences.from_table(read_table(prepared / "sequences.parquet", "sequences"), items.height))
+    items, sequences = prepared_tables(prepared)
+    return Split(Sequences.from_table(sequences, items.height))
 
 
 def train_windows(seq: Sequences, max_len: int, stride: int | None = None

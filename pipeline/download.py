@@ -9,13 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from pipeline.params import choose
 from pipeline.sources import dataset_config
-from pipeline.tables import write_json
+from pipeline.tables import output_folder, write_json
 
 log = logging.getLogger("pipeline.download")
 
@@ -40,18 +38,9 @@ def download(params: dict, out: Path) -> dict:
     name, section = choose(params, "dataset", "datasets")
     source, cfg = dataset_config(name, section)
     fmt = section.get("format")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).resolve()
-    try:
-        with in_project_root():
-            meta = source.fetch(cfg, tmp)
+    with output_folder(out) as tmp, in_project_root():
+        meta = source.fetch(cfg, tmp)
         meta["dataset"] = name
         write_json(tmp / "source.json", meta)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     log.info("dataset %s (%s) -> %s", name, meta.get("origin", fmt), out)
     return meta

@@ -37,7 +37,7 @@ import polars as pl
 from pipeline.config import PreprocessConfig
 from pipeline.params import ConfigError
 from pipeline.sources import RawData, SourceError, read_raw
-from pipeline.tables import file_sha256, read_json, write_json, write_table
+from pipeline.tables import file_sha256, generation, output_folder, read_json, write_json, write_table
 
 log = logging.getLogger("pipeline.preprocess")
 
@@ -242,10 +242,12 @@ def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
     prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "format": meta.get("format"),
             "source": meta.get("origin"),
             "source_json_sha256": file_sha256(meta_path), "config": asdict(cfg), "raw_dir": str(raw_dir)}
-    write_table(items, out / "items.parquet", "items", prov)
-    write_table(interactions, out / "interactions.parquet", "interactions", prov)
-    write_table(sequences, out / "sequences.parquet", "sequences", prov)
-    write_json(out / "stats.json", stats)
+    prov["generation"] = stats["generation"] = generation(prov, stats)
+    with output_folder(out) as tmp:  # the four files appear together or not at all
+        write_table(items, tmp / "items.parquet", "items", prov)
+        write_table(interactions, tmp / "interactions.parquet", "interactions", prov)
+        write_table(sequences, tmp / "sequences.parquet", "sequences", prov)
+        write_json(tmp / "stats.json", stats)
     log.info("%s: %d users, %d items, %d interactions (density %.4f); dropped %s", meta.get("dataset"),
              stats["users"], stats["items"], stats["interactions"], stats["density"], stats["dropped"])
     return stats

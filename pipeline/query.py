@@ -14,6 +14,7 @@ averaged over their valid slots first. Items lacking a modality are left out of 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import polars as pl
 
 from pipeline.features.store import load_item_matrix
 from pipeline.layout import PROJECT_DATA
-from pipeline.tables import read_provenance, read_table
+from pipeline.tables import TableError, file_sha256, read_provenance, read_table
 
 MODALITIES = {"text": "text", "text_sentences": "text_sentences", "image": "image", "keyword_vectors": "keyword_vectors"}
 
@@ -41,9 +42,10 @@ def sql(query: str, tables: dict[str, Path]) -> pl.DataFrame:
     return ctx.execute(query).collect()
 
 
-def item_vectors(path: Path, kind: str, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """(vectors (n_items+1, D) L2-normalised, valid (n_items+1,)) for one modality."""
-    vec, mask = load_item_matrix(path, kind, n_items)
+def item_vectors(path: Path, kind: str, n_items: int, items: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (n_items+1, D) L2-normalised, valid (n_items+1,)) for one modality, checked to be
+    extracted from this `items` table (features of another preprocessing run are refused)."""
+    vec, mask = load_item_matrix(path, kind, n_items, expect={"source_sha256": file_sha256(items)})
     if vec.ndim == 3:
         w = mask[..., None].astype(np.float32)
         vec = (vec * w).sum(1) / np.maximum(w.sum(1), 1.0)
@@ -70,14 +72,15 @@ def describe_item(item: int, tables: dict[str, Path], k: int) -> str:
     lines = [f"item {item} ({row['orig_id']}): {row['title']}", f"  categories: {', '.join(row['categories'] or [])}",
              f"  description: {row['description'] or '(none)'}", f"  images: {', '.join(row['image_paths'] or []) or '(none)'}"]
     if "keywords" in tables:
-        kw = read_table(tables["keywords"], "keywords").filter(pl.col("item_id") == item)
+        kw = read_table(tables["keywords"], "keywords", {"source_sha256": file_sha256(tables["items"])})
+        kw = kw.filter(pl.col("item_id") == item)
         for r in kw.iter_rows(named=True):
             words = ", ".join(f"{w} ({s:.2f})" for w, s in zip(r["words"], r["scores"]))
             lines.append(f"  keywords, image {r['image_index']}: {words}")
     for name, kind in MODALITIES.items():
         if name not in tables:
             continue
-        vectors, valid = item_vectors(tables[name], kind, n_items)
+        vectors, valid = item_vectors(tables[name], kind, n_items, tables["items"])
         encoder = read_provenance(tables[name]).get("encoder")
         if not valid[item]:
             lines.append(f"  nearest by {name} ({encoder}): this item has no {name} features")
@@ -99,16 +102,24 @@ def main(argv: list[str] | None = None) -> None:
     it.add_argument("item_id", type=int)
     it.add_argument("--k", type=int, default=5)
     args = ap.parse_args(argv)
+    if args.command == "item" and args.k < 1:
+        ap.error(f"--k {args.k}: give a positive number of neighbours")
     tables = find_tables(Path(args.prepared), Path(args.features))
-    if args.command == "sql":
-        out = sql(args.query, tables)
-        if args.csv:
-            sys.stdout.write(out.write_csv())
+    try:
+        if args.command == "sql":
+            out = sql(args.query, tables)
+            if args.csv:
+                sys.stdout.write(out.write_csv())
+            else:
+                with pl.Config(tbl_rows=50, fmt_str_lengths=80, tbl_width_chars=160):
+                    print(out)
         else:
-            with pl.Config(tbl_rows=50, fmt_str_lengths=80, tbl_width_chars=160):
-                print(out)
-    else:
-        print(describe_item(args.item_id, tables, args.k))
+            print(describe_item(args.item_id, tables, args.k))
+    except (pl.exceptions.PolarsError, TableError) as e:  # bad SQL, an unknown table or column, mixed runs
+        if os.environ.get("MMREC_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"error: {first} (tables: {', '.join(sorted(tables))}; MMREC_DEBUG=1 for the traceback)") from None
 
 
 if __name__ == "__main__":

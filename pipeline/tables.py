@@ -6,7 +6,10 @@ are in `SCHEMAS`; feature-store tables depend on a dimension and are built by `f
 from the provenance they are written with (`dim`, `slots`, `grid`, `dtype`), and checked against
 the same on read. Files are written to a temporary name in
 the same folder and renamed into place, so an interrupted stage never leaves a half-written
-table under its final name. Each file carries its provenance in the Parquet key-value metadata
+table under its final name; a stage's whole output folder is built under a temporary name and
+moved into place as one unit (`output_folder`), and the tables of one folder carry one
+`generation` that readers check (`same_generation`), so no reader ever sees two runs' tables side
+by side. Each file carries its provenance in the Parquet key-value metadata
 (`mmrec.table`, `mmrec.schema_version`, `mmrec.provenance`), which `read_table` checks.
 """
 
@@ -15,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -124,6 +129,59 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def sweep_leftovers(out: Path) -> list[str]:
+    """Remove what interrupted runs left beside `out` (`.<name>.tmp-*`, `.<name>.old-*` folders and
+    `.<name>.*.tmp` files) and return their names; the caller logs the count."""
+    gone = []
+    for leftover in sorted(out.parent.glob(f".{out.name}.*")):
+        if leftover.name.startswith((f".{out.name}.tmp-", f".{out.name}.old-")) or leftover.name.endswith(".tmp"):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            gone.append(leftover.name)
+    return gone
+
+
+@contextlib.contextmanager
+def output_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """Build a stage's output folder under a temporary name beside `out` and move it into place in
+    one step when the block ends: readers see the previous folder or the new one, never a mix; a
+    failure (a full disk, an error, a kill) leaves the previous folder as it was. Leftovers of an
+    interrupted earlier run are removed first and counted in the log."""
+    out = Path(out).absolute()  # the block may change the working folder (a download resolving relative sources)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    gone = sweep_leftovers(out)
+    if gone:
+        logging.getLogger("pipeline.tables").warning("%s: removed %d leftover(s) of an interrupted run: %s", out,
+                                                     len(gone), ", ".join(gone))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = out.parent / f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
+    try:
+        yield tmp
+        if out.exists():
+            os.rename(out, old)
+        os.rename(tmp, out)
+    finally:
+        for path in (tmp, old):
+            if path.exists():
+                shutil.rmtree(path)
+
+
+def generation(*parts: Any) -> str:
+    """A deterministic id of one run's inputs (the same inputs give the same id, so outputs stay
+    byte-identical across reruns), stamped into every table of an output folder."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def same_generation(paths: list[Path]) -> str | None:
+    """The tables' common generation; an error naming the two that differ (written by different runs)."""
+    seen = {p: read_provenance(p).get("generation") for p in paths}
+    first = next(iter(seen.items()), (None, None))
+    for path, gen in seen.items():
+        if gen != first[1]:
+            raise TableError(f"{path} (run {gen}) and {first[0]} (run {first[1]}) were written by different runs of "
+                             "the stage: the folder mixes two generations; re-run the stage that writes it (dvc repro)")
+    return first[1]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -255,7 +255,7 @@ def test_sentence_split():
 def test_image_stage_masks_and_counts_bad_images(tiny_items):
     d = tiny_items
     report = image_stage.run(open_stage("image", feature_params(), d / "prepared", d / "raw", d / "f" / "image"))
-    assert report["skipped"] == {"missing": 1, "unreadable": 2, "too_large": 0}
+    assert report["skipped"] == {"missing": 1, "unreadable": 2, "too_large": 0, "extreme_aspect": 0}
     assert report["images_considered"] == 11 and report["images_encoded"] == 8
     assert report["notes"]["items_without_images"] == 1 and report["notes"]["extension_mismatch"] == 1
     vec, mask = load_item_matrix(d / "f" / "image" / "image.parquet", "image", 10)

@@ -107,12 +107,13 @@ def json_dumps(obj) -> str:
 def test_movielens_1m_layout(tmp_path):
     src = tmp_path / "ml-1m"
     src.mkdir()
-    (src / "ratings.dat").write_bytes(b"1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n"
+    more = b"".join(b"3::%d::4::9783%05d\n" % (10 + 10 * (k % 3), k) for k in range(8))  # one bad timestamp in 12: skipped
+    (src / "ratings.dat").write_bytes(b"1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n" + more +
                                       b"2::30::4::not-a-time\n")
     (src / "movies.dat").write_bytes("10::Amélie (2001)::Comedy|Romance\n20::Heat (1995)::Action\n"
                                      "30::Se7en (1995)::Thriller\n".encode("latin-1"))
     raw = fetch_read(tmp_path / "out", "ml-1m", {"source": str(src)})
-    assert raw.interactions.height == 3 and raw.report["inter_bad_timestamp"] == 1
+    assert raw.interactions.height == 11 and raw.report["inter_bad_timestamp"] == 1
     amelie = raw.items.filter(pl.col("item") == "10").row(0, named=True)
     assert amelie["title"] == "Amélie" and amelie["categories"] == ["Comedy", "Romance"]
     (src / "ratings.dat").write_text("1\t10\t5\t978300760\n" * 5)  # the 100K layout given as 1M

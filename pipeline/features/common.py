@@ -19,7 +19,7 @@ from pipeline.device import cpu_threads, resolve_device
 from pipeline.features.images import SKIP_REASONS, load_image
 from pipeline.layout import needed
 from pipeline.params import from_dict
-from pipeline.tables import file_sha256, read_table, write_json
+from pipeline.tables import file_sha256, output_folder, read_table, write_json
 
 log = logging.getLogger("pipeline.features")
 
@@ -49,11 +49,9 @@ def run_stage(name: str, run: Callable[[Stage], dict], params_file: Path, prepar
     resumes with the missing shards only. With `features.nproc` > 1 the command (`module`) re-runs
     itself as that many torchrun workers."""
     if not needed(plan):
-        out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.parquet"):
-            old.unlink()
-        write_json(out / "report.json", {"skipped": f"the selected model reads no {name} features; "
-                                                    "`dvc exp run -S features.extract=all` extracts them anyway"})
+        with output_folder(out) as tmp:
+            write_json(tmp / "report.json", {"skipped": f"the selected model reads no {name} features; "
+                                                        "`dvc exp run -S features.extract=all` extracts them anyway"})
         log.info("%s features not needed by the selected model: skipped (features.extract: auto)", name)
         return None
     params = load_params(params_file)
@@ -61,7 +59,12 @@ def run_stage(name: str, run: Callable[[Stage], dict], params_file: Path, prepar
         distributed.become_workers(feature_settings(params).nproc, module)
     stage = open_stage(name, params, prepared, raw, out)
     stage.timing = timing
-    report = run(stage)
+    if distributed.active():  # several processes: rank 0 writes the tables in place
+        report = run(stage)
+    else:  # the tables and report.json appear together or not at all
+        with output_folder(out) as tmp:
+            stage.out = tmp
+            report = run(stage)
     distributed.finish()
     return report
 

@@ -6,7 +6,11 @@ Rules (the image and keyword stages report each count):
   `extension_mismatch`, not skipped).
 - Skips, by reason: `missing` (no such file), `unreadable` (not an image, corrupt or truncated),
   `too_large` (more pixels than `max_pixels`, Pillow's decompression-bomb guard turned into a skip
-  instead of a warning or a crash).
+  instead of a warning or a crash), `extreme_aspect` (one side more than MAX_ASPECT times the
+  other: a 20000 x 1 strip passes the pixel limit, but resizing its short side to the encoder's
+  input would make it 5 million pixels long). So what reaches the encoder's resize is bounded on
+  both sides: at most MAX_ASPECT x its short side.
+- EXIF orientation is applied (a phone photo stored sideways is turned upright; counted `exif_rotated`).
 - Modes: CMYK and palette images are converted to RGB; transparency (RGBA, LA, P with a
   transparent colour) is composited onto white; 16- and 32-bit greyscale is rescaled to 8 bits
   from its own range (Pillow's plain convert would clip it to white). Each conversion is counted.
@@ -21,9 +25,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-SKIP_REASONS = ("missing", "unreadable", "too_large")
+SKIP_REASONS = ("missing", "unreadable", "too_large", "extreme_aspect")
+MAX_ASPECT = 10  # longest side / shortest side; posters are ~1.5, banners ~4
 EXTENSIONS = {"JPEG": (".jpg", ".jpeg"), "PNG": (".png",), "WEBP": (".webp",), "GIF": (".gif",),
               "BMP": (".bmp",), "TIFF": (".tif", ".tiff")}
 
@@ -40,11 +45,17 @@ def load_image(path: Path, counts: Counter, max_pixels: int = 89_478_485, min_si
                 if img.width * img.height > max_pixels:
                     counts["too_large"] += 1
                     return None
+                if max(img.size) > MAX_ASPECT * max(min(img.size), 1):
+                    counts["extreme_aspect"] += 1
+                    return None
                 if img.format and path.suffix.lower() not in EXTENSIONS.get(img.format, (path.suffix.lower(),)):
                     counts["extension_mismatch"] += 1
                 if img.format == "JPEG":
                     img.draft("RGB", (min_side, min_side))
                 img.load()
+                if img.getexif().get(0x0112, 1) != 1:  # EXIF Orientation: the picture is stored turned
+                    counts["exif_rotated"] += 1
+                    img = ImageOps.exif_transpose(img)
                 return to_rgb(img, counts)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         counts["too_large"] += 1

@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -142,9 +143,13 @@ def _too_many_bad(path: Path, bad: pl.DataFrame, total: int, what: str) -> None:
 
 def read_reviews(path: Path, report: dict) -> pl.DataFrame:
     lines = gz_lines(path).filter(pl.col("text").str.strip_chars() != "")
+    def scalar(key: str) -> pl.Expr:  # an id must be a JSON string or number, not an object or a list
+        v = pl.col("text").str.json_path_match(f"$.{key}")
+        return pl.when(v.str.starts_with("{") | v.str.starts_with("[")).then(None).otherwise(v)
+
     fields = lines.with_columns(
-        pl.col("text").str.json_path_match("$.reviewerID").alias("user"),
-        pl.col("text").str.json_path_match("$.asin").alias("item"),
+        scalar("reviewerID").alias("user"),
+        scalar("asin").alias("item"),
         pl.col("text").str.json_path_match("$.overall").alias("overall"),
         pl.col("text").str.json_path_match("$.unixReviewTime").cast(pl.Float64, strict=False).alias("_t"))
     fields = fields.with_columns(pl.when(pl.col("_t").abs() < INT64_LIMIT).then(pl.col("_t")).cast(pl.Int64)
@@ -190,11 +195,20 @@ def read_meta(path: Path, version: int, report: dict) -> pl.DataFrame:
             return " ".join(str(x) for x in v if x)
         return str(v) if v else ""
 
+    coerced = Counter()
+
+    def as_list(v, key: str) -> list:
+        """A list field: a lone string is a one-element list (counted), anything else not a list is dropped."""
+        if isinstance(v, str):
+            coerced[key] += 1
+            return [v]
+        return [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
+
     rows = []
     for d in (d for d, g in zip(dicts, good) if g):
         if version == 2018:
-            cats = [c for c in d.get("category") or [] if isinstance(c, str)]
-            urls = d.get("imageURLHighRes") or d.get("imageURL") or []
+            cats = as_list(d.get("category"), "category")
+            urls = as_list(d.get("imageURLHighRes") or d.get("imageURL"), "image_urls")
         else:
             cats = [c for path_ in d.get("categories") or [] for c in (path_ if isinstance(path_, list) else [path_])]
             urls = [d["imUrl"]] if d.get("imUrl") else []
@@ -203,6 +217,9 @@ def read_meta(path: Path, version: int, report: dict) -> pl.DataFrame:
         rows.append({"item": d["asin"].strip(), "title": text_of(d.get("title")).strip(), "categories": cats,
                      "description": (desc + (f" Brand: {brand}." if brand else "")).strip(),
                      "image_urls": [u for u in urls if isinstance(u, str)]})
+    report["meta_string_as_list"] = dict(coerced)
+    if coerced:
+        log.warning("%s: %s given as one string instead of a list: read as one-element lists", path, dict(coerced))
     frame = pl.DataFrame(rows, schema={"item": pl.String, "title": pl.String, "categories": pl.List(pl.String),
                                        "description": pl.String, "image_urls": pl.List(pl.String)})
     dup = frame.height - frame["item"].n_unique()

@@ -60,6 +60,56 @@ class RawData:
 
         self.interactions = self.interactions.select([cast(c, t) for c, t in INTERACTION_COLUMNS.items()])
         self.items = self.items.select([pl.col(c).cast(t) for c, t in ITEM_COLUMNS.items()])
+        self.normalise_ids()
+        check_mojibake(self.items, self.interactions)
+
+    def normalise_ids(self) -> None:
+        """One spelling per id: Unicode NFC, format characters (zero-width marks, …) and surrounding
+        blanks removed, so ids that print the same are the same entity (`ids_normalised` counts the
+        ids changed). Ids that differ only in leading zeros ("007", "7") are kept apart but counted
+        and named in a warning (`ids_differing_only_in_leading_zeros`)."""
+        changed, zeros = 0, 0
+        frames = {"interactions": self.interactions, "items": self.items}
+        for frame, cols in (("interactions", ("user", "item")), ("items", ("item",))):
+            df = frames[frame]
+            for c in cols:
+                values = df.select(pl.col(c).cast(pl.String).unique().alias("v"))
+                fixed = values.with_columns(canonical_id(pl.col("v")).alias("n")).filter(pl.col("v") != pl.col("n"))
+                if fixed.height:
+                    expr = pl.col(c).cast(pl.String).replace(fixed["v"], fixed["n"])
+                    df = df.with_columns(expr.cast(df.schema[c]))
+                    changed += fixed.height if frame == "interactions" else 0
+                if frame == "interactions":
+                    digits = values.filter(pl.col("v").str.contains(r"^0*\d+$"))
+                    zeros += digits.height - digits.select(pl.col("v").str.strip_chars_start("0")).n_unique()
+            frames[frame] = df
+        self.interactions, self.items = frames["interactions"], frames["items"]
+        self.report["ids_normalised"] = changed  # an id left empty is dropped by preprocessing (dropped.missing_id)
+        self.report["ids_differing_only_in_leading_zeros"] = zeros
+        if zeros:
+            log.warning("%d id(s) differ from another only in leading zeros (e.g. '007' and '7'): kept as different "
+                        "entities — if they are one, write them one way", zeros)
+
+
+def canonical_id(col: pl.Expr) -> pl.Expr:
+    """An id's one spelling: NFC, without format characters (Unicode Cf) or surrounding blanks."""
+    return col.str.normalize("NFC").str.replace_all(r"\p{Cf}", "").str.strip_chars()
+
+
+MOJIBAKE = r"[ÂÃâ][\x{80}-\x{BF}]|Ã[\x{A0}-\x{BF}]|â€"  # UTF-8 bytes decoded as latin-1 / cp1252
+
+
+def check_mojibake(items: pl.DataFrame, interactions: pl.DataFrame) -> None:
+    """Refuse item texts or ids that read as UTF-8 decoded with a one-byte encoding ("AmÃ©lie"): the
+    data set's `encoding` is wrong, and every such title or id would be silently garbled."""
+    text = pl.col("title").fill_null("") + " " + pl.col("description").fill_null("")
+    ids = pl.concat([interactions.select(pl.col(c).cast(pl.String).unique().alias("v")) for c in ("user", "item")])
+    for what, table, expr in (("item texts", items, text), ("ids", ids, pl.col("v"))):
+        bad = table.filter(expr.str.contains(MOJIBAKE))
+        if bad.height and (bad.height >= max(3, 0.01 * table.height) or bad.height * 10 >= table.height):
+            example = bad.select(expr.alias("x"))["x"][0]
+            raise SourceError(f"{bad.height:,} of {table.height:,} {what} look like UTF-8 read with a one-byte "
+                              f"encoding (e.g. {clip(example)}): set the data set's `encoding: utf-8` in params.yaml")
 
 
 @dataclass(frozen=True)
@@ -113,6 +163,10 @@ def read_lines(path: Path, encoding: str = "utf-8") -> pl.DataFrame:
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    if b"\x00" in data:
+        line = data[:data.index(b"\x00")].count(b"\n") + 1
+        raise SourceError(f"{path}:{line}: NUL bytes in a text file — UTF-16 or not text at all? Re-encode it as "
+                          f"UTF-8, or set the data set's `encoding` ({encoding} now)")
     if encoding.lower().replace("-", "") not in ("utf8", "utf8sig"):
         data = decode(path, encoding).encode("utf-8")
     sep = next((c for c in _SEPARATORS if c not in data), None)
@@ -131,11 +185,12 @@ def read_lines(path: Path, encoding: str = "utf-8") -> pl.DataFrame:
 
 
 def scan_clean(path: Path, sep: str, names: list[str], ids: list[str], encoding: str = "utf-8",
-               header: bool = False) -> pl.DataFrame | None:
+               header: bool = False, strings: tuple[str, ...] = ("timestamp",)) -> pl.DataFrame | None:
     """The fast path of `split_lines` for large interaction logs: polars' typed, streaming CSV reader.
 
     Returns the file as a `line` column (1-based, numbered as `split_lines` numbers it) and `names`:
-    the `ids` columns stripped and categorical, every other column Float64, parsed chunk by chunk
+    the `ids` columns stripped and categorical, `strings` (timestamps: `parse_time_column` reads them
+    exactly) as text, every other column Float64, parsed chunk by chunk
     so no line, split list or id string per row is ever held (10M rows: 0.5 GB instead of ~3 GB).
     Returns None when the file is not clean, and the caller then runs the checked parser, which
     finds, counts and reports each bad line: when a line has more or fewer fields than `names`, a
@@ -150,7 +205,7 @@ def scan_clean(path: Path, sep: str, names: list[str], ids: list[str], encoding:
     with open(path, "rb") as f:
         if f.read(3) == b"\xef\xbb\xbf":
             return None
-    schema = {n: pl.String if n in ids else pl.Float64 for n in names}
+    schema = {n: pl.String if n in ids or n in strings else pl.Float64 for n in names}
     lazy = (pl.scan_csv(path, separator=sep, has_header=False, skip_rows=1 if header else 0, schema=schema,
                         quote_char=None, eol_char="\n", glob=False)  # the file itself, even if its name has [ or *
             .with_row_index("line", offset=2 if header else 1)
@@ -222,6 +277,122 @@ def split_lines(
 
 
 INT64_LIMIT = 9.2e18  # |values| beyond this do not fit an int64
+MAX_BAD_TIME_SHARE = MAX_BAD_LINE_SHARE  # more timestamps than this share that are neither numbers nor dates: refused
+FAR_OUTSIDE = 1000.0  # a timestamp below median / 1000 or above median x 1000 is far outside the file's range
+_INT = r"^[+-]?\d+$"
+_DEC = r"^[+-]?(\d+\.\d*|\.\d+)$"
+
+
+def iso_instants(col: pl.Expr) -> pl.Expr:
+    """ISO-8601 dates and times as UTC nanoseconds since 1970 (null where a value is not one): with a
+    zone (Z, +02:00, +0530) it is honoured; without one the time is taken as UTC; a bare date is its
+    midnight."""
+    def parsed(fmt: str, zoned: bool) -> pl.Expr:
+        e = col.str.to_datetime(fmt, strict=False, time_unit="ns", time_zone="UTC" if zoned else None)
+        return e if zoned else e.dt.replace_time_zone("UTC")
+    return pl.coalesce(parsed("%+", True), parsed("%Y-%m-%d %H:%M:%S%.f%:z", True), parsed("%Y-%m-%d %H:%M:%S%.f%z", True),
+                       parsed("%Y-%m-%dT%H:%M:%S%.f", False), parsed("%Y-%m-%d %H:%M:%S%.f", False),
+                       col.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+                       ).dt.epoch("ns")
+
+
+def unterminated_last_line(path: Path, header: bool = False) -> int | None:
+    """The 1-based number of the file's last line when it has no line end (a file cut short), else None."""
+    size = path.stat().st_size
+    if size == 0:
+        return None
+    with open(path, "rb") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return None
+        f.seek(0)
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b"")) + 1
+
+
+def parse_time_column(df: pl.DataFrame, col: str, path: Path, report: dict, key: str) -> pl.DataFrame:
+    """Timestamps read exactly into an int64 sort key, whatever their form:
+
+    - integers (unix seconds, ms, µs, ns or ordinals) are taken as they are, never through a float;
+    - decimals keep every digit: the key is the value x 10^d, d = the most fraction digits in the
+      file (trailing zeros aside), so 1.25 and 1.5 stay apart and in order (`report["timestamp_decimals"]`);
+    - ISO-8601 dates and times (with or without a zone) become UTC nanoseconds (`report["timestamp_unit"]`).
+
+    A file mixes numbers and dates, or holds more than MAX_BAD_TIME_SHARE of values that are neither
+    (thousands separators, other date forms): an error with the counts and the first such line;
+    below that share they are skipped and counted (`key`). Mixed units are refused
+    (`check_timestamp_units`). A last line without its line end whose value is far outside the
+    file's range (a line cut mid-number) is dropped and counted (`truncated_last_line`); other values
+    far outside the range are kept, counted and named in a warning (`timestamp_far_outside_range`).
+    """
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    kinds = df.select(text.str.contains(_INT).alias("int"), text.str.contains(_DEC).alias("dec"),
+                      iso_instants(text).alias("iso"), pl.col("line"), text.alias("raw"))
+    numeric = kinds["int"] | kinds["dec"]
+    dated = kinds["iso"].is_not_null() & ~numeric
+    n, n_num, n_date = df.height, int(numeric.sum()), int(dated.sum())
+    use_dates = n_date > n_num
+    if n_num and n_date:
+        first = kinds.filter(dated if not use_dates else numeric).row(0, named=True)
+        raise SourceError(f"{path}:{first['line']}: {col} {clip(first['raw'])} — the file mixes {n_num:,} numbers and "
+                          f"{n_date:,} dates; write every {col} one way")
+    ok = dated if use_dates else numeric
+    bad = kinds.filter(~ok)
+    if bad.height:
+        first = bad.row(0, named=True)
+        msg = (f"{path}:{first['line']}: {col} {clip(first['raw'])} is neither an integer, a decimal nor an ISO-8601 "
+               f"date ({bad.height:,} of {n:,} values)")
+        if bad.height > MAX_BAD_TIME_SHARE * max(n, 1):
+            raise SourceError(msg + "; is this the right file? (thousands separators or other date forms: convert "
+                                    "the column first)")
+        log.warning("%s — skipping those rows", msg)
+    report[key] = report.get(key, 0) + bad.height
+    df = df.filter(ok)
+    text = pl.col(col).cast(pl.String).str.strip_chars()
+    if use_dates:
+        df = df.with_columns(iso_instants(text).alias(col))
+        report["timestamp_unit"] = "ns since 1970-01-01 UTC (ISO-8601 dates in the file)"
+    else:
+        whole = text.str.extract(r"^([+-]?\d*)").str.replace(r"^([+-]?)$", "${1}0")
+        frac = text.str.extract(r"\.(\d*)$").fill_null("").str.strip_chars_end("0")
+        digits = int(df.select(frac.str.len_chars().max()).item() or 0)
+        if digits > 9:
+            raise SourceError(f"{path}: {col} values with {digits} fraction digits; more than nanoseconds cannot be "
+                              "kept exactly — round the column to 9 digits")
+        ints = df.select(whole.cast(pl.Int64, strict=False).alias("w"))["w"]
+        if ints.null_count() or (digits and ints.abs().max() >= INT64_LIMIT / 10 ** digits):
+            raise SourceError(f"{path}: {col} values too large for an exact int64 key with {digits} fraction digits")
+        sign = pl.when(text.str.starts_with("-")).then(-1).otherwise(1)
+        df = df.with_columns((whole.cast(pl.Int64) * 10 ** digits
+                              + sign * frac.str.pad_end(digits, "0").replace("", "0").cast(pl.Int64)).alias(col))
+        check_timestamp_units(df.with_columns(pl.col(col) // 10 ** digits), path, col)
+        if digits:
+            report["timestamp_decimals"] = digits
+    return far_outside(df, col, path, report)
+
+
+def far_outside(df: pl.DataFrame, col: str, path: Path, report: dict) -> pl.DataFrame:
+    """Count (and warn of) timestamps far outside the file's range; drop an unterminated last line's."""
+    median = df.select(pl.col(col).median()).item() if df.height else None
+    if not median or median <= 0:
+        return df
+    far = (pl.col(col) < median / FAR_OUTSIDE) | (pl.col(col) > median * FAR_OUTSIDE)
+    cut = unterminated_last_line(path)
+    if cut is not None:
+        last = df.filter((pl.col("line") == cut) & far)
+        if last.height:
+            log.warning("%s:%d: the last line has no line end and its %s %s is far outside the file's range — a line "
+                        "cut short: dropped", path, cut, col, last[col][0])
+            report["truncated_last_line"] = 1
+            df = df.filter(pl.col("line") != cut)
+        else:
+            report["note_last_line_without_newline"] = f"line {cut} has no line end (kept: its values are in range)"
+    outliers = df.filter(far)
+    if outliers.height:
+        r = outliers.row(0, named=True)
+        log.warning("%s:%s: %s %s is far outside the file's range (median %s); %d such value(s) kept — check them",
+                    path, r["line"], col, r[col], median, outliers.height)
+    report["timestamp_far_outside_range"] = outliers.height
+    return df
 
 
 def parse_int_column(df: pl.DataFrame, col: str, path: Path, report: dict, key: str) -> pl.DataFrame:

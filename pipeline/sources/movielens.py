@@ -26,13 +26,12 @@ from pipeline.sources import fetch as net
 from pipeline.sources.common import (
     RawData,
     SourceError,
-    check_timestamp_units,
     copy_files,
     copy_tree,
     decode,
     image_paths_for,
-    parse_int_column,
     parse_rating,
+    parse_time_column,
     read_interaction_lines,
     source_id,
     split_lines,
@@ -57,6 +56,7 @@ class MovieLensConfig(Checked):
     md5: str = MD5
     posters: str | None = None  # folder with posters/<id>.jpg and tmdb_overviews.csv; optional
     tmdb: bool = False  # with posters null: fetch posters/overviews from TMDB ($TMDB_API_KEY)
+    encoding: str = "latin-1"  # the official files' (u.item); a re-saved UTF-8 copy: utf-8
 
 
 def local_or_download(source: str | None, url: str, md5: str, out: Path, files: list[str], required: list[str],
@@ -87,7 +87,7 @@ def fetch(cfg: MovieLensConfig, out: Path) -> dict:
     fix = ("Point `datasets.<name>.source` at the unpacked ml-100k folder (u.data, u.item, ...), "
            "or set it to null to download the official archive.")
     files, origin = local_or_download(cfg.source, cfg.url, cfg.md5, out, FILES, REQUIRED, fix)
-    meta = {"format": "ml-100k", "origin": origin, "files": files, "posters": None}
+    meta = {"format": "ml-100k", "origin": origin, "files": files, "posters": None, "encoding": cfg.encoding}
     if cfg.posters:
         src = Path(cfg.posters)
         copy_files(src, out, ["tmdb_overviews.csv"], ["tmdb_overviews.csv"],
@@ -136,10 +136,10 @@ def fetch_tmdb(out: Path, api_key: str, opener: Callable = urllib.request.urlope
     return {"tmdb_not_found": missing}
 
 
-def read_items(raw: Path, report: dict) -> pl.DataFrame:
+def read_items(raw: Path, report: dict, encoding: str = "latin-1") -> pl.DataFrame:
     path = raw / "u.item"
     names = ["item", "title_year", "release", "video_release", "imdb_url"] + [f"g{i}" for i in range(len(GENRES))]
-    df, rep = split_lines(path, "|", names, "latin-1")
+    df, rep = split_lines(path, "|", names, encoding)
     report.update({f"item_{k}": v for k, v in rep.items()})
     genre_flags = pl.concat_list([pl.when(pl.col(f"g{i}") == "1").then(pl.lit(g)) for i, g in enumerate(GENRES)])
     year = pl.col("title_year").str.extract(r"\((\d{4})\)\s*$", 1)
@@ -153,9 +153,9 @@ def read_items(raw: Path, report: dict) -> pl.DataFrame:
 
 def read(raw: Path, meta: dict) -> RawData:
     path = raw / "u.data"
-    df, report = read_interaction_lines(path, "\t", ["user", "item", "rating", "timestamp"], ["user", "item"])
-    df = parse_int_column(df, "timestamp", path, report, "inter_bad_timestamp")
-    check_timestamp_units(df, path)
+    df, report = read_interaction_lines(path, "\t", ["user", "item", "rating", "timestamp"], ["user", "item"],
+                                        meta.get("encoding", "latin-1"))
+    df = parse_time_column(df, "timestamp", path, report, "inter_bad_timestamp")
     df = parse_rating(df, "rating", path, report, "inter")
     inter = df.select(
         source_id(df, "user"),
@@ -164,7 +164,7 @@ def read(raw: Path, meta: dict) -> RawData:
         pl.col("timestamp"),
         (pl.col("line") - 1).cast(pl.Int64).alias("row"),
     )
-    items = with_overviews_and_posters(read_items(raw, report), raw, report)
+    items = with_overviews_and_posters(read_items(raw, report, meta.get("encoding", "latin-1")), raw, report)
     return RawData(inter, items.drop("year"), report)
 
 
@@ -180,13 +180,14 @@ class MovieLens1MConfig(Checked):
     url: str = URL_1M
     md5: str = MD5_1M
     posters: str | None = None  # optional folder with posters/<movie_id>.jpg (+ tmdb_overviews.csv)
+    encoding: str = "latin-1"  # the official files' (movies.dat); a re-saved UTF-8 copy: utf-8
 
 
 def fetch_1m(cfg: MovieLens1MConfig, out: Path) -> dict:
     fix = ("Point `datasets.<name>.source` at the unpacked ml-1m folder (ratings.dat, movies.dat, ...), "
            "or set it to null to download the official archive.")
     files, origin = local_or_download(cfg.source, cfg.url, cfg.md5, out, FILES_1M, ["ratings.dat", "movies.dat"], fix)
-    meta = {"format": "ml-1m", "origin": origin, "files": files, "posters": None}
+    meta = {"format": "ml-1m", "origin": origin, "files": files, "posters": None, "encoding": cfg.encoding}
     if cfg.posters:
         src = Path(cfg.posters)
         copy_files(src, out, ["tmdb_overviews.csv"], [], "")
@@ -197,18 +198,18 @@ def fetch_1m(cfg: MovieLens1MConfig, out: Path) -> dict:
 
 
 def read_1m(raw: Path, meta: dict) -> RawData:
-    """`ratings.dat` UserID::MovieID::Rating::Timestamp and `movies.dat` MovieID::Title (Year)::A|B, latin-1."""
+    """`ratings.dat` UserID::MovieID::Rating::Timestamp and `movies.dat` MovieID::Title (Year)::A|B, in the
+    data set's `encoding` (latin-1, the official files'; a UTF-8 copy read as latin-1 is refused)."""
     path = raw / "ratings.dat"
-    df, rep = split_lines(path, "::", ["user", "item", "rating", "timestamp"], "latin-1")
+    df, rep = split_lines(path, "::", ["user", "item", "rating", "timestamp"], meta.get("encoding", "latin-1"))
     report = {f"inter_{k}": v for k, v in rep.items()}
-    df = parse_int_column(df, "timestamp", path, report, "inter_bad_timestamp")
-    check_timestamp_units(df, path)
+    df = parse_time_column(df, "timestamp", path, report, "inter_bad_timestamp")
     df = parse_rating(df, "rating", path, report, "inter")
     inter = df.select(pl.col("user").str.strip_chars(), pl.col("item").str.strip_chars(), pl.col("rating"),
                       pl.col("timestamp"),
                       (pl.col("line") - 1).cast(pl.Int64).alias("row"))
     mpath = raw / "movies.dat"
-    movies, rep = split_lines(mpath, "::", ["item", "title_year", "genres"], "latin-1")
+    movies, rep = split_lines(mpath, "::", ["item", "title_year", "genres"], meta.get("encoding", "latin-1"))
     report.update({f"item_{k}": v for k, v in rep.items()})
     items = movies.select(
         pl.col("item").str.strip_chars(),

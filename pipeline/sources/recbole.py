@@ -17,13 +17,12 @@ from pipeline.params import Checked
 from pipeline.sources.common import (
     RawData,
     SourceError,
-    check_timestamp_units,
     clip,
     copy_files,
     copy_tree,
     image_paths_for,
-    parse_int_column,
     parse_rating,
+    parse_time_column,
     read_interaction_lines,
     source_id,
     split_lines,
@@ -100,8 +99,7 @@ def read(raw: Path, meta: dict) -> RawData:
     if df.height == 0:
         raise SourceError(f"{inter_path}: a header but no interaction lines; is this the right file?")
     if "timestamp" in names:
-        df = parse_int_column(df, "timestamp", inter_path, report, "inter_bad_timestamp")
-        check_timestamp_units(df, inter_path)
+        df = parse_time_column(df, "timestamp", inter_path, report, "inter_bad_timestamp")
     else:
         report["note_no_timestamps"] = "no timestamp field: the file order is the chronological order"
         df = df.with_columns((pl.col("line") - 1).cast(pl.Int64).alias("timestamp"))

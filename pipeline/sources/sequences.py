@@ -87,7 +87,15 @@ def _index_map(path: Path, enc: str) -> dict[str, str] | None:
     if not path.is_file():
         return None
     df, _ = split_lines(path, "\t", ["orig", "index"], enc)
-    return dict(zip(df["index"].str.strip_chars().to_list(), df["orig"].str.strip_chars().to_list()))
+    df = df.with_columns(pl.col("orig", "index").str.strip_chars())
+    for col, other in (("orig", "index"), ("index", "orig")):  # the map must be one-to-one both ways
+        dup = df.filter(pl.col(col).is_duplicated()).sort(col, "line")
+        if dup.height:
+            a, b = dup.row(0, named=True), dup.row(1, named=True)
+            raise SourceError(f"{path}:{b['line']}: {col} {a[col]!r} again (line {a['line']}: {other} {a[other]!r}, "
+                              f"line {b['line']}: {other} {b[other]!r}) — the index map must be one-to-one, or two "
+                              "items would silently become one")
+    return dict(zip(df["index"].to_list(), df["orig"].to_list()))
 
 
 def read_unisrec(raw: Path, meta: dict) -> RawData:
