@@ -29,7 +29,7 @@ string-keyed implementation of the same rules.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import polars as pl
@@ -125,6 +125,24 @@ def tie_counts(df: pl.DataFrame) -> dict:
     return {"equal_timestamp_groups": int(groups), "events_in_ties": int(events)}
 
 
+LARGE_FILTER_SHARE = 0.05  # a k-core removing more of the events than this is said in the log and in stats.json
+
+
+def large_filter(events: int, of_events: int, users: int, of_users: int, items: int, of_items: int,
+                 cfg: PreprocessConfig) -> dict | None:
+    """The k-core's removals when they exceed LARGE_FILTER_SHARE of the events (else None), logged:
+    a published benchmark file filtered again no longer describes the set papers report on."""
+    if not of_events or events <= LARGE_FILTER_SHARE * of_events:
+        return None
+    out = {"events": events, "events_share": round(events / of_events, 4), "users": users,
+           "users_share": round(users / max(of_users, 1), 4), "items": items, "items_share": round(items / max(of_items, 1), 4)}
+    log.warning("the k-core filter (user_core %d, item_core %d) removed %.1f%% of the events (%d of %d), %.1f%% of "
+                "the users and %.1f%% of the items; if the file is a published benchmark set, declare it "
+                "`prefiltered: true` in params.yaml so it is used as published", cfg.user_core, cfg.item_core,
+                100 * out["events_share"], events, of_events, 100 * out["users_share"], 100 * out["items_share"])
+    return out
+
+
 def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     """Apply the module's rules; return (items, interactions, sequences, stats). The log is consumed:
     `raw.interactions` is emptied once its ids are coded (it is the largest thing alive)."""
@@ -154,9 +172,11 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
         key = ["user", "item", "timestamp"] if cfg.duplicates == "exact" else ["user", "item"]
         df = df.sort([*key, "timestamp", "row"] if cfg.duplicates == "first" else [*key, "row"])
         df = drop("duplicate", ~pl.all_horizontal(pl.col(c) == pl.col(c).shift(1) for c in key).fill_null(False))
-    users0, items0 = df["user"].n_unique(), df["item"].n_unique()
+    users0, items0, events0 = df["user"].n_unique(), df["item"].n_unique(), df.height
     kept, rounds = kcore(df, cfg.user_core, cfg.item_core)
     df = drop("kcore", kept)
+    large = large_filter(dropped["kcore"], events0, users0 - df["user"].n_unique(), users0,
+                         items0 - df["item"].n_unique(), items0, cfg)
     df = drop("too_short_to_split", pl.len().over("user") >= 3)
     if df.height == 0:
         raise ConfigError(
@@ -211,6 +231,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
                 "metadata_rows": raw.items.height},
         "dropped": dropped,
         "kcore_rounds": rounds,
+        "large_filter": large,
         "metadata": {
             "items_without_metadata": int((~items["has_metadata"]).sum()),
             "metadata_rows_without_interactions": int(meta.join(item_map, on="item", how="anti").height),
@@ -236,7 +257,12 @@ def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
         raise SourceError(f"{meta_path}: missing; run the download stage first (dvc repro)")
     meta = read_json(meta_path)
     raw = read_raw(raw_dir, meta)
+    if meta.get("prefiltered") and (cfg.user_core or cfg.item_core):  # a published benchmark set: used as published
+        log.info("%s is declared pre-filtered (its source's `prefiltered: true`): the k-core filter is skipped",
+                 meta.get("dataset"))
+        cfg = replace(cfg, user_core=0, item_core=0)
     items, interactions, sequences, stats = preprocess(raw, cfg)
+    stats["prefiltered"] = bool(meta.get("prefiltered"))
     stats["dataset"] = meta.get("dataset")
     stats["download"] = {"skipped": meta.get("skipped", {})}  # files the download refused (symlinks out, …)
     prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "format": meta.get("format"),

@@ -119,3 +119,22 @@ def test_movielens_1m_layout(tmp_path):
     (src / "ratings.dat").write_text("1\t10\t5\t978300760\n" * 5)  # the 100K layout given as 1M
     with pytest.raises(SourceError, match=r"ratings.dat:1: expected 4 fields separated by '::'"):
         fetch_read(tmp_path / "out2", "ml-1m", {"source": str(src)})
+
+
+@pytest.mark.parametrize("prefiltered", [True, False])
+def test_a_published_set_is_used_as_published_and_a_large_filter_is_said(tmp_path, caplog, prefiltered):
+    """SASRec files are the paper's filtered set (`prefiltered: true` by default): the k-core is
+    skipped. Filtered again, the 5-core removes most of this file, and the log and stats say so."""
+    src = tmp_path / "src"
+    src.mkdir()
+    lines = [f"u{u} " + " ".join(f"i{(u + k) % 20}" for k in range(6 if u < 40 else 3)) for u in range(60)]
+    (src / "seq.txt").write_text("\n".join(lines) + "\n")
+    params = {"dataset": "x", "datasets": {"x": {"format": "sasrec", "source": str(src), "file": "seq.txt",
+                                                 "prefiltered": prefiltered}}}
+    download(params, tmp_path / "raw")
+    stats = run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(allow_degenerate=True))
+    assert stats["prefiltered"] is prefiltered
+    if prefiltered:
+        assert stats["dropped"]["kcore"] == 0 and stats["large_filter"] is None and stats["users"] == 60
+    else:
+        assert stats["large_filter"]["events_share"] > 0.05 and "declare it `prefiltered: true`" in caplog.text

@@ -42,6 +42,7 @@ class RecBoleConfig(Checked):
     name: str = ""  # file stem: <name>.inter
     images: str | None = None  # optional folder (inside `source`) with <item_id>.jpg|png
     encoding: str = "utf-8"
+    prefiltered: bool = False  # true: a published benchmark set, used as published (no k-core on top)
 
 
 def fetch(cfg: RecBoleConfig, out: Path) -> dict:
@@ -57,6 +58,7 @@ def fetch(cfg: RecBoleConfig, out: Path) -> dict:
         copy_tree(src / cfg.images, out / "images", src, skipped)
         images = "images"
     return {"format": "recbole", "name": cfg.name, "images": images, "encoding": cfg.encoding, "files": copied,
+            "prefiltered": cfg.prefiltered,
             "skipped": skipped}
 
 

@@ -43,6 +43,7 @@ class UniSRecConfig(Checked):
     source: str | None = None  # folder with <name>.train.inter, .valid.inter, .test.inter, .text, .item2index
     name: str = ""  # file stem, e.g. Scientific
     encoding: str = "utf-8"
+    prefiltered: bool = True  # UniSRec's files are the paper's filtered sets: no k-core on top (false: filter again)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class SASRecTextConfig(Checked):
     source: str | None = None  # folder holding `file`
     file: str = ""  # e.g. ml-1m.txt
     encoding: str = "utf-8"
+    prefiltered: bool = True  # SASRec's files are already the paper's 5-core: no k-core on top (false: filter again)
 
 
 def fetch_unisrec(cfg: UniSRecConfig, out: Path) -> dict:
@@ -60,6 +62,7 @@ def fetch_unisrec(cfg: UniSRecConfig, out: Path) -> dict:
     extra = [f"{cfg.name}.{s}" for s in ("text", "item2index", "user2index")]
     copied = copy_files(Path(cfg.source), out, splits + extra, splits, fix)
     return {"format": "unisrec", "origin": str(cfg.source), "name": cfg.name, "encoding": cfg.encoding,
+            "prefiltered": cfg.prefiltered,
             "files": copied}
 
 
@@ -68,7 +71,8 @@ def fetch_sasrec(cfg: SASRecTextConfig, out: Path) -> dict:
     if not cfg.source or not cfg.file:
         raise SourceError(f"SASRec text source needs `source` and `file`. {fix}")
     copy_files(Path(cfg.source), out, [cfg.file], [cfg.file], fix)
-    return {"format": "sasrec", "origin": str(cfg.source), "file": cfg.file, "encoding": cfg.encoding}
+    return {"format": "sasrec", "origin": str(cfg.source), "file": cfg.file, "encoding": cfg.encoding,
+            "prefiltered": cfg.prefiltered}
 
 
 def _sequence_lines(path: Path, enc: str, header: bool) -> pl.DataFrame:
