@@ -233,7 +233,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="*", help="RUN_A RUN_B (ranks.parquet files or folders holding one)")
     ap.add_argument("--a", nargs="+", help="group A: one run per seed")
     ap.add_argument("--b", nargs="+", help="group B: one run per seed")
-    ap.add_argument("--query", default="test", help="valid | test | cold_seq")
+    ap.add_argument("--query", default="test", help="valid | test | test_unmasked | cold_seq")
     ap.add_argument("--metrics", nargs="+", default=list(METRICS))
     ap.add_argument("--resamples", type=int, default=RESAMPLES)
     ap.add_argument("--json", help="also write the rows here")

@@ -127,7 +127,10 @@ class ProtocolConfig(Checked):
         } | ({"protocol/sampled": (f"test_sampled{self.sampled}_{self.sampled_by}/*: SAMPLED metrics — the target "
                                    f"ranked against {self.sampled} {self.sampled_by}-sampled items the user has not "
                                    "seen (no repeats), ties against the target; not comparable with full ranking")}
-              if self.sampled else {})
+              if self.sampled else {}) | ({"protocol/unmasked": (
+                  "test_unmasked/*: the same test queries with no history masking (seen items stay candidates; "
+                  "UniSRec, VQ-Rec, MISSRec, RecBole report this), from the masked ranks plus the seen items "
+                  "scoring >= the target")} if self.mask_history else {})
 
 
 @dataclass

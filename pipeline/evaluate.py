@@ -29,6 +29,7 @@ from pipeline.evaluation import (
     length_groups,
     sample_negatives,
     sampled_ranks,
+    unmasked_ranks,
 )
 from pipeline.metrics import metrics_from_ranks
 from pipeline.params import ConfigError, from_dict
@@ -113,6 +114,10 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
             sampled = metrics_from_ranks(sampled_ranks(vectors, items, queries.targets, neg), protocol.ks)
             result |= {f"test_sampled{protocol.sampled}_{protocol.sampled_by}/{k}": round(v, 6)
                        for k, v in sampled.items()}
+        if name == "test" and protocol.mask_history:  # the unmasked protocol (UniSRec, RecBole) beside it
+            ranks["test_unmasked"] = unmasked_ranks(vectors, items, queries.targets, queries.seen, ranks["test"])
+            result |= {f"test_unmasked/{k}": round(v, 6)
+                       for k, v in metrics_from_ranks(ranks["test_unmasked"], protocol.ks).items()}
     for name, members in length_groups(view, protocol.length_groups).items():
         result[f"test_len_{name}/users"] = int(members.sum())
         if members.any():
@@ -135,6 +140,8 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     if not distributed.is_main():
         return result
     queries_of["cold_seq"] = SimpleNamespace(targets=cold_targets, users=cold_users)
+    if "test_unmasked" in ranks:
+        queries_of["test_unmasked"] = test
     write_ranks(ranks_out or out.with_name("ranks.parquet"), queries_of, ranks,
                 {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe()})
     write_json(out, result)

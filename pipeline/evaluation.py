@@ -114,6 +114,22 @@ def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen
     return ranks_from_topk(scores, ids + 1, targets)
 
 
+def unmasked_ranks(vectors: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
+                   masked: np.ndarray) -> np.ndarray:
+    """The ranks without history masking, from the masked ones: each masked rank plus the user's
+    already-seen items (never the target) that score at least the target (ties against the target,
+    as everywhere). Exact: a target beyond the masked top-K is beyond the unmasked top-K too. The
+    seen items' and the target's scores come from one computation, so their comparison is consistent."""
+    indptr, items_seen = seen
+    owner = np.repeat(np.arange(len(targets)), np.diff(indptr))
+    keep = items_seen != targets[owner]
+    owner, items_seen = owner[keep], items_seen[keep]
+    target_score = np.einsum("qd,qd->q", vectors, items[targets - 1])
+    seen_score = np.einsum("sd,sd->s", vectors[owner], items[items_seen - 1])
+    above = np.bincount(owner[seen_score >= target_score[owner]], minlength=len(targets))
+    return masked + above.astype(masked.dtype)
+
+
 def cold_subsequences(split: Split, threshold: int, max_len: int, max_history: int = 1 << 22) -> Iterator[Queries]:
     """The MMSR study's cold scenario (§3 / §7.1, `cold_seq/*`): every prefix s[:t] (t >= 1) of every
     user's complete sequence whose next item s[t] occurs < `threshold` times among training

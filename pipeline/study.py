@@ -105,7 +105,7 @@ class Row(Strict):
 
 
 class View(Strict):
-    query: Literal["test", "valid", "cold_seq"] = "test"
+    query: Literal["test", "valid", "cold_seq", "test_unmasked"] = "test"  # test_unmasked: no history masking
     cold_items: str | None = None  # a JSON file of cold item ids (`run` writes it when missing): queries whose target is one
     label: str | None = None
     metrics: list[str] = ["ndcg@10", "hr@10"]

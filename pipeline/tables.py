@@ -65,7 +65,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     # One row per evaluated query (evaluate stage): its rank under the protocol in the metrics file.
-    # `rank` is exact up to the largest cut-off and `inf` beyond it; `query` = valid | test | cold_seq.
+    # `rank` is exact up to the largest cut-off and `inf` beyond it; `query` = valid | test | test_unmasked (when masking is on) | cold_seq.
     "ranks": pa.schema(
         [
             ("query", pa.string()),

@@ -62,12 +62,16 @@ def test_sasrec_beats_pop_on_demo(prepared):
     from pipeline.metrics import metrics_from_ranks
 
     ranks = read_table(tmp / "sasrec" / "ranks.parquet", "ranks")
-    for query in ("valid", "test", "cold_seq"):
+    for query in ("valid", "test", "test_unmasked", "cold_seq"):
         mine = ranks.filter(ranks["query"] == query)
         n = results["sasrec"]["users"] if query != "cold_seq" else results["sasrec"]["cold_seq/queries"]
         assert mine.height == n
         ndcg = metrics_from_ranks(mine["rank"].to_numpy().astype(float), [10])["ndcg@10"]
         assert ndcg == pytest.approx(results["sasrec"][f"{query}/ndcg@10"], abs=1e-6)
+    # unmasked beside masked: the same queries, seen items back among the candidates, never easier
+    assert (ranks.filter(ranks["query"] == "test_unmasked")["rank"].to_numpy()
+            >= ranks.filter(ranks["query"] == "test")["rank"].to_numpy()).all()
+    assert results["sasrec"]["test_unmasked/ndcg@10"] <= results["sasrec"]["test/ndcg@10"]
     # the MMSR study's cold scenario: every prefix ending in a rare item, far more queries than cold test users
     assert results["sasrec"]["cold_seq/queries"] > results["sasrec"]["test_cold/users"]
     assert 0 <= results["sasrec"]["cold_seq/ndcg@10"] <= results["sasrec"]["cold_seq/hr@10"] <= 1

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pipeline.metrics import brute_force_ranks, metrics_from_ranks, ranks_from_topk
+from pipeline.evaluation import unmasked_ranks
 from pipeline.retrieval import exact_topk
 
 
@@ -76,6 +77,30 @@ def test_faiss_ranks_equal_brute_force(integer, mask):
         np.testing.assert_array_equal(got, want)
     else:  # FAISS and torch round differently; allow a rare one-off near-tie
         assert (got == want).mean() > 0.99
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unmasked_ranks_from_masked_equal_an_unmasked_ranking(seed):
+    """test_unmasked/*: masked ranks + seen items scoring >= the target == ranking with no mask at all
+    (small integer scores: exact in float32 and full of ties, the tie rule is tested too)."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items, d, k = 200, 120, 6, 20
+    q = rng.integers(-2, 3, (n_users, d)).astype(np.float32)
+    items = rng.integers(-2, 3, (n_items, d)).astype(np.float32)
+    targets = rng.integers(1, n_items + 1, n_users)  # 1-based item ids, as the split holds them
+    counts = rng.integers(0, 30, n_users)
+    seen_items = np.concatenate([rng.choice(np.arange(1, n_items + 1), c, replace=False) for c in counts])
+    indptr = np.concatenate([[0], np.cumsum(counts)])  # the target itself may be among the seen: never masked
+    owner = np.repeat(np.arange(n_users), counts)
+    keep = seen_items != targets[owner]
+    exclude = (np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=n_users))]), seen_items[keep] - 1)
+    s, i = exact_topk(q, items, k + 1, exclude)
+    masked = ranks_from_topk(s, i + 1, targets)
+    s, i = exact_topk(q, items, k + 1, None)
+    want = ranks_from_topk(s, i + 1, targets)
+    got = unmasked_ranks(q, items, targets, (indptr, seen_items), masked)
+    assert (masked <= k).sum() > (want <= k).sum()  # the mask matters on this data
+    np.testing.assert_array_equal(np.where(got <= k, got, np.inf), want)
 
 
 def test_faiss_topk_matches_torch_topk():
