@@ -53,8 +53,8 @@ def one(items: int, users: int, longest: int) -> dict:
     device = torch.device("cpu")
     t0 = time.perf_counter()
     vec = catalogue(model)
-    valid, _, _ = evaluate_queries(model, split.training.valid_queries(50), protocol, device, vec)
-    test, _, _ = evaluate_queries(model, split.test_queries(50), protocol, device, vec)
+    evaluate_queries(model, split.training.valid_queries(50), protocol, device, vec)
+    evaluate_queries(model, split.test_queries(50), protocol, device, vec)
     cold, ranks, _, _ = evaluate_chunks(model, cold_subsequences(split, 10, 50), protocol, device, vec)
     return {"items": items, "users": users + 1, "longest": longest, "events": int(lengths.sum()),
             "cold_queries": len(ranks), "history_entries": int(sum(t * (t + 1) // 2 for t in lengths - 1)),

@@ -129,7 +129,7 @@ def run_ours(model: str, split, seed: int, threads: int) -> dict:
 
     summary = fit(net, split.training, cfg, protocol, 50, on_epoch)
     test = split.test_queries(50)
-    metrics, ranks, _ = evaluate_queries(net, test, protocol, resolve_device("auto"))
+    metrics, ranks = evaluate_queries(net, test, protocol, resolve_device("auto"))[:2]
     best = max(curve, key=lambda r: r["valid/ndcg@10"])
     return {"model": model, "library": "ours", "seed": seed, "curve": curve, "best_valid_ndcg@10": summary["best"],
             "best_epoch": summary["best_epoch"], "wall_to_best_s": best["wall_s"], "epochs_run": len(curve),

@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
 from pipeline import builder
-from pipeline.config import PreprocessConfig
+from pipeline.config import PreprocessConfig, ProtocolConfig
 from pipeline.download import download
 from pipeline.evaluate import evaluate
 from pipeline.features import image, keywords, text
@@ -201,11 +202,22 @@ def run_cell(params: dict, work: Path, spec: str, seed: int, results: Path, name
         info = train(p, folder / "prepared", out, folder / "features", folder / "pretrain")
         res = evaluate(p, folder / "prepared", out / "model.pt", out / "metrics.json")
     ranks = keep_ranks(out / "ranks.parquet", results, name, spec, seed)
+    curve = validation_curve(out / "curve.csv", p)
     if keep_model is not None:  # the file to copy the trained model to (a transfer source)
         with atomic_path(keep_model) as tmp:  # a waiting transfer job never reads half a file
             shutil.copyfile(out / "model.pt", tmp)
     shutil.rmtree(out)  # what the row needs is copied out; a later run starts afresh
-    return {"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": spec, "ranks": ranks, **pre}
+    return {"seed": seed, "wall_s": time.perf_counter() - t0, **info, **res, "model": spec, "ranks": ranks,
+            "curve": curve, **pre}
+
+
+def validation_curve(path: Path, params: dict) -> dict[str, list]:
+    """A run's validation curve, kept with its result so stopping rules can be replayed on it
+    (`pipeline.study`): epoch, optimizer step and the selection metric after every epoch."""
+    key = f"valid/{from_dict(ProtocolConfig, params.get('protocol'), 'protocol').select_metric}"
+    curve = pl.read_csv(path)
+    return {"epoch": curve["epoch"].to_list(), "step": curve["step"].to_list(),
+            key: curve[key].to_list()}
 
 
 def trainable_parameters(params: dict, work: Path, spec: str, overrides: dict | None = None, view=None) -> int:

@@ -59,19 +59,36 @@ def per_query(ranks: np.ndarray, metric: str) -> np.ndarray:
     raise ValueError(f"metric {metric!r}: use hr@K, ndcg@K or mrr@K")
 
 
-def aligned(runs: list[pl.DataFrame], query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user_id (Q,), target (Q,), ranks (Q, runs)) of one query set, rows aligned on (user_id,
-    target, occurrence) across the runs; runs that rank other queries are refused."""
+RANK_METRICS = ("hr", "ndcg", "mrr")  # per query from the rank; others (pop@K, tail@K) are columns of the ranks table
+
+
+def column_of(metric: str) -> str:
+    """The ranks-table column a metric's per-query value comes from."""
+    return "rank" if metric.split("@")[0] in RANK_METRICS else metric
+
+
+def metric_values(values: np.ndarray, metric: str) -> np.ndarray:
+    """Per-query values of `metric` from its column's values (ranks → hr/ndcg/mrr; a value column as is)."""
+    return per_query(values, metric) if column_of(metric) == "rank" else np.asarray(values, np.float64)
+
+
+def aligned(runs: list[pl.DataFrame], query: str, column: str = "rank") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user_id (Q,), target (Q,), values (Q, runs)) of one query set — `column` of each run, the rank
+    by default — rows aligned on (user_id, target, occurrence) across the runs; runs that rank other
+    queries are refused, and so are runs whose table lacks the column."""
     keyed = []
     for r in runs:
         q = r.filter(pl.col("query") == query)
         if q.height == 0:
             raise ValueError(f"no {query!r} queries in a ranks table (queries there: {r['query'].unique().to_list()})")
+        if column not in q.columns:
+            raise ValueError(f"a ranks table has no per-query {column!r} (written before the evaluate stage kept it): "
+                             "re-run that run's evaluation")
         keyed.append(q.with_columns(pl.int_range(pl.len()).over("user_id", "target").alias("_n")))
     key = ["user_id", "target", "_n"]
-    joined = keyed[0].select(*key, pl.col("rank").alias("r0"))
+    joined = keyed[0].select(*key, pl.col(column).alias("r0"))
     for i, q in enumerate(keyed[1:], 1):
-        joined = joined.join(q.select(*key, pl.col("rank").alias(f"r{i}")), on=key, how="inner")
+        joined = joined.join(q.select(*key, pl.col(column).alias(f"r{i}")), on=key, how="inner")
     if joined.height != keyed[0].height or any(q.height != joined.height for q in keyed):
         raise ValueError(f"the runs rank different {query!r} queries (other data or split); compare runs on the "
                          "same prepared data")
@@ -200,11 +217,10 @@ def compare(a: list[pl.DataFrame], b: list[pl.DataFrame], metrics=METRICS, query
     """One dict per metric: means, A − B, its two-level interval (users as clusters and seeds both
     resampled), bootstrap p, MDE, the earlier seed-averaged interval, per-seed means of each group;
     `significant` = the interval excludes 0 (a table corrects its family with `holm`)."""
-    users, _, ranks = aligned(a + b, query)
-    ra, rb = ranks[:, :len(a)], ranks[:, len(a):]
     out = []
     for m in metrics:
-        va, vb = per_query(ra, m), per_query(rb, m)  # (Q, seeds)
+        users, _, values = aligned(a + b, query, column_of(m))
+        va, vb = metric_values(values[:, :len(a)], m), metric_values(values[:, len(a):], m)  # (Q, seeds)
         iv = two_level(va, vb, users, resamples, seed)
         old = seed_averaged(va, vb, resamples, seed)
         row = {"metric": m, "query": query, "queries": iv.queries, "users": iv.clusters, "seeds_a": len(a),
@@ -233,7 +249,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="*", help="RUN_A RUN_B (ranks.parquet files or folders holding one)")
     ap.add_argument("--a", nargs="+", help="group A: one run per seed")
     ap.add_argument("--b", nargs="+", help="group B: one run per seed")
-    ap.add_argument("--query", default="test", help="valid | test | test_unmasked | cold_seq")
+    ap.add_argument("--query", default="test", help="valid | test | test_unmasked | test_sampled | cold_seq")
     ap.add_argument("--metrics", nargs="+", default=list(METRICS))
     ap.add_argument("--resamples", type=int, default=RESAMPLES)
     ap.add_argument("--json", help="also write the rows here")

@@ -60,8 +60,10 @@ class TrainConfig(Checked):
     loss: Literal["ce", "bce", "bpr", "sampled_softmax"] = "ce"  # a model's own `loss` wins
     negatives: Positive = 1  # per position for bce / bpr; shared by the batch for sampled_softmax
     negatives_by: Literal["uniform", "popularity"] = "uniform"  # popularity: ∝ training counts (log q corrected)
-    patience: Positive = 10  # stop after this many validations (epochs) without improvement ...
-    patience_steps: NonNegative = 0  # ... or, when > 0, once the best validation is this many optimizer steps old
+    # early stopping: stop once every condition holds (pipeline.loop.EarlyStopping)
+    patience: Positive = 10  # validations (epochs) without improvement
+    patience_steps: NonNegative = 0  # > 0: and the best validation is at least this many optimizer steps old
+    patience_frac: NonNegativeFloat = 0.0  # > 0: and the epochs since the best >= this share of the best's epoch
     window_stride: NonNegative = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows
     device: Device = "auto"  # auto: cuda when present, else cpu
     sparse_embeddings: bool = False  # embedding tables take sparse gradients + SparseAdam (with a sampled loss)
@@ -101,6 +103,7 @@ class ProtocolConfig(Checked):
     sampled: NonNegative = 0  # > 0: also test_sampled<n>_<by>/* metrics against n sampled negatives (labelled)
     sampled_by: Literal["popularity", "uniform"] = "popularity"  # popularity: AutoMLP's protocol
     sampled_seed: int = 0
+    head_share: Share = 0.2  # beyond accuracy: the head = this share of the items with the most training events; the rest is the long tail
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,7 +130,12 @@ class ProtocolConfig(Checked):
         } | ({"protocol/sampled": (f"test_sampled{self.sampled}_{self.sampled_by}/*: SAMPLED metrics — the target "
                                    f"ranked against {self.sampled} {self.sampled_by}-sampled items the user has not "
                                    "seen (no repeats), ties against the target; not comparable with full ranking")}
-              if self.sampled else {}) | ({"protocol/unmasked": (
+              if self.sampled else {}) | {"protocol/beyond_accuracy": (
+                  f"valid|test/coverage@K: distinct items in all top-K lists / catalogue size; pop@K: mean training "
+                  f"events of the top-K items (per query, then averaged); tail@K: share of the top-K items in the long "
+                  f"tail = all but the {self.head_share:.0%} of items with the most training events (ties to the head); "
+                  f"the top-K lists are this ranking's (masked as above); pop@K, tail@K per query in ranks.parquet")} | (
+                  {"protocol/unmasked": (
                   "test_unmasked/*: the same test queries with no history masking (seen items stay candidates; "
                   "UniSRec, VQ-Rec, MISSRec, RecBole report this), from the masked ranks plus the seen items "
                   "scoring >= the target")} if self.mask_history else {})

@@ -31,7 +31,7 @@ from pipeline.evaluation import (
     sampled_ranks,
     unmasked_ranks,
 )
-from pipeline.metrics import metrics_from_ranks
+from pipeline.metrics import beyond_accuracy, metrics_from_ranks
 from pipeline.params import ConfigError, from_dict
 from pipeline.tables import file_sha256, read_json, write_json, write_table
 
@@ -76,10 +76,16 @@ def provenance() -> dict[str, str]:
     return out
 
 
-def write_ranks(path: Path, queries: dict, ranks: dict, provenance: dict) -> None:
-    """One row per evaluated query: query set, user, target, rank (float32; inf beyond the top-(K+1))."""
+def write_ranks(path: Path, queries: dict, ranks: dict, provenance: dict, per_query: dict | None = None) -> None:
+    """One row per evaluated query: query set, user, target, rank (float32; inf beyond the top-(K+1))
+    and, with `per_query` ({query set: {column: values}}, columns named in provenance `beyond_ks`),
+    the beyond-accuracy values of the query sets that have them (NaN for the others)."""
+    per_query = per_query or {}
+    columns = sorted({c for cols in per_query.values() for c in cols})
     frames = [pl.DataFrame({"query": name, "user_id": (queries[name].users + 1).astype(np.int32),
-                            "target": queries[name].targets.astype(np.int32), "rank": r.astype(np.float32)})
+                            "target": queries[name].targets.astype(np.int32), "rank": r.astype(np.float32)}
+                           | {c: per_query.get(name, {}).get(c, np.full(len(r), np.nan)).astype(np.float32)
+                              for c in columns})
               for name, r in ranks.items()]
     write_table(pl.concat(frames), path, "ranks", provenance)
 
@@ -101,19 +107,22 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     stats = read_json(prepared / "stats.json")
     result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(view.valid_targets),
               "items": split.num_items}
-    ranks = {}
+    ranks, top, beyond = {}, {}, {}
+    counts = view.train.counts()  # training events per item: the popularity the lists are measured against
     items = catalogue(model)  # once for every query set below
     test = split.test_queries(max_len)
     queries_of = {"valid": view.valid_queries(max_len), "test": test}
     for name, queries in queries_of.items():
-        metrics, ranks[name], vectors = evaluate_queries(model, queries, protocol, device, items)
+        metrics, ranks[name], vectors, top[name] = evaluate_queries(model, queries, protocol, device, items)
         result |= {f"{name}/{k}": round(v, 6) for k, v in metrics.items()}
+        beyond[name], overall = beyond_accuracy(top[name], counts, protocol.ks, protocol.head_share)
+        result |= {f"{name}/{k}": round(v, 6) for k, v in overall.items()}
         if name == "test" and protocol.sampled:  # test_sampled100_popularity/hr@10: labelled SAMPLED
             neg = sample_negatives(view, queries, protocol.sampled, protocol.sampled_by, protocol.sampled_seed,
                                    protocol.mask_history)
-            sampled = metrics_from_ranks(sampled_ranks(vectors, items, queries.targets, neg), protocol.ks)
+            ranks["test_sampled"] = sampled_ranks(vectors, items, queries.targets, neg)  # labelled in the file
             result |= {f"test_sampled{protocol.sampled}_{protocol.sampled_by}/{k}": round(v, 6)
-                       for k, v in sampled.items()}
+                       for k, v in metrics_from_ranks(ranks["test_sampled"], protocol.ks).items()}
         if name == "test" and protocol.mask_history:  # the unmasked protocol (UniSRec, RecBole) beside it
             ranks["test_unmasked"] = unmasked_ranks(vectors, items, queries.targets, queries.seen, ranks["test"])
             result |= {f"test_unmasked/{k}": round(v, 6)
@@ -140,10 +149,12 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     if not distributed.is_main():
         return result
     queries_of["cold_seq"] = SimpleNamespace(targets=cold_targets, users=cold_users)
-    if "test_unmasked" in ranks:
-        queries_of["test_unmasked"] = test
+    for name in ("test_unmasked", "test_sampled"):  # the test queries ranked another way
+        if name in ranks:
+            queries_of[name] = test
     write_ranks(ranks_out or out.with_name("ranks.parquet"), queries_of, ranks,
-                {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe()})
+                {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe(),
+                 "beyond_ks": list(protocol.ks)}, beyond)
     write_json(out, result)
     log.info("%s on %s: test hr@10 %.4f ndcg@10 %.4f mrr@10 %.4f", result["model"], result["dataset"],
              result["test/hr@10"], result["test/ndcg@10"], result["test/mrr@10"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -83,26 +83,37 @@ def catalogue(model: nn.Module) -> np.ndarray:
     return model.item_vectors()[1:].float().cpu().numpy()
 
 
+class Ranked(NamedTuple):
+    """One query set's exact full ranking: metrics, each query's rank, its vector and its top list."""
+
+    metrics: dict[str, float]
+    ranks: np.ndarray  # (Q,) float, inf beyond the top-(K+1)
+    vectors: np.ndarray  # (Q, D) float32
+    top: np.ndarray  # (Q, max K) int32 item ids, best first: what the model recommends (masked as the protocol says)
+
+
 @torch.no_grad()
 def evaluate_queries(model: nn.Module, queries: Queries, protocol: ProtocolConfig, device: torch.device,
-                     items: np.ndarray | None = None) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Metrics, per-query ranks and query vectors for `queries` (exact full ranking, the protocol's
-    masking rule). `items`: the model's `catalogue` when the caller already has it.
+                     items: np.ndarray | None = None) -> Ranked:
+    """Metrics, per-query ranks, query vectors and top lists for `queries` (exact full ranking, the
+    protocol's masking rule). `items`: the model's `catalogue` when the caller already has it.
 
     In a torch.distributed group every rank scores its contiguous shard of the queries and the
     ranks and vectors are gathered in order, so every rank returns what one process would."""
     items = catalogue(model) if items is None else items
     mine = queries.rows(distributed.shard(len(queries))) if distributed.world() > 1 else queries
     vectors = user_vectors(model, mine.inputs, device, mine.users)
-    ranks = full_ranks(vectors, items, mine.targets, mine.seen if protocol.mask_history else None, protocol, device)
+    ranks, top = full_ranks(vectors, items, mine.targets, mine.seen if protocol.mask_history else None, protocol,
+                            device)
     if mine is not queries:
-        vectors, ranks = distributed.gather(vectors), distributed.gather(ranks)
-    return metrics_from_ranks(ranks, protocol.ks), ranks, vectors
+        vectors, ranks, top = distributed.gather(vectors), distributed.gather(ranks), distributed.gather(top)
+    return Ranked(metrics_from_ranks(ranks, protocol.ks), ranks, vectors, top)
 
 
 def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray] | None,
-               protocol: ProtocolConfig, device: torch.device) -> np.ndarray:
-    """Exact full-ranking rank of each target; `seen` = CSR (indptr, item ids) masked per query (never the target)."""
+               protocol: ProtocolConfig, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Exact full-ranking rank of each target and each query's top-(max K) item ids (best first);
+    `seen` = CSR (indptr, item ids) masked per query (never the target)."""
     exclude = None
     if seen is not None:
         indptr, items_seen = seen
@@ -111,7 +122,7 @@ def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen
         exclude = (np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(targets)))]),
                    items_seen[keep] - 1)
     scores, ids = exact_topk(queries, items, max(protocol.ks) + 1, exclude, use_gpu=device.type == "cuda")
-    return ranks_from_topk(scores, ids + 1, targets)
+    return ranks_from_topk(scores, ids + 1, targets), (ids[:, :max(protocol.ks)] + 1).astype(np.int32)
 
 
 def unmasked_ranks(vectors: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
@@ -144,7 +155,7 @@ def evaluate_chunks(model: nn.Module, chunks: Iterable[Queries], protocol: Proto
     items = catalogue(model) if items is None else items
     ranks, targets, users = [], [], []
     for q in chunks:
-        _, r, _ = evaluate_queries(model, q, protocol, device, items)
+        r = evaluate_queries(model, q, protocol, device, items).ranks
         ranks.append(r)
         targets.append(q.targets)
         users.append(q.users)

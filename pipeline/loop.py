@@ -171,12 +171,16 @@ def resume_key(model: nn.Module, run, **sizes) -> str:
 
 @dataclass
 class EarlyStopping:
-    """Stop once validation has not improved for `patience` epochs — or, with `patience_steps` > 0,
-    once the best validation is that many optimizer steps old. `update` after every validation;
-    the state rides in the resume file. `replay` runs the rule over a recorded curve."""
+    """Stop once every condition holds: validation has not improved for `patience` epochs; when
+    `patience_steps` > 0, the best is at least that many optimizer steps old; when `patience_frac`
+    > 0, the epochs since the best are at least that share of the best's epoch (a patience that
+    grows with how long the model took to get there, the same on small and large data). `update`
+    after every validation; the state rides in the resume file. `replay` runs the rule over a
+    recorded curve."""
 
     patience: int = 10
     patience_steps: int = 0
+    patience_frac: float = 0.0
     best: float = -1.0
     best_epoch: int = 0
     best_step: int = 0
@@ -192,7 +196,8 @@ class EarlyStopping:
         return False
 
     def should_stop(self, step: int) -> bool:
-        return step - self.best_step >= self.patience_steps if self.patience_steps else self.stale >= self.patience
+        return (self.stale >= self.patience and step - self.best_step >= self.patience_steps
+                and self.stale >= self.patience_frac * self.best_epoch)
 
     def describe(self, step: int) -> str:
         return f"{self.stale} epochs / {step - self.best_step} steps"

@@ -32,6 +32,39 @@ def ranks_from_topk(scores: np.ndarray, ids: np.ndarray, targets: np.ndarray) ->
     return rank
 
 
+def long_tail(counts: np.ndarray, head_share: float) -> np.ndarray:
+    """(N+1,) bool, True for the long-tail items: all but the head, the ceil(head_share x N) items with
+    the most training events plus every item tied with the last of them (ties go to the head);
+    index 0 (padding) is never tail."""
+    n = len(counts) - 1
+    head = int(np.ceil(head_share * n))
+    tail = np.zeros(n + 1, bool)
+    if head < n:
+        cut = np.sort(counts[1:])[::-1][head - 1] if head > 0 else np.inf
+        tail[1:] = counts[1:] < cut
+    return tail
+
+
+def beyond_accuracy(top: np.ndarray, counts: np.ndarray, ks, head_share: float
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """What the top lists (Q, K) of item ids (0 = no item) recommend, beyond accuracy. Per query:
+    `pop@K`, the mean training events of its top-K items (average recommendation popularity), and
+    `tail@K`, the share of them in the long tail (`long_tail`). Over the query set: those means and
+    `coverage@K`, the distinct items in all top-K lists over the catalogue size."""
+    tail = long_tail(counts, head_share)
+    per, overall = {}, {}
+    for k in ks:
+        t = top[:, :k]
+        real = t > 0
+        n = np.maximum(real.sum(1), 1)
+        per[f"pop@{k}"] = np.where(real, counts[t], 0).sum(1) / n
+        per[f"tail@{k}"] = (tail[t] & real).sum(1) / n
+        overall[f"coverage@{k}"] = np.unique(t[real]).size / max(len(counts) - 1, 1)
+        for m in ("pop", "tail"):
+            overall[f"{m}@{k}"] = float(per[f"{m}@{k}"].mean()) if len(t) else float("nan")
+    return per, overall
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
     out = {}
     for k in ks:

@@ -148,12 +148,14 @@ def group_key(run: dict) -> str:
 
 
 def table(runs: list[dict]) -> str:
-    """Model, dataset, key params, test HR/NDCG/MRR@10 (mean ± std over seeds), seeds."""
+    """Model, dataset, key params, test HR/NDCG/MRR@10, unmasked NDCG@10, coverage@10 and long-tail
+    share@10 (mean ± std over seeds), seeds."""
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(f"{r['metrics'].get('model')}|{r['metrics'].get('dataset')}|"
                           f"{effective_loss(r)}|{r['params'].get('train.epochs')}", []).append(r)
-    header = ["model", "dataset", "loss", "epochs", "test HR@10", "test NDCG@10", "test MRR@10", "seeds", "runs"]
+    header = ["model", "dataset", "loss", "epochs", "test HR@10", "test NDCG@10", "test MRR@10", "unmasked NDCG@10",
+              "coverage@10", "tail@10", "seeds", "runs"]
     lines = []
     for key, rs in groups.items():
         model, dataset, loss, epochs = key.split("|")
@@ -164,6 +166,7 @@ def table(runs: list[dict]) -> str:
 
         seeds = sorted({r["params"].get("train.seed") for r in rs}, key=str)
         lines.append([model, dataset, loss, epochs, ms("test/hr@10"), ms("test/ndcg@10"), ms("test/mrr@10"),
+                      ms("test_unmasked/ndcg@10"), ms("test/coverage@10"), ms("test/tail@10"),
                       ",".join(map(str, seeds)), ", ".join(r["name"] for r in rs)[:40]])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)

@@ -44,12 +44,13 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline import builder, cells, compare
 from pipeline.config import load_params
 from pipeline.jobs import Job, run_jobs
 from pipeline.layout import FEATURE_STAGES
+from pipeline.loop import EarlyStopping
 from pipeline.params import ConfigError, setup_logging
 from pipeline.plan import code_hashes
 from pipeline.results import run_settings, save
@@ -63,9 +64,10 @@ RESULTS = HOME / "results" if HOME else ROOT / "studies" / "results"  # cells' r
 PAGES = HOME / "pages" if HOME else ROOT / "docs" / "studies"
 WORK = HOME / ".work" if HOME else ROOT / "studies" / ".work"  # prepared data and run states (git-ignored)
 RUN_METRICS = ("wall_s",)  # per run, not per query: compared over the seeds' values (a best_of row: its candidates' sum)
+# per query: hr@K, ndcg@K, mrr@K (from the rank), pop@K, tail@K (columns of the ranks); coverage@K: per run
 MIN_SEEDS = 3  # fewer seeds on a side: the difference is shown, never starred, and a claim is not judged
 SHARED = ("train.loss", "train.negatives", "train.negatives_by", "train.patience", "train.patience_steps",
-          "train.epochs", "train.batch_size", "protocol")  # what rows of one table must share (a row may not set them)
+          "train.patience_frac", "train.epochs", "train.batch_size", "protocol")  # what rows of one table must share (a row may not set them)
 
 
 class StudyError(ConfigError):
@@ -105,7 +107,8 @@ class Row(Strict):
 
 
 class View(Strict):
-    query: Literal["test", "valid", "cold_seq", "test_unmasked"] = "test"  # test_unmasked: no history masking
+    # test_unmasked: no history masking; test_sampled: against protocol.sampled negatives (SAMPLED, labelled)
+    query: Literal["test", "valid", "cold_seq", "test_unmasked", "test_sampled"] = "test"
     cold_items: str | None = None  # a JSON file of cold item ids (`run` writes it when missing): queries whose target is one
     label: str | None = None
     metrics: list[str] = ["ndcg@10", "hr@10"]
@@ -115,8 +118,9 @@ class View(Strict):
     @classmethod
     def _metrics(cls, v: list[str]) -> list[str]:
         for m in v:
-            if m not in RUN_METRICS:
-                compare.per_query(np.array([1.0]), m)
+            if m not in RUN_METRICS and not re.fullmatch(r"(hr|ndcg|mrr|pop|tail|coverage)@[1-9][0-9]*", m):
+                raise ValueError(f"metric {m!r}: use hr@K, ndcg@K, mrr@K, pop@K, tail@K, coverage@K or "
+                                 f"{', '.join(RUN_METRICS)}")
         return v
 
 
@@ -147,6 +151,20 @@ class Claim(Strict):
         return self.effect
 
 
+class StopRule(Strict):
+    """An early-stopping rule to replay on every run's validation curve (train.patience*)."""
+    patience: int = Field(10, ge=1)
+    patience_steps: int = Field(0, ge=0)
+    patience_frac: float = Field(0.0, ge=0)
+
+    def stopper(self) -> EarlyStopping:
+        return EarlyStopping(self.patience, self.patience_steps, self.patience_frac)
+
+    def describe(self) -> str:
+        return " and ".join([f"{self.patience} epochs"] + ([f"{self.patience_steps} steps"] if self.patience_steps else [])
+                            + ([f"{self.patience_frac:g} × the best's epoch"] if self.patience_frac else []))
+
+
 class Study(Strict):
     name: str
     title: str
@@ -163,6 +181,8 @@ class Study(Strict):
     varies: list[Literal["loss", "data"]] = []  # what rows may differ in, declared (else every row shares it)
     threads: int = 1  # per cell (one cell per core)
     budget_epochs: int | None = None  # a fixed epoch budget: rows whose best epochs sit at it are not converged
+    seed_pretraining: bool = False  # true: a seed pre-trains with its own pretrain.seed (its variance in the intervals)
+    stopping: dict[str, StopRule] = {}  # rules replayed on each run's validation curve (against its own, longer rule)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -279,7 +299,10 @@ def base_params(study: Study) -> dict:
 
 
 def cell_params(study: Study, row: Row, seed: int) -> dict:
-    return cells.cell_params(cells.with_settings(base_params(study), row.settings), row.model, seed)
+    p = cells.cell_params(cells.with_settings(base_params(study), row.settings), row.model, seed)
+    if study.seed_pretraining and builder.traits(p["model"]).pretraining:  # each seed its own pre-training
+        p["pretrain"] = p["pretrain"] | {"seed": seed}
+    return p
 
 
 def work_folder(params: dict) -> Path:
@@ -290,10 +313,19 @@ def work_folder(params: dict) -> Path:
     return WORK / f"{params['dataset']}-{digest}"
 
 
+# Settings added after cells were recorded, with the value that does what their absence did: at that
+# value they are left out of a cell's key, so adding a switch does not make every finished cell stale.
+ADDED_NEUTRAL = {("train", "patience_frac"): 0.0, ("protocol", "head_share"): 0.2}
+
+
 def cell_key(params: dict) -> str:
     """What a finished cell must match to count: its parameters and its model's code fingerprint."""
     name = params["model"]
     keep = {k: params.get(k) for k in ("dataset", "preprocess", "train", "protocol", "pretrain", "features")}
+    for (section, key), neutral in ADDED_NEUTRAL.items():
+        part = keep.get(section)
+        if isinstance(part, dict) and key in part and part[key] == neutral:
+            keep[section] = {k: v for k, v in part.items() if k != key}
     keep |= {"datasets": params["datasets"][params["dataset"]], "model": name, "section": params["models"][name],
              "code": code_hashes(name)}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
@@ -435,9 +467,14 @@ def view_values(runs: dict[int, dict], view: View, metric: str) -> tuple[np.ndar
     when a run kept no ranks)."""
     if metric in RUN_METRICS:
         return None, [r.get(f"cost_{metric}", r[metric]) for _, r in sorted(runs.items())]
+    if metric.startswith("coverage@"):  # one value per run (of the whole query set): over the seeds' values
+        return None, [r[f"{view.query}/{metric}"] for _, r in sorted(runs.items()) if f"{view.query}/{metric}" in r]
     if all(r.get("ranks") for r in runs.values()):
         tables = [select(compare.read_ranks(Path(r["_dir"]) / r["ranks"]), view) for _, r in sorted(runs.items())]
-        return tables, [float(compare.per_query(t["rank"].to_numpy(), metric).mean()) for t in tables]
+        if compare.column_of(metric) not in tables[0].columns:  # ranked before the column was kept
+            return None, []
+        return tables, [float(np.nanmean(compare.metric_values(t[compare.column_of(metric)].to_numpy(), metric)))
+                        for t in tables]
     if view.cold_items:  # the recorded cold metrics used another definition of cold: only ranks can say
         return None, []
     return None, [r[f"{view.query}/{metric}"] for _, r in sorted(runs.items()) if f"{view.query}/{metric}" in r]
@@ -454,9 +491,9 @@ def select(ranks: pl.DataFrame, view: View) -> pl.DataFrame:
 def interval(a: list, b: list, metric: str, seed: int = 0) -> compare.Interval:
     """Two-level interval of A − B from ranks tables (paired per query), or from per-seed values alone."""
     if a and isinstance(a[0], pl.DataFrame):
-        users, _, ranks = compare.aligned(a + b, "view")
-        return compare.two_level(compare.per_query(ranks[:, :len(a)], metric),
-                                 compare.per_query(ranks[:, len(a):], metric), users, seed=seed)
+        users, _, values = compare.aligned(a + b, "view", compare.column_of(metric))
+        return compare.two_level(compare.metric_values(values[:, :len(a)], metric),
+                                 compare.metric_values(values[:, len(a):], metric), users, seed=seed)
     return compare.two_level(np.array([a]), np.array([b]), np.zeros(1), seed=seed)
 
 
@@ -553,6 +590,9 @@ def markdown(study: Study, found: dict | None = None) -> str:
                f". **Seeds:** {', '.join(map(str, study.seeds))} for every row.")
     if study.settings:
         out.append(f"**Shared settings** (params.yaml overrides, every row): `{' '.join(study.settings)}`.")
+    if study.seed_pretraining:
+        out.append("**Pre-training:** every seed pre-trains its own weights (`pretrain.seed` = the seed), so the "
+                   "seed level of every interval holds the pre-training's variance too.")
     modelled = [r for r in study.rows if r.model]
     if modelled:
         per = {r.id: terms(study, r) for r in modelled}
@@ -617,6 +657,8 @@ def markdown(study: Study, found: dict | None = None) -> str:
             out.append(f"| {c.text}: {a} {c.direction} {b} ({c.metric}, {c.view}) | {c.source} | {effect} | {ours} | "
                        f"{'—' if p is None or not np.isfinite(p) else f'{p:.2g}'} | {'—' if iv is None or min(iv.seeds_a, iv.seeds_b) < 2 else f'{iv.mde:.4f}'} | {said} |")
         out.append("")
+    if study.stopping:
+        out += stopping_section(study, runs)
     if study.notes:
         out += ["## Notes", "", study.notes.strip(), ""]
     sources = sorted({f for r in study.rows if r.recorded
@@ -626,6 +668,68 @@ def markdown(study: Study, found: dict | None = None) -> str:
     out += [f"- this study's cells: `studies/results/{study.name}/` (`python -m pipeline.study run "
             f"studies/{study.name}.yaml`)"]
     return "\n".join(out).rstrip() + "\n"
+
+
+def replay_rules(study: Study, runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, list[dict]]]:
+    """{rule: {row: per run, what the rule would have done on its validation curve}}: the epochs it
+    runs, the epoch it picks, its validation value minus the whole curve's best (<= 0), and whether
+    the curve ended before the rule would have stopped (then the run's own rule stopped first)."""
+    out: dict[str, dict[str, list[dict]]] = {name: {} for name in study.stopping}
+    for row_id, got in runs.items():
+        for seed, r in sorted(got.items()):
+            curve = r.get("curve")
+            if not curve:
+                continue
+            key = next(k for k in curve if k.startswith("valid/"))
+            points = list(zip(curve["epoch"], curve["step"], curve[key]))
+            best = max(curve[key])
+            for name, rule in study.stopping.items():
+                stop = rule.stopper().replay(points)
+                out[name].setdefault(row_id, []).append({
+                    "seed": seed, "epochs": stop.stopped_at, "long_epochs": points[-1][0], "chosen": stop.best_epoch,
+                    "delta": stop.best - best, "ran_out": not stop.should_stop(points[-1][1])
+                    and stop.stopped_at == points[-1][0]})
+    return out
+
+
+def stopping_section(study: Study, runs: dict[str, dict[int, dict]]) -> list[str]:
+    """The page's stopping-rule table: each declared rule replayed on every run's validation curve,
+    against the run's own (longer) rule — selection on validation only, no test number involved."""
+    replayed = replay_rules(study, runs)
+    metric = study.primary
+    n = sum(len(v) for v in next(iter(replayed.values()), {}).values())
+    out = ["## Stopping rules replayed on the validation curves", "",
+           f"Each rule is run over every run's recorded validation {metric} (epoch by epoch, as training would "
+           f"have seen it; {n} runs): the epochs it would have trained, the epoch it would have kept, and that "
+           f"epoch's validation {metric} minus the best of the whole curve (the run's own, longer rule: "
+           f"`{' '.join(s for s in study.settings if 'patience' in s or 'epochs' in s) or 'params.yaml'}`). "
+           "Training is deterministic per seed and no schedule depends on the stopping epoch, so a shorter rule's "
+           "run is a prefix of the recorded one. `ran out`: runs whose curve ended before the rule would have "
+           "stopped (the run's own rule stopped first; its numbers are then the run's own).", "",
+           "| rule | stops when | epochs run (mean, share of the long run) | Δ valid (mean) | Δ valid (worst run) | "
+           "ran out |", "|---|---|---|---|---|---|"]
+    for name, rule in study.stopping.items():
+        rows = [x for per in replayed[name].values() for x in per]
+        if not rows:
+            out.append(f"| {name} | {rule.describe()} | — | — | — | — |")
+            continue
+        ep = np.array([x["epochs"] for x in rows], float)
+        share = ep.sum() / sum(x["long_epochs"] for x in rows)
+        d = np.array([x["delta"] for x in rows])
+        worst = rows[int(d.argmin())]
+        row_of = next(rid for rid, per in replayed[name].items() if worst in per)
+        out.append(f"| {name} | {rule.describe()} | {ep.mean():.1f} ({share:.0%}) | {d.mean():+.4f} | "
+                   f"{d.min():+.4f} ({row_of} s{worst['seed']}) | {sum(x['ran_out'] for x in rows)} |")
+    per_row = [rid for rid in runs if any(rid in replayed[name] for name in replayed)]
+    if len(per_row) > 1:
+        out += ["", "Per row, Δ valid (mean over seeds) / epochs run (mean):", "",
+                "| rule | " + " | ".join(per_row) + " |", "|---|" + "---|" * len(per_row)]
+        for name in study.stopping:
+            cells_ = [replayed[name].get(rid, []) for rid in per_row]
+            out.append(f"| {name} | " + " | ".join(
+                f"{np.mean([x['delta'] for x in c]):+.4f} / {np.mean([x['epochs'] for x in c]):.0f}" if c else "—"
+                for c in cells_) + " |")
+    return out + [""]
 
 
 def html(study: Study, found: dict, page: str) -> str:

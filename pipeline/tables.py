@@ -65,7 +65,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     # One row per evaluated query (evaluate stage): its rank under the protocol in the metrics file.
-    # `rank` is exact up to the largest cut-off and `inf` beyond it; `query` = valid | test | test_unmasked (when masking is on) | cold_seq.
+    # `rank` is exact up to the largest cut-off and `inf` beyond it; `query` = valid | test | test_unmasked (when masking is on) | test_sampled
+    # (SAMPLED, when protocol.sampled > 0: rank among the target + n negatives) | cold_seq. With provenance
+    # `beyond_ks`, also pop@K and tail@K per query for each K (valid and test; NaN for the other query sets).
     "ranks": pa.schema(
         [
             ("query", pa.string()),
@@ -107,6 +109,9 @@ def feature_schema(kind: str, dim: int = 0, slots: int = 0, grid: int = 0, dtype
 
 
 def schema_for(kind: str, provenance: dict) -> pa.Schema:
+    if kind == "ranks" and provenance.get("beyond_ks"):  # per-query beyond-accuracy values (files since 2026-12-07)
+        return pa.schema(list(SCHEMAS[kind]) + [pa.field(f"{m}@{k}", pa.float32()) for m in ("pop", "tail")
+                                                for k in provenance["beyond_ks"]])
     if kind in SCHEMAS:
         return SCHEMAS[kind]
     if kind in FEATURE_KINDS:

@@ -83,7 +83,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
 
     def validate(epoch: int, step: int, loss: float, train_s: float) -> dict:
         tv = time.perf_counter()
-        metrics, _, _ = evaluate_queries(model, valid, protocol, device)
+        metrics = evaluate_queries(model, valid, protocol, device).metrics
         row = {"epoch": epoch, "step": step, "loss": loss, "train_s": train_s, "eval_s": time.perf_counter() - tv,
                **{f"valid/{k}": v for k, v in metrics.items()}}
         if on_epoch and distributed.rank() == 0:
@@ -118,7 +118,7 @@ def fit(model: nn.Module, view: TrainView, cfg: TrainConfig, protocol: ProtocolC
     progress = run_epochs(
         loop, model, optimizers, step, len(x_all), cfg.epochs, finish, name="training", desc="epoch",
         state_path=state_path, state_key=resume_key(model, cfg, windows=len(x_all), items=view.num_items),
-        stopper=EarlyStopping(cfg.patience, cfg.patience_steps), select=key, bf16=bf16, loss_module=LossModule(model),
+        stopper=EarlyStopping(cfg.patience, cfg.patience_steps, cfg.patience_frac), select=key, bf16=bf16, loss_module=LossModule(model),
         log_row=lambda r: f"epoch {r['epoch']} loss {r['loss']:.4f} {key} {r[key]:.4f} (train {r['train_s']:.1f}s, "
                           f"eval {r['eval_s']:.1f}s)")
     stop = progress["stopper"]

@@ -145,3 +145,18 @@ def test_verdicts_say_reproduced_refuted_or_underpowered():
     assert verdict(none_at_all, none_at_all.p_value, "=", 0.02) == "reproduced"  # within ±0.02: equivalent
     assert verdict(clear, clear.p_value, "=", 0.02) == "not reproduced"
     assert verdict(clear, 0.2, ">", 0.04).startswith("inconclusive")  # Holm took the star away
+
+
+def test_beyond_accuracy_columns_are_compared_like_accuracy():
+    """tail@K / pop@K are per-query columns of the ranks table: paired per query, users as clusters,
+    the same two-level interval as NDCG; a table without the column is refused in one line."""
+    rng = np.random.default_rng(0)
+    a = [ranks_table(np.ones(200)).with_columns(pl.Series("tail@10", rng.uniform(0.3, 0.5, 200), pl.Float32))
+         for _ in range(3)]
+    b = [ranks_table(np.ones(200)).with_columns(pl.Series("tail@10", rng.uniform(0.0, 0.2, 200), pl.Float32))
+         for _ in range(3)]
+    row = compare(a, b, metrics=["tail@10", "hr@10"])
+    assert row[0]["diff"] == pytest.approx(0.3, abs=0.02) and row[0]["significant"]
+    assert row[1]["diff"] == 0.0  # hr@10 still from the rank
+    with pytest.raises(ValueError, match="no per-query 'tail@10'"):
+        compare([ranks_table([1.0])], [ranks_table([1.0])], metrics=["tail@10"])

@@ -48,7 +48,7 @@ def run_fit(loss: str) -> dict:
     cfg = TrainConfig(epochs=4, batch_size=32, lr=3e-3, patience=10, seed=0, threads=1, loss=loss,
                       negatives=8 if shared else 2, negatives_by="popularity" if shared else "uniform")
     summary = fit(model, split.training, cfg, ProtocolConfig(ks=[5, 10]), 10)
-    metrics, ranks, _ = evaluate_queries(model, split.test_queries(10), ProtocolConfig(ks=[5, 10]), torch.device("cpu"))
+    metrics, ranks = evaluate_queries(model, split.test_queries(10), ProtocolConfig(ks=[5, 10]), torch.device("cpu"))[:2]
     return {"history": [{k: v for k, v in r.items() if not k.endswith("_s")} for r in summary["history"]],
             "weights": {k: v.detach().clone() for k, v in model.state_dict().items()}, "ranks": ranks,
             "metrics": metrics}
@@ -100,9 +100,8 @@ def run_eval() -> dict:
     model = for_view("sasrec", SASREC, split.training)
     out = {}
     for mask in (True, False):
-        metrics, ranks, vectors = evaluate_queries(model, split.test_queries(10), ProtocolConfig(mask_history=mask),
-                                                   torch.device("cpu"))
-        out[mask] = (metrics, ranks, vectors)
+        out[mask] = evaluate_queries(model, split.test_queries(10), ProtocolConfig(mask_history=mask),
+                                     torch.device("cpu"))
     return out
 
 
@@ -113,6 +112,7 @@ def test_sharded_evaluation_gives_one_process_ranks(tmp_path):
         assert two[mask][0] == one[mask][0]
         np.testing.assert_array_equal(two[mask][1], one[mask][1])
         np.testing.assert_allclose(two[mask][2], one[mask][2], rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(two[mask].top, one[mask].top)  # the recommended lists too
         assert len(two[mask][1]) == 101
 
 

@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 import yaml
 
 from pipeline.config import PreprocessConfig
 from pipeline.download import download
 from pipeline.evaluate import evaluate
+from pipeline.metrics import metrics_from_ranks
 from pipeline.params import ConfigError
 from pipeline.preprocess import run
 from pipeline.tables import read_table
@@ -56,11 +59,12 @@ def test_sasrec_beats_pop_on_demo(prepared):
     q = p | {"protocol": p["protocol"] | {"sampled": 50, "sampled_by": "uniform"}}
     sampled = evaluate(q, tmp / "prepared", tmp / "sasrec" / "model.pt", tmp / "sampled.json")
     assert sampled["test_sampled50_uniform/hr@10"] >= sampled["test/hr@10"] and "SAMPLED" in sampled["protocol/sampled"]
+    kept = read_table(tmp / "ranks.parquet", "ranks").filter(pl.col("query") == "test_sampled")["rank"].to_numpy()
+    assert kept.max() <= 51 and np.isfinite(kept).all()  # among the target + 50 negatives: every rank exact
+    assert metrics_from_ranks(kept.astype(float), [10])["hr@10"] == pytest.approx(sampled["test_sampled50_uniform/hr@10"])
     assert sum(v for k, v in sampled.items() if k.startswith("test_len_") and k.endswith("/users")) == sampled["users"]
     assert results["sasrec"]["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
     # every query's rank is saved beside the metrics, and gives the same numbers
-    from pipeline.metrics import metrics_from_ranks
-
     ranks = read_table(tmp / "sasrec" / "ranks.parquet", "ranks")
     for query in ("valid", "test", "test_unmasked", "cold_seq"):
         mine = ranks.filter(ranks["query"] == query)
@@ -68,6 +72,12 @@ def test_sasrec_beats_pop_on_demo(prepared):
         assert mine.height == n
         ndcg = metrics_from_ranks(mine["rank"].to_numpy().astype(float), [10])["ndcg@10"]
         assert ndcg == pytest.approx(results["sasrec"][f"{query}/ndcg@10"], abs=1e-6)
+    # beyond accuracy: coverage / popularity / long-tail share of the lists, per query in the ranks
+    sas, pop = results["sasrec"], results["pop"]
+    assert pop["test/coverage@10"] < sas["test/coverage@10"] <= 1 and pop["test/tail@10"] <= sas["test/tail@10"]
+    assert pop["test/pop@10"] > sas["test/pop@10"]  # popularity recommends the most-trained items, by construction
+    test_rows = ranks.filter(ranks["query"] == "test")
+    assert float(test_rows["tail@10"].mean()) == pytest.approx(sas["test/tail@10"], abs=1e-6)
     # unmasked beside masked: the same queries, seen items back among the candidates, never easier
     assert (ranks.filter(ranks["query"] == "test_unmasked")["rank"].to_numpy()
             >= ranks.filter(ranks["query"] == "test")["rank"].to_numpy()).all()

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.metrics import brute_force_ranks, metrics_from_ranks, ranks_from_topk
 from pipeline.evaluation import unmasked_ranks
+from pipeline.metrics import (
+    beyond_accuracy,
+    brute_force_ranks,
+    long_tail,
+    metrics_from_ranks,
+    ranks_from_topk,
+)
 from pipeline.retrieval import exact_topk
 
 
@@ -142,3 +148,17 @@ def test_result_budget_chunks_give_the_same_answer():
         s, i = exact_topk(q, items, 10, (indptr, excl), max_results=budget)
         np.testing.assert_array_equal(i, whole[1])
         np.testing.assert_array_equal(s, whole[0])
+
+
+def test_beyond_accuracy_by_hand():
+    """Head = the ceil(20 %) most-trained items plus their ties; pop@K = mean training events of a
+    list, tail@K = its long-tail share (a missing slot, 0, counts for neither); coverage = distinct / N."""
+    counts = np.array([0, 10, 5, 5, 1, 0, 0, 0, 0, 0, 0])  # 10 items: head = top 2 -> items 1, 2 and 3 (tied)
+    assert long_tail(counts, 0.2).tolist() == [False, False, False, False] + [True] * 7
+    assert not long_tail(counts, 1.0).any()
+    top = np.array([[1, 2, 4], [4, 5, 0]])
+    per, overall = beyond_accuracy(top, counts, [1, 3], 0.2)
+    assert per["pop@1"].tolist() == [10, 1] and per["tail@1"].tolist() == [0, 1]
+    assert per["pop@3"] == pytest.approx([16 / 3, 0.5]) and per["tail@3"] == pytest.approx([1 / 3, 1.0])
+    assert overall["coverage@1"] == 0.2 and overall["coverage@3"] == 0.4
+    assert overall["tail@3"] == pytest.approx((1 / 3 + 1) / 2)

@@ -99,9 +99,9 @@ def test_mmsr_learns_on_structured_data(tmp_path):
     protocol = ProtocolConfig(mask_history=False, ks=[10])
     split = Split(seq)
     fit(model, split.training, TrainConfig(epochs=15, batch_size=32, lr=3e-3, patience=15, seed=0), protocol, 10)
-    ours, _, _ = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))
+    ours = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu")).metrics
     pop = builder.build("pop", {}, ModelInputs(n_items, item_counts=torch.as_tensor(split.training.train.counts())))
-    base, _, _ = evaluate_queries(pop, split.test_queries(10), protocol, torch.device("cpu"))
+    base = evaluate_queries(pop, split.test_queries(10), protocol, torch.device("cpu")).metrics
     assert ours["ndcg@10"] > 1.5 * base["ndcg@10"], (ours, base)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.sources import SourceError
 from pipeline.sources.common import RawData
-from tests.test_sources_amazon import amazon_2018, gz, review
+from tests.test_sources_amazon import amazon_2018, gz
 from tests.test_sources_sequences import fetch_read, write_unisrec
 
 

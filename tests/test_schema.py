@@ -41,7 +41,7 @@ def out_of_range(hint) -> object | None:
     """A value the field's type refuses though it has the right kind (None: the type has no range)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Annotated:
-        base, meta = args[0], [m for a in args[1:] for m in getattr(a, "metadata", [a])]
+        _, meta = args[0], [m for a in args[1:] for m in getattr(a, "metadata", [a])]
         for m in meta:
             if isinstance(m, Gt):
                 return m.gt

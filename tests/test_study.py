@@ -74,6 +74,8 @@ def test_a_study_runs_resumes_judges_and_takes_your_model(tmp_path):
     page = (home / "pages" / "tiny.md").read_text()
     claim = next(line for line in page.splitlines() if line.startswith("| a sequence model beats popularity"))
     assert claim.endswith("| reproduced |"), claim
+    cell = yaml.safe_load((home / "results" / "tiny" / "sasrec-s1.json").read_text())["rows"][0]
+    assert cell["curve"]["epoch"] == [1, 2, 3] and len(cell["curve"]["valid/ndcg@10"]) == 3  # rules replay on it
     again = study("run", str(path), home=home)
     assert "every cell is done" in again.stdout
     assert "s0 done, s1 done, s2 done" in study("status", str(path), home=home).stdout
@@ -129,3 +131,36 @@ def test_the_readme_compare_your_model_path_on_the_demo(tmp_path):
     assert "0/1/2" in row and "[" in row  # three seeds, and its interval against SASRec
     assert "(to re-run" not in page  # every recorded row ran again under the same settings
     assert (home / "pages" / "spine-demo.html").read_text().count("<img") == 2  # a figure per view
+
+
+def test_stopping_rules_are_replayed_on_the_validation_curves(tmp_path):
+    """`stopping:` rules run over each cell's recorded validation curve: epochs run, the epoch kept and
+    what it gives up against the whole curve's best, and which runs' curves ended before the rule stopped."""
+    from pipeline.study import load, replay_rules, stopping_section
+
+    st = load(tiny_study(tmp_path, claims=[], stopping={"short": {"patience": 2}, "long": {"patience": 50},
+                                                        "frac": {"patience": 2, "patience_frac": 2.5}}))
+    values = [0.1, 0.3, 0.2, 0.25, 0.29, 0.28, 0.35, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]  # best 0.35 at epoch 7
+    curve = {"epoch": list(range(1, 16)), "step": [10 * e for e in range(1, 16)], "valid/ndcg@10": values}
+    runs = {"pop": {}, "sasrec": {0: {"curve": curve}, 1: {"curve": curve | {"valid/ndcg@10": values[:3]}}}}
+    got = replay_rules(st, runs)
+    short, frac, long_ = got["short"]["sasrec"], got["frac"]["sasrec"], got["long"]["sasrec"]
+    assert (short[0]["epochs"], short[0]["chosen"], round(short[0]["delta"], 6), short[0]["ran_out"]) == (4, 2, -0.05, False)
+    # 2.5 x epoch 2: 5 stale epochs needed, so it sees the new best at epoch 7 (then 17.5: past the curve)
+    assert (frac[0]["epochs"], frac[0]["chosen"], frac[0]["delta"], frac[0]["ran_out"]) == (15, 7, 0.0, True)
+    assert (long_[0]["epochs"], long_[0]["delta"], long_[0]["ran_out"]) == (15, 0.0, True)
+    assert short[1]["ran_out"] and short[1]["delta"] == 0.0  # a curve shorter than the rule: the run's own result
+    page = "\n".join(stopping_section(st, runs))
+    assert "| short | 2 epochs | 3.5 (" in page and "-0.0500 (sasrec s0)" in page
+    assert "| frac | 2 epochs and 2.5 × the best's epoch |" in page
+
+
+def test_a_setting_added_at_its_neutral_value_keeps_finished_cells():
+    """cell_key leaves out a later-added switch at the value that does what its absence did."""
+    from pipeline.study import cell_key
+
+    base = {"dataset": "demo", "datasets": {"demo": {}}, "model": "pop", "models": {"pop": {}},
+            "train": {"patience": 10}, "protocol": {}, "pretrain": None}
+    added = base | {"train": {"patience": 10, "patience_frac": 0.0}}
+    assert cell_key(added) == cell_key(base)
+    assert cell_key(base | {"train": {"patience": 10, "patience_frac": 0.5}}) != cell_key(base)

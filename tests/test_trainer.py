@@ -23,10 +23,10 @@ def tiny_split(users=60, n_items=30, length=25, seed=0):
 @pytest.mark.parametrize("patience_steps, expected_epochs", [(1, 2), (5, 4), (6, 4), (7, 5)])
 def test_patience_in_optimizer_steps(patience_steps, expected_epochs):
     """lr 0: validation never improves after epoch 1, so training stops once the best is
-    `patience_steps` optimizer steps old (2 steps per epoch here), whatever `patience` says."""
+    `patience_steps` optimizer steps old (2 steps per epoch here) and `patience` (1) epochs have passed."""
     split = tiny_split()  # 60 users x 23 training items, max_len 10 -> 180 windows, batch 90 -> 2 steps/epoch
     model = for_view("sasrec", SMALL, split.training)
-    cfg = TrainConfig(epochs=50, batch_size=90, lr=0.0, patience=1000, patience_steps=patience_steps, seed=0)
+    cfg = TrainConfig(epochs=50, batch_size=90, lr=0.0, patience=1, patience_steps=patience_steps, seed=0)
     summary = fit(model, split.training, cfg, ProtocolConfig(ks=[10]), 10)
     steps = [r["step"] for r in summary["history"]]
     assert steps[:2] == [2, 4] and summary["best_epoch"] == 1
@@ -37,10 +37,20 @@ def test_patience_in_optimizer_steps(patience_steps, expected_epochs):
     with pytest.raises(ConfigError, match="patience_steps"):
         TrainConfig(patience_steps=-1)
     # the rule is one object: replayed over the recorded curve, it stops where fit stopped
-    for history, rule in ((summary["history"], EarlyStopping(1000, patience_steps)),
+    for history, rule in ((summary["history"], EarlyStopping(1, patience_steps)),
                           (epochs["history"], EarlyStopping(3))):
         replay = rule.replay([(r["epoch"], r["step"], r["valid/ndcg@10"]) for r in history])
         assert (replay.best_epoch, replay.stopped_at) == (1, len(history))
+
+
+def test_every_stopping_condition_must_hold():
+    """patience (epochs) AND patience_steps AND patience_frac x the best's epoch: each can be the
+    one that keeps training going."""
+    curve = [(e, 100 * e, 1.0 if e == 20 else e / 40 if e < 20 else 0.9) for e in range(1, 200)]  # best at epoch 20
+    stops = {rule: EarlyStopping(*rule).replay(curve).stopped_at
+             for rule in [(10, 0, 0.0), (10, 1500, 0.0), (10, 0, 1.0), (10, 500, 0.5), (30, 500, 0.5)]}
+    assert stops == {(10, 0, 0.0): 30, (10, 1500, 0.0): 35, (10, 0, 1.0): 40, (10, 500, 0.5): 30, (30, 500, 0.5): 50}
+    assert all(EarlyStopping(*rule).replay(curve).best_epoch == 20 for rule in stops)
 
 
 def test_negatives_are_drawn_once_per_batch_and_only_when_asked():
@@ -71,7 +81,7 @@ def test_bert4rec_learns_a_sequential_pattern_popularity_cannot():
         model = for_view(name, section, split.training)
         fit(model, split.training, TrainConfig(epochs=30, batch_size=64, lr=3e-3, patience=30, seed=0, threads=1),
             protocol, 10)
-        scores[name], _, _ = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu"))
+        scores[name] = evaluate_queries(model, split.test_queries(10), protocol, torch.device("cpu")).metrics
     assert scores["bert4rec"]["ndcg@10"] > 0.8 and scores["pop"]["ndcg@10"] < 0.2, scores
 
 
