@@ -121,7 +121,7 @@ def inputs_for(view: TrainView, max_len: int, loss: str, features: dict | None =
     loss (train.loss), the feature tables (by modality) and the view's item counts."""
     if loss not in LOSSES:
         raise ConfigError(f"train.loss={loss!r}: use one of {LOSSES}")
-    return ModelInputs(num_items=view.num_items, num_users=len(view.valid_targets), max_len=max_len, loss=loss,
+    return ModelInputs(num_items=view.num_items, num_users=view.num_users, max_len=max_len, loss=loss,
                        features=features or {}, item_counts=torch.as_tensor(view.train.counts()))
 
 

@@ -49,6 +49,17 @@ class PreprocessConfig(Checked):
     allow_degenerate: bool = False  # true: accept data the split cannot measure on (tiny test sets only)
     user_fraction: Share = 1.0  # < 1: keep a seeded random share of the users (target-size sweeps), before k-core
     user_sample_seed: int = 0
+    # the split, written into stats.json so every reader splits alike (pipeline/data.py):
+    split: Literal["loo", "time"] = "loo"  # loo: leave-one-out | time: a global temporal split at two cut-offs
+    split_cuts: list[float] = field(default_factory=lambda: [0.8, 0.9])  # time: quantiles of the event times
+    # when both lie in (0, 1), else two times in the table's unit; [c1, c2) validation queries, >= c2 test
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        c = self.split_cuts
+        if len(c) != 2 or not c[0] < c[1] or (c[0] < 1 and not 0 < c[0] < c[1] < 1):
+            raise ConfigError(f"params.yaml `preprocess.split_cuts`: {c!r} — two increasing values: quantiles in "
+                              "(0, 1) such as [0.8, 0.9], or two times in the data's unit")
 
 
 @dataclass
@@ -118,7 +129,6 @@ class ProtocolConfig(Checked):
     def describe(self) -> dict[str, str]:
         return {
             "protocol/ranking": "full ranking over all items (exact FAISS inner-product search)",
-            "protocol/split": "leave-one-out: valid = second-last item, test = last item",
             "protocol/history_masking": ("items seen before the target are excluded (the target never is)"
                                          if self.mask_history else "none: seen items stay candidates"),
             "protocol/ties": "pessimistic: rank = #items scoring >= the target (target included)",

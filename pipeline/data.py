@@ -1,14 +1,21 @@
-"""Vectorised sequence arrays and the one leave-one-out split everything reads through.
+"""Vectorised sequence arrays and the one split everything reads through.
 
-A user's complete sequence s (length n) is split leave-one-out: training sees s[:n-2], validation
-predicts s[n-2] from s[:n-2], and the test predicts s[n-1] from s[:n-1].
+Two splits, chosen at preprocessing (`preprocess.split`, written into stats.json so every reader of
+a prepared folder splits it the same way):
+
+- `loo` (leave-one-out): a user's complete sequence s (length n) — training sees s[:n-2],
+  validation predicts s[n-2] from s[:n-2], the test predicts s[n-1] from s[:n-1].
+- `time` (a global temporal split, two cut-off times c1 < c2): training sees every event before
+  c1; every event in [c1, c2) is a validation query and every event from c2 on a test query, each
+  predicted from everything its user did before it (a query with no earlier event is skipped and
+  counted). A user may have several queries; statistics treat users as clusters.
 
 Who may see what is enforced by types, not by a `holdout` argument that each caller must get right:
 
 - `TrainView` is what every learning step receives (the trainer, AutoMLP's search, MSM4SR's
-  pre-training, popularity counts, any statistic a model computes from interactions): each user's
-  sequence *without* its last two items, plus the validation queries for model selection. It is
-  built from the two arrays alone, so no method of it can return a test target.
+  pre-training, popularity counts, any statistic a model computes from interactions): the training
+  events, plus the validation queries for model selection (built from the events before the test
+  part alone), so no method of it can return a test target.
 - `Split` holds the complete sequences; only the evaluate stage builds one, and it is the only
   place test queries come from.
 """
@@ -16,6 +23,7 @@ Who may see what is enforced by types, not by a `holdout` argument that each cal
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -95,54 +103,132 @@ class Queries:
                        self.users[a:b])
 
 
+def queries_at(seq: Sequences, at: np.ndarray, max_len: int) -> Queries:
+    """Queries for the events at flat indices `at` of `seq` (each with at least one earlier event of
+    its user): the input window before it, the target, the CSR of the whole prefix, the user."""
+    return next(prefix_queries(seq, at, max_len, max_history=1 << 62), None) or Queries(
+        np.zeros((0, max_len), np.int64), np.zeros(0, np.int64), (np.zeros(1, np.int64), np.zeros(0, np.int64)),
+        np.zeros(0, np.int64))
+
+
 @dataclass(frozen=True)
 class TrainView:
-    """The training side of the split: `train` = each user's s[:n-2], `valid_targets` = s[n-2]."""
+    """The training side of the split: `train` = each user's training events; the validation queries
+    are the events at flat indices `valid_at` of `valid_context` (the events before the test part),
+    each predicted from its user's earlier events there. Leave-one-out: `valid_context` = s[:n-1]
+    and `valid_at` each user's last event (s[n-2])."""
 
     train: Sequences
-    valid_targets: np.ndarray  # (U,)
+    valid_context: Sequences
+    valid_at: np.ndarray  # (Qv,) flat indices into valid_context
+    kind: str = "loo"
 
     @property
     def num_items(self) -> int:
         return self.train.num_items
 
+    @property
+    def num_users(self) -> int:
+        return len(self.train.lengths)
+
+    @property
+    def valid_targets(self) -> np.ndarray:
+        return self.valid_context.flat[self.valid_at]
+
     def fingerprint(self) -> str:
         """SHA-256 of everything the view holds (what a saved state of a run on it must match)."""
         h = hashlib.sha256()
-        for a in (self.train.flat, self.train.offsets, self.valid_targets, np.array([self.num_items])):
+        parts = [self.train.flat, self.train.offsets, self.valid_targets, np.array([self.num_items])]
+        if self.kind != "loo":  # leave-one-out's fingerprint is what it always was (saved states stay valid)
+            parts += [self.valid_context.flat, self.valid_context.offsets, self.valid_at]
+        for a in parts:
             h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
         return h.hexdigest()
 
     def valid_queries(self, max_len: int) -> Queries:
-        """Predict s[n-2] from the last max_len items of s[:n-2], masking s[:n-2]."""
-        return Queries(self.train.last_windows(max_len), self.valid_targets, self.train.history(),
-                       np.arange(len(self.valid_targets)))
+        """Each validation event predicted from its user's earlier events (the window of the last
+        max_len of them), masking all of them."""
+        return queries_at(self.valid_context, self.valid_at, max_len)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How a prepared folder is split (stats.json `split`): leave-one-out, or by two cut-off times."""
+
+    kind: str = "loo"  # loo | time
+    cuts: tuple[int, int] | None = None  # time: [c1, c2) is validation, >= c2 test (the table's time unit)
+
+    def describe(self) -> str:
+        if self.kind == "loo":
+            return "leave-one-out: valid = second-last item, test = last item"
+        return (f"global temporal split at {self.cuts[0]} and {self.cuts[1]} (the data's time unit): training = the "
+                "events before the first cut; valid = every event up to the second, test = every later event, each "
+                "predicted from everything its user did before it (a user's first event is no query)")
+
+    @classmethod
+    def of(cls, stats: dict) -> "SplitSpec":
+        s = stats.get("split") or {"kind": "loo"}
+        return cls(s["kind"], tuple(s["cuts"]) if s.get("cuts") is not None else None)
 
 
 class Split:
-    """Leave-one-out split of the complete sequences; the only holder of test targets (evaluate stage)."""
+    """The split of the complete sequences; the only holder of test targets (evaluate stage)."""
 
-    def __init__(self, full: Sequences):
-        if len(full.lengths) and full.lengths.min() < HELD_OUT + 1:
-            raise ValueError(f"every user needs at least {HELD_OUT + 1} items for a leave-one-out split "
-                             "(preprocess drops shorter users)")
-        self.full = full
-        self._upto_test = full.without_last(1)
-        self.training = TrainView(full.without_last(HELD_OUT), full.item_at(2))
+    def __init__(self, full: Sequences, spec: SplitSpec = SplitSpec(), times: np.ndarray | None = None):
+        self.full, self.spec = full, spec
+        if spec.kind == "loo":
+            if len(full.lengths) and full.lengths.min() < HELD_OUT + 1:
+                raise ValueError(f"every user needs at least {HELD_OUT + 1} items for a leave-one-out split "
+                                 "(preprocess drops shorter users)")
+            context = full.without_last(1)
+            self.training = TrainView(full.without_last(HELD_OUT), context, context.offsets[1:] - 1)
+            self._test_context, self._test_at = full, full.offsets[1:] - 1
+            self.skipped: dict[str, int] = {}
+            return
+        if spec.kind != "time" or spec.cuts is None or times is None or len(times) != len(full.flat):
+            raise ValueError(f"split {spec}: a time split needs two cut-off times and every event's timestamp")
+        c1, c2 = spec.cuts
+        lengths = full.lengths
+        user = np.repeat(np.arange(len(lengths)), lengths)
+        pos = full.positions()
+        n_train = np.bincount(user[times < c1], minlength=len(lengths))  # events are in time order per user
+        n_context = np.bincount(user[times < c2], minlength=len(lengths))
+        train, context = _prefix(full, n_train), _prefix(full, n_context)
+        c_pos = context.positions()
+        c_user = np.repeat(np.arange(len(lengths)), context.lengths)
+        valid_at = np.flatnonzero((c_pos >= n_train[c_user]) & (c_pos >= 1))
+        test_at = np.flatnonzero((pos >= np.repeat(n_context, lengths)) & (pos >= 1))
+        self.training = TrainView(train, context, valid_at, "time")
+        self._test_context, self._test_at = full, test_at
+        self.skipped = {"valid_without_history": int(((c_pos >= n_train[c_user]) & (c_pos < 1)).sum()),
+                        "test_without_history": int(((pos >= np.repeat(n_context, lengths)) & (pos < 1)).sum())}
 
     @property
     def num_items(self) -> int:
         return self.full.num_items
 
     def test_queries(self, max_len: int) -> Queries:
-        """Predict s[n-1] from the last max_len items of s[:n-1], masking s[:n-1]."""
-        return Queries(self._upto_test.last_windows(max_len), self.full.item_at(1), self._upto_test.history(),
-                       np.arange(len(self.full.lengths)))
+        """Each test event predicted from its user's earlier events (leave-one-out: s[n-1] from
+        the last max_len items of s[:n-1]), masking all of them."""
+        return queries_at(self._test_context, self._test_at, max_len)
 
 
-def training_view(sequences: pl.DataFrame, num_items: int) -> TrainView:
+def _prefix(seq: Sequences, keep: np.ndarray) -> Sequences:
+    """Each user's first keep[u] events (new arrays)."""
+    mask = seq.positions() < np.repeat(keep, seq.lengths)
+    return Sequences(seq.flat[mask].copy(), np.concatenate([[0], np.cumsum(keep)]), seq.num_items)
+
+
+def training_view(sequences: pl.DataFrame, num_items: int, spec: SplitSpec = SplitSpec()) -> TrainView:
     """The training view straight from `sequences.parquet`; the complete sequences are dropped at once."""
-    return Split(Sequences.from_table(sequences, num_items)).training
+    return split_of(sequences, num_items, spec).training
+
+
+def split_of(sequences: pl.DataFrame, num_items: int, spec: SplitSpec) -> Split:
+    times = None
+    if spec.kind == "time":
+        times = sequences.sort("user_id")["timestamps"].explode().to_numpy().astype(np.int64)
+    return Split(Sequences.from_table(sequences, num_items), spec, times)
 
 
 def prepared_tables(prepared: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -151,17 +237,23 @@ def prepared_tables(prepared: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return read_table(prepared / "items.parquet", "items"), read_table(prepared / "sequences.parquet", "sequences")
 
 
+def split_spec(prepared: Path) -> SplitSpec:
+    """The split the preprocessing wrote into stats.json (leave-one-out when it says none)."""
+    path = prepared / "stats.json"
+    return SplitSpec.of(json.loads(path.read_text())) if path.is_file() else SplitSpec()
+
+
 def load_training_view(prepared: Path) -> TrainView:
-    """What training may see of a prepared folder: each user's sequence without its last two items
-    and the validation targets; the test items are dropped on reading."""
+    """What training may see of a prepared folder: the training events and the validation queries;
+    the test events are dropped on reading."""
     items, sequences = prepared_tables(prepared)
-    return training_view(sequences, items.height)
+    return training_view(sequences, items.height, split_spec(prepared))
 
 
 def load_split(prepared: Path) -> Split:
-    """The complete sequences with their leave-one-out split (test targets included: evaluate only)."""
+    """The complete sequences with their split (test targets included: evaluate only)."""
     items, sequences = prepared_tables(prepared)
-    return Split(Sequences.from_table(sequences, items.height))
+    return split_of(sequences, items.height, split_spec(prepared))
 
 
 def train_windows(seq: Sequences, max_len: int, stride: int | None = None
@@ -201,13 +293,18 @@ def window_before(flat: np.ndarray, first: np.ndarray, end: np.ndarray, max_len:
 def prefixes_ending_in(seq: Sequences, flagged: np.ndarray, max_len: int, max_history: int = 1 << 22
                        ) -> Iterator[Queries]:
     """Every position t >= 1 of every user's sequence whose item s[t] is flagged
-    (`flagged`: (num_items + 1,) bool), as queries: the input window before it, the target s[t] and
-    the CSR of each whole prefix s[:t]. The prefixes of one long user add up quadratically, so the
-    queries come in chunks whose histories hold at most `max_history` items together (a single
-    longer prefix is a chunk of its own): memory stays bounded by the chunk, not the longest user."""
+    (`flagged`: (num_items + 1,) bool), as queries (`prefix_queries`)."""
     pos = seq.positions()
-    at = np.flatnonzero((pos >= 1) & flagged[seq.flat])
-    t = pos[at]
+    return prefix_queries(seq, np.flatnonzero((pos >= 1) & flagged[seq.flat]), max_len, max_history)
+
+
+def prefix_queries(seq: Sequences, at: np.ndarray, max_len: int, max_history: int = 1 << 22) -> Iterator[Queries]:
+    """The events at flat indices `at` (in order; each at position >= 1 of its user) as queries: the
+    input window before it, the target and the CSR of each whole prefix s[:t]. The prefixes of one
+    long user add up quadratically, so the queries come in chunks whose histories hold at most
+    `max_history` items together (a single longer prefix is a chunk of its own): memory stays
+    bounded by the chunk, not the longest user."""
+    t = seq.positions()[at]
     ends = np.cumsum(t)
     start = 0
     while start < len(at):

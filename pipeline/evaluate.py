@@ -105,13 +105,16 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
     view = split.training
     max_len = ckpt["inputs"]["max_len"]
     stats = read_json(prepared / "stats.json")
-    result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": len(view.valid_targets),
+    result = {"model": ckpt["model"], "dataset": stats.get("dataset"), "users": view.num_users,
               "items": split.num_items}
     ranks, top, beyond = {}, {}, {}
     counts = view.train.counts()  # training events per item: the popularity the lists are measured against
     items = catalogue(model)  # once for every query set below
     test = split.test_queries(max_len)
     queries_of = {"valid": view.valid_queries(max_len), "test": test}
+    if split.spec.kind != "loo":  # several queries per user; the ones with no earlier event are counted
+        result |= {f"{name}/queries": len(q) for name, q in queries_of.items()} | \
+            {f"split/{k}": v for k, v in split.skipped.items()}
     for name, queries in queries_of.items():
         metrics, ranks[name], vectors, top[name] = evaluate_queries(model, queries, protocol, device, items)
         result |= {f"{name}/{k}": round(v, 6) for k, v in metrics.items()}
@@ -127,7 +130,8 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
             ranks["test_unmasked"] = unmasked_ranks(vectors, items, queries.targets, queries.seen, ranks["test"])
             result |= {f"test_unmasked/{k}": round(v, 6)
                        for k, v in metrics_from_ranks(ranks["test_unmasked"], protocol.ks).items()}
-    for name, members in length_groups(view, protocol.length_groups).items():
+    for name, of_user in length_groups(view, protocol.length_groups).items():
+        members = of_user[test.users]  # each test query by its user's group (leave-one-out: one per user)
         result[f"test_len_{name}/users"] = int(members.sum())
         if members.any():
             result |= {f"test_len_{name}/{k}": round(v, 6)
@@ -145,7 +149,8 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
         ranks["cold_seq"] = cold_ranks
     # what the training procedure recorded (AutoMLP: the searched length, softmax(α) and α)
     result |= {k: round(v, 6) if isinstance(v, float) else v for k, v in ckpt["meta"].get("metrics", {}).items()}
-    result |= protocol.describe() | provenance()
+    described = protocol.describe() | {"protocol/split": split.spec.describe()}
+    result |= described | provenance()
     if not distributed.is_main():
         return result
     queries_of["cold_seq"] = SimpleNamespace(targets=cold_targets, users=cold_users)
@@ -153,7 +158,7 @@ def evaluate(params: dict, prepared: Path, checkpoint: Path, out: Path, ranks_ou
         if name in ranks:
             queries_of[name] = test
     write_ranks(ranks_out or out.with_name("ranks.parquet"), queries_of, ranks,
-                {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **protocol.describe(),
+                {"stage": "evaluate", "model": ckpt["model"], "dataset": stats.get("dataset"), **described,
                  "beyond_ks": list(protocol.ks)}, beyond)
     write_json(out, result)
     log.info("%s on %s: test hr@10 %.4f ndcg@10 %.4f mrr@10 %.4f", result["model"], result["dataset"],

@@ -10,11 +10,17 @@ Rules, in order (each drop is counted in stats.json under `dropped`):
    `first` keeps only a user's first interaction with an item; `none` keeps everything.
 4. k-core: users with fewer than `user_core` and items with fewer than `item_core` interactions are
    removed, repeatedly, until nothing changes (a fixed point).
-5. Users with fewer than 3 interactions cannot be split leave-one-out and are dropped.
+5. Users with fewer than 3 interactions cannot be split leave-one-out and are dropped (the time
+   split keeps them: a query needs one earlier event, and the others are counted).
 6. Order: each user's events are sorted by timestamp; equal timestamps keep the source file
    order (a stable sort on (timestamp, file row)).
 7. Ids: items and users are renumbered 1..N in order of first appearance in time (0 = padding).
-8. Split: leave-one-out — the last item is the test target, the second-last the validation target.
+8. Split (`split`): leave-one-out — the last item is the test target, the second-last the validation
+   target — or `time`: a global temporal split at two cut-offs (`split_cuts`, quantiles of the event
+   times or times): events before the first train, those before the second are validation queries,
+   the rest test queries; users and items first seen after a cut are kept and counted
+   (stats.json `split`). Filters and numbering run before the split, on all events (stated in
+   docs/architecture.md).
 9. Degenerate data is refused (`check_not_degenerate`): fewer than 50 users or 50 items, or filters
    that dropped more than 90 % of the interactions, is an error naming the counts and what to
    change, unless `allow_degenerate: true` (then it is a warning and `stats.json → degenerate`).
@@ -32,12 +38,20 @@ import logging
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from pipeline.config import PreprocessConfig
 from pipeline.params import ConfigError
 from pipeline.sources import RawData, SourceError, read_raw
-from pipeline.tables import file_sha256, generation, output_folder, read_json, write_json, write_table
+from pipeline.tables import (
+    file_sha256,
+    generation,
+    output_folder,
+    read_json,
+    write_json,
+    write_table,
+)
 
 log = logging.getLogger("pipeline.preprocess")
 
@@ -177,7 +191,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
     df = drop("kcore", kept)
     large = large_filter(dropped["kcore"], events0, users0 - df["user"].n_unique(), users0,
                          items0 - df["item"].n_unique(), items0, cfg)
-    df = drop("too_short_to_split", pl.len().over("user") >= 3)
+    df = drop("too_short_to_split", pl.len().over("user") >= (3 if cfg.split == "loo" else 1))
     if df.height == 0:
         raise ConfigError(
             f"no interactions left after filtering ({dropped}); lower preprocess.user_core / item_core "
@@ -192,12 +206,8 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
         .sort(["user_id", "timestamp", "row"])
         .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over("user_id").alias("position"),
                       pl.len().over("user_id").alias("_n"))
-        .with_columns(
-            pl.when(pl.col("position") == pl.col("_n") - 1).then(pl.lit("test"))
-            .when(pl.col("position") == pl.col("_n") - 2).then(pl.lit("valid"))
-            .otherwise(pl.lit("train")).cast(SPLITS).alias("split")  # an enum: a byte per row, strings when written
-        )
     )
+    split, df = assign_split(df, cfg)
     interactions = df.select("user_id", "item_id", "timestamp", "rating", "position", "split")
     names = {c: ids[c].rename({"code": c, c: "orig_id"}) for c in ids}  # (code, source id string)
     sequences = (
@@ -231,6 +241,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
                 "metadata_rows": raw.items.height},
         "dropped": dropped,
         "kcore_rounds": rounds,
+        "split": split,
         "large_filter": large,
         "metadata": {
             "items_without_metadata": int((~items["has_metadata"]).sum()),
@@ -249,6 +260,44 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
     accounted = interactions.height + sum(dropped.values())
     assert accounted == n_raw, f"row accounting is off: {accounted} != {n_raw}"
     return items, interactions, sequences, stats
+
+
+def assign_split(df: pl.DataFrame, cfg: PreprocessConfig) -> tuple[dict, pl.DataFrame]:
+    """Each event's `split` (train | valid | test) and the split's description for stats.json, on a
+    frame ordered by (user_id, time) with `position` and `_n`. Leave-one-out: a user's last event is
+    the test, the one before the validation. Time: events before the first cut train, those up to
+    the second validate, the rest test; what that does to users and items is counted."""
+    if cfg.split == "loo":
+        return {"kind": "loo"}, df.with_columns(
+            pl.when(pl.col("position") == pl.col("_n") - 1).then(pl.lit("test"))
+            .when(pl.col("position") == pl.col("_n") - 2).then(pl.lit("valid"))
+            .otherwise(pl.lit("train")).cast(SPLITS).alias("split"))  # an enum: a byte per row, strings when written
+    q = cfg.split_cuts
+    quantiles = q[1] < 1
+    times = df["timestamp"].to_numpy()
+    cuts = [int(np.quantile(times, x, method="lower")) for x in q] if quantiles else [int(x) for x in q]
+    df = df.with_columns(pl.when(pl.col("timestamp") < cuts[0]).then(pl.lit("train"))
+                         .when(pl.col("timestamp") < cuts[1]).then(pl.lit("valid"))
+                         .otherwise(pl.lit("test")).cast(SPLITS).alias("split"))
+    part = df["split"].cast(pl.String)
+    first = df.group_by("item_id").agg(pl.col("timestamp").min())["timestamp"]
+    events = {k: int((part == k).sum()) for k in ("train", "valid", "test")}
+    users_train = df.filter(pl.col("split") == "train")["user_id"].n_unique()
+    # a query needs an earlier event of its user: the first event of a user is never one
+    no_history = {k: int(((part == k) & (df["position"] == 0)).sum()) for k in ("valid", "test")}
+    split = {"kind": "time", "cuts": cuts, "quantiles": q if quantiles else None, "events": events,
+             "users": df["user_id"].n_unique(), "users_with_training_events": users_train,
+             "items_first_seen_in_valid": int(((first >= cuts[0]) & (first < cuts[1])).sum()),
+             "items_first_seen_in_test": int((first >= cuts[1]).sum()),
+             "queries": {k: events[k] - no_history[k] for k in ("valid", "test")},
+             "queries_without_history_skipped": no_history}
+    if not events["train"] or not split["queries"]["valid"] or not split["queries"]["test"]:
+        raise ConfigError(f"time split at {cuts} (preprocess.split_cuts {q}): {events} events and {split['queries']} "
+                          "queries by part — every part needs some; move the cuts")
+    log.info("time split at %s: events %s, queries %s (%s without an earlier event skipped), items first seen "
+             "after the first cut %d, after the second %d", cuts, events, split["queries"], no_history,
+             split["items_first_seen_in_valid"] + split["items_first_seen_in_test"], split["items_first_seen_in_test"])
+    return split, df
 
 
 def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:

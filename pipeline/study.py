@@ -307,25 +307,33 @@ def cell_params(study: Study, row: Row, seed: int) -> dict:
 
 def work_folder(params: dict) -> Path:
     """One prepared folder per data set and the settings its data and features depend on."""
-    data = {k: params.get(k) for k in ("dataset", "preprocess")} | {"datasets": params["datasets"][params["dataset"]],
-                                                                   "features": params.get("features")}
+    data = without_neutral({k: params.get(k) for k in ("dataset", "preprocess")}) | {
+        "datasets": params["datasets"][params["dataset"]], "features": params.get("features")}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return WORK / f"{params['dataset']}-{digest}"
 
 
 # Settings added after cells were recorded, with the value that does what their absence did: at that
 # value they are left out of a cell's key, so adding a switch does not make every finished cell stale.
-ADDED_NEUTRAL = {("train", "patience_frac"): 0.0, ("protocol", "head_share"): 0.2}
+ADDED_NEUTRAL = {("train", "patience_frac"): 0.0, ("protocol", "head_share"): 0.2, ("preprocess", "split"): "loo",
+                 ("preprocess", "split_cuts"): [0.8, 0.9]}
+
+
+def without_neutral(sections: dict) -> dict:
+    """`sections` without the later-added settings that sit at their neutral value."""
+    out = dict(sections)
+    for (section, key), neutral in ADDED_NEUTRAL.items():
+        part = out.get(section)
+        if isinstance(part, dict) and key in part and part[key] == neutral:
+            out[section] = {k: v for k, v in part.items() if k != key}
+    return out
 
 
 def cell_key(params: dict) -> str:
     """What a finished cell must match to count: its parameters and its model's code fingerprint."""
     name = params["model"]
-    keep = {k: params.get(k) for k in ("dataset", "preprocess", "train", "protocol", "pretrain", "features")}
-    for (section, key), neutral in ADDED_NEUTRAL.items():
-        part = keep.get(section)
-        if isinstance(part, dict) and key in part and part[key] == neutral:
-            keep[section] = {k: v for k, v in part.items() if k != key}
+    keep = without_neutral({k: params.get(k) for k in ("dataset", "preprocess", "train", "protocol", "pretrain",
+                                                        "features")})
     keep |= {"datasets": params["datasets"][params["dataset"]], "model": name, "section": params["models"][name],
              "code": code_hashes(name)}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()

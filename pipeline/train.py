@@ -94,7 +94,7 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     model, section = ready.model, section | ready.overrides
     transferred = transfer(model, name, section, inputs, Path(cfg.init_from)) if cfg.init_from else None
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("training %s (%d parameters) on %d users / %d items", name, n_params, len(view.valid_targets),
+    log.info("training %s (%d parameters) on %d users / %d items", name, n_params, view.num_users,
              view.num_items)
     out.mkdir(parents=True, exist_ok=True)
     summary = fit(model, view, cfg, protocol, pre.max_len, state_path=out / "resume.pt")
