@@ -75,6 +75,8 @@ class TrainConfig(Checked):
     patience: Positive = 10  # validations (epochs) without improvement
     patience_steps: NonNegative = 0  # > 0: and the best validation is at least this many optimizer steps old
     patience_frac: NonNegativeFloat = 0.0  # > 0: and the epochs since the best >= this share of the best's epoch
+    order: Literal["time", "shuffled"] = "time"  # shuffled: each user's training events in a random order (seeded by
+    # `seed`): the sequentiality check; validation and test queries keep the time order
     window_stride: NonNegative = 0  # 0 = max_len (disjoint windows); smaller: overlapping windows
     device: Device = "auto"  # auto: cuda when present, else cpu
     sparse_embeddings: bool = False  # embedding tables take sparse gradients + SparseAdam (with a sampled loss)

@@ -22,6 +22,7 @@ Who may see what is enforced by types, not by a `holdout` argument that each cal
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -144,6 +145,14 @@ class TrainView:
         for a in parts:
             h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
         return h.hexdigest()
+
+    def shuffled(self, seed: int) -> "TrainView":
+        """The same view with each user's training events in a seeded random order (the sequentiality
+        check: how much of a model's accuracy needs the order); the validation queries keep theirs."""
+        rng = np.random.default_rng(seed)
+        user = np.repeat(np.arange(self.num_users), self.train.lengths)
+        order = np.lexsort((rng.random(len(user)), user))  # within each user, a random permutation
+        return dataclasses.replace(self, train=Sequences(self.train.flat[order], self.train.offsets, self.num_items))
 
     def valid_queries(self, max_len: int) -> Queries:
         """Each validation event predicted from its user's earlier events (the window of the last

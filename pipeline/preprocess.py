@@ -207,6 +207,9 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
         .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over("user_id").alias("position"),
                       pl.len().over("user_id").alias("_n"))
     )
+    if cfg.split == "time" and "note_no_timestamps" in raw.report:  # positions are no clock: quantiles would cut users
+        raise ConfigError(f"preprocess.split: time needs event times, and this source has none "
+                          f"({raw.report['note_no_timestamps']}); use split: loo for it")
     split, df = assign_split(df, cfg)
     interactions = df.select("user_id", "item_id", "timestamp", "rating", "position", "split")
     names = {c: ids[c].rename({"code": c, c: "orig_id"}) for c in ids}  # (code, source id string)

@@ -316,7 +316,7 @@ def work_folder(params: dict) -> Path:
 # Settings added after cells were recorded, with the value that does what their absence did: at that
 # value they are left out of a cell's key, so adding a switch does not make every finished cell stale.
 ADDED_NEUTRAL = {("train", "patience_frac"): 0.0, ("protocol", "head_share"): 0.2, ("preprocess", "split"): "loo",
-                 ("preprocess", "split_cuts"): [0.8, 0.9]}
+                 ("preprocess", "split_cuts"): [0.8, 0.9], ("train", "order"): "time"}
 
 
 def without_neutral(sections: dict) -> dict:
@@ -662,6 +662,9 @@ def markdown(study: Study, found: dict | None = None) -> str:
             if c.effect_note:
                 effect += f" ({c.effect_note})"
             ours = "—" if iv is None else delta(iv, 1.0)
+            b_values = found["values"][(c.b, c.view, c.metric)][1]
+            if iv is not None and b_values and float(np.mean(b_values)):  # how large, relative to B
+                ours += f" ({iv.diff / float(np.mean(b_values)):+.1%} of B)"
             out.append(f"| {c.text}: {a} {c.direction} {b} ({c.metric}, {c.view}) | {c.source} | {effect} | {ours} | "
                        f"{'—' if p is None or not np.isfinite(p) else f'{p:.2g}'} | {'—' if iv is None or min(iv.seeds_a, iv.seeds_b) < 2 else f'{iv.mde:.4f}'} | {said} |")
         out.append("")

@@ -81,6 +81,8 @@ def train(params: dict, prepared: Path, out: Path, features: Path | None = None,
     protocol = from_dict(ProtocolConfig, params.get("protocol"), "protocol")
     distributed.init(resolve_device(cfg.device, "train.device"))  # under torchrun: join the group
     view = load_training_view(prepared)
+    if cfg.order == "shuffled":  # the sequentiality check: the training events' order destroyed, the queries kept
+        view = view.shuffled(cfg.seed)
     features = features or RunDirs(prepared.parent).features
 
     def build(overrides: dict):

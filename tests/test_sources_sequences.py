@@ -138,3 +138,16 @@ def test_a_published_set_is_used_as_published_and_a_large_filter_is_said(tmp_pat
         assert stats["dropped"]["kcore"] == 0 and stats["large_filter"] is None and stats["users"] == 60
     else:
         assert stats["large_filter"]["events_share"] > 0.05 and "declare it `prefiltered: true`" in caplog.text
+
+
+def test_a_time_split_on_a_source_without_times_is_refused(tmp_path):
+    """UniSRec / SASRec files carry order, not time: quantiles of positions would cut every user at
+    the same rank, not at a moment, so `split: time` is one clear error."""
+    from pipeline.params import ConfigError
+
+    write_unisrec(tmp_path / "src")
+    params = {"dataset": "x", "datasets": {"x": {"format": "unisrec", "source": str(tmp_path / "src"), "name": "S"}}}
+    download(params, tmp_path / "raw")
+    with pytest.raises(ConfigError, match="needs event times, and this source has none"):
+        run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(user_core=0, item_core=0, split="time",
+                                                                      allow_degenerate=True))

@@ -92,3 +92,32 @@ def test_time_split_through_the_stages(tmp_path):
     assert sas["test/queries"] == split["queries"]["test"] > sas["users"] * 0.1
     assert sas["valid/queries"] == split["queries"]["valid"]
     assert sas["test/ndcg@10"] > 1.2 * results["pop"]["test/ndcg@10"], results
+
+
+def test_shuffled_order_keeps_each_users_events_and_the_queries():
+    """train.order: shuffled permutes each user's training events (seeded) and nothing else."""
+    s = Split(Sequences(np.arange(1, 31), np.array([0, 10, 14, 30]), 30))
+    view = s.training
+    mixed = view.shuffled(0)
+    for u in range(3):
+        a, b = (v.train.flat[v.train.offsets[u]:v.train.offsets[u + 1]] for v in (view, mixed))
+        assert sorted(a.tolist()) == sorted(b.tolist())
+    assert not np.array_equal(view.train.flat, mixed.train.flat)
+    assert np.array_equal(mixed.train.flat, view.shuffled(0).train.flat)  # seeded
+    a, b = view.valid_queries(5), mixed.valid_queries(5)
+    for x, y in [(a.inputs, b.inputs), (a.targets, b.targets), (a.seen[1], b.seen[1]), (a.users, b.users)]:
+        assert np.array_equal(x, y)
+
+
+def test_the_demo_is_sequential_and_the_check_says_so(tmp_path):
+    """The demo's users follow item-to-item transitions: SASRec trained on shuffled training
+    sequences loses accuracy on the same (time-ordered) test queries."""
+    p = tiny_params()
+    download(p, tmp_path / "raw")
+    run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(**p["preprocess"]))
+    got = {}
+    for order in ("time", "shuffled"):
+        q = p | {"train": p["train"] | {"order": order}}
+        train(q, tmp_path / "prepared", tmp_path / order)
+        got[order] = evaluate(q, tmp_path / "prepared", tmp_path / order / "model.pt", tmp_path / order / "m.json")
+    assert got["time"]["test/ndcg@10"] > 1.1 * got["shuffled"]["test/ndcg@10"], got
