@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.params import ConfigError, from_dict
-from pipeline.sources import amazon, demo, hm, movielens, recbole, sequences
+from pipeline.sources import amazon, amazon2023, demo, hm, movielens, recbole, sequences
 from pipeline.sources.common import RawData, Source, SourceError
 
 SOURCES: dict[str, Source] = {
@@ -22,6 +22,7 @@ SOURCES: dict[str, Source] = {
     "ml-1m": Source(movielens.MovieLens1MConfig, movielens.fetch_1m, movielens.read_1m),
     "recbole": Source(recbole.RecBoleConfig, recbole.fetch, recbole.read),
     "amazon": Source(amazon.AmazonConfig, amazon.fetch, amazon.read),
+    "amazon2023": Source(amazon2023.Amazon2023Config, amazon2023.fetch, amazon2023.read),
     "hm": Source(hm.HMConfig, hm.fetch, hm.read),
     "unisrec": Source(sequences.UniSRecConfig, sequences.fetch_unisrec, sequences.read_unisrec),
     "sasrec": Source(sequences.SASRecTextConfig, sequences.fetch_sasrec, sequences.read_sasrec),
