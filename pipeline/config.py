@@ -165,10 +165,14 @@ class FeatureSettings(Checked):
 
 @dataclass
 class TextEncoderConfig(Checked):
-    kind: Literal["sentence-transformers", "hf"] = "sentence-transformers"
+    # sentence-transformers | hf (an encoder: CLS / mean pooling) | llm (a decoder LLM embedder: last-token pooling,
+    # e.g. Qwen/Qwen3-Embedding-0.6B, intfloat/e5-mistral-7b-instruct; bf16 on a GPU)
+    kind: Literal["sentence-transformers", "hf", "llm"] = "sentence-transformers"
     name: str = "sentence-transformers/all-MiniLM-L6-v2"  # hub id or local folder
     revision: str | None = None
-    pooling: Literal["cls", "mean"] = "mean"  # hf only (sentence-transformers models carry their own)
+    pooling: Literal["cls", "mean", "last"] = "mean"  # hf: cls | mean; llm: last (the last real token's state)
+    instruction: str = ""  # prepended to every text (LLM embedders' task prompt, e.g. "Instruct: ...\nQuery: ")
+    add_eos: bool = True  # llm: append the tokenizer's end-of-sequence token (what E5-Mistral and Qwen3-Embedding pool)
     max_length: Positive = 256
     batch_size: Positive = 64
     normalize: bool = False

@@ -152,20 +152,22 @@ def table(runs: list[dict]) -> str:
     share@10 (mean ± std over seeds), seeds."""
     groups: dict[str, list[dict]] = {}
     for r in runs:
-        groups.setdefault(f"{r['metrics'].get('model')}|{r['metrics'].get('dataset')}|"
+        protocol = f"{r['params'].get('preprocess.split', 'loo')}" + \
+            ("" if r["params"].get("train.order", "time") == "time" else f", {r['params']['train.order']} order")
+        groups.setdefault(f"{r['metrics'].get('model')}|{r['metrics'].get('dataset')}|{protocol}|"
                           f"{effective_loss(r)}|{r['params'].get('train.epochs')}", []).append(r)
-    header = ["model", "dataset", "loss", "epochs", "test HR@10", "test NDCG@10", "test MRR@10", "unmasked NDCG@10",
+    header = ["model", "dataset", "split", "loss", "epochs", "test HR@10", "test NDCG@10", "test MRR@10", "unmasked NDCG@10",
               "coverage@10", "tail@10", "seeds", "runs"]
     lines = []
     for key, rs in groups.items():
-        model, dataset, loss, epochs = key.split("|")
+        model, dataset, protocol, loss, epochs = key.split("|")
 
         def ms(metric: str) -> str:
             v = np.array([r["metrics"][metric] for r in rs if metric in r["metrics"]], float)
             return f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "") if len(v) else "—"
 
         seeds = sorted({r["params"].get("train.seed") for r in rs}, key=str)
-        lines.append([model, dataset, loss, epochs, ms("test/hr@10"), ms("test/ndcg@10"), ms("test/mrr@10"),
+        lines.append([model, dataset, protocol, loss, epochs, ms("test/hr@10"), ms("test/ndcg@10"), ms("test/mrr@10"),
                       ms("test_unmasked/ndcg@10"), ms("test/coverage@10"), ms("test/tail@10"),
                       ",".join(map(str, seeds)), ", ".join(r["name"] for r in rs)[:40]])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]

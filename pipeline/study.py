@@ -307,8 +307,8 @@ def cell_params(study: Study, row: Row, seed: int) -> dict:
 
 def work_folder(params: dict) -> Path:
     """One prepared folder per data set and the settings its data and features depend on."""
-    data = without_neutral({k: params.get(k) for k in ("dataset", "preprocess")}) | {
-        "datasets": params["datasets"][params["dataset"]], "features": params.get("features")}
+    data = without_neutral({k: params.get(k) for k in ("dataset", "preprocess", "features")}) | {
+        "datasets": params["datasets"][params["dataset"]]}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return WORK / f"{params['dataset']}-{digest}"
 
@@ -316,16 +316,23 @@ def work_folder(params: dict) -> Path:
 # Settings added after cells were recorded, with the value that does what their absence did: at that
 # value they are left out of a cell's key, so adding a switch does not make every finished cell stale.
 ADDED_NEUTRAL = {("train", "patience_frac"): 0.0, ("protocol", "head_share"): 0.2, ("preprocess", "split"): "loo",
-                 ("preprocess", "split_cuts"): [0.8, 0.9], ("train", "order"): "time"}
+                 ("preprocess", "split_cuts"): [0.8, 0.9], ("train", "order"): "time",
+                 ("features", "text", "encoder", "instruction"): "", ("features", "text", "encoder", "add_eos"): True}
 
 
 def without_neutral(sections: dict) -> dict:
-    """`sections` without the later-added settings that sit at their neutral value."""
+    """`sections` without the later-added settings (key paths) that sit at their neutral value."""
+
+    def drop(d, path: tuple, neutral):
+        if not isinstance(d, dict) or path[0] not in d:
+            return d
+        if len(path) == 1:
+            return {k: v for k, v in d.items() if k != path[0]} if d[path[0]] == neutral else d
+        return d | {path[0]: drop(d[path[0]], path[1:], neutral)}
+
     out = dict(sections)
-    for (section, key), neutral in ADDED_NEUTRAL.items():
-        part = out.get(section)
-        if isinstance(part, dict) and key in part and part[key] == neutral:
-            out[section] = {k: v for k, v in part.items() if k != key}
+    for path, neutral in ADDED_NEUTRAL.items():
+        out = drop(out, path, neutral)
     return out
 
 

@@ -32,6 +32,7 @@ from pipeline.features.images import load_image
 from pipeline.features.keywords import build_vocabulary
 from pipeline.features.store import load_item_matrix
 from pipeline.features.text import item_texts
+from pipeline.params import ConfigError
 from pipeline.query import describe_item, find_tables, sql
 from pipeline.tables import TableError, read_provenance, read_table, write_table
 from tests.conftest import ROOT
@@ -358,3 +359,49 @@ def test_two_process_extraction_writes_the_one_process_tables_byte_for_byte(tiny
     assert sorted(outs[1]) == sorted(outs[2]) and any(n.endswith(".parquet") for n in outs[1])
     for name in outs[1]:
         assert outs[2][name] == outs[1][name], name
+
+
+def tiny_decoder(path: Path, padding_side: str = "left") -> Path:
+    """A random 1-layer Llama-architecture decoder with a word-level tokenizer (pad, unk, </s>), saved
+    to disk: what `kind: llm` loads for Qwen3-Embedding or E5-Mistral, at test size."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+
+    words = "the a dog puppy runs running park grass tax deadline april is on in across quarterly filing . ,".split()
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "</s>", "Represent:", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    path.mkdir(parents=True)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>", pad_token="<pad>",
+                            padding_side=padding_side).save_pretrained(path)
+    torch.manual_seed(0)
+    LlamaModel(LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_llm_text_encoder_pools_the_last_real_token(tmp_path, side):
+    """`kind: llm` through the real loader: the vector is the decoder's state at the appended </s>
+    (the last real token, whichever side pads), the same alone as in a padded batch; the instruction
+    prefix changes it and is part of the encoder's identity."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = tiny_decoder(tmp_path / "llm", side)
+    enc = TextEncoder(TextEncoderConfig(kind="llm", name=str(path), pooling="last", batch_size=3), CPU)
+    assert enc.dim == 16 and enc.identity["pooling"] == "last" and enc.identity["weights_sha256"]
+    got = enc.encode(DOG)
+    for i, text in enumerate(DOG):  # by hand: the model on the text + </s>, unpadded, state at the last position
+        tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+        with torch.no_grad():
+            want = model(**tok([text + "</s>"], return_tensors="pt")).last_hidden_state[0, -1].numpy()
+        np.testing.assert_allclose(got[i], want, atol=1e-5)
+    instructed = TextEncoder(TextEncoderConfig(kind="llm", name=str(path), pooling="last",
+                                               instruction="Represent: "), CPU)
+    assert not np.allclose(instructed.encode(DOG), got) and instructed.identity["instruction"] == "Represent: "
+
+
+def test_llm_needs_last_token_pooling_in_one_line(tmp_path):
+    path = tiny_decoder(tmp_path / "llm")
+    with pytest.raises(ConfigError, match="a decoder LLM pools its last token"):
+        TextEncoder(TextEncoderConfig(kind="llm", name=str(path), pooling="mean"), CPU)

