@@ -80,3 +80,19 @@ def test_model_cost_profile_writes_operator_tables_with_shapes(tmp_path):
     assert f.name == "mmsr_fusion=_co_attention_.txt"  # a file name from the spec
     text = f.read_text()
     assert "aten::mm" in text and "[64, 32]" in text  # the operator, and the shapes it ran on
+
+
+def test_the_gpu_check_runs_in_its_cpu_mode(tmp_path, capsys):
+    """bench.gpu_check --tiny: every step of the GPU check (train fp32 + bf16, FAISS device-vs-CPU
+    exactness, top-k against its GEMM, MiniLM extraction) at toy sizes on the CPU, one table."""
+    import json
+
+    from bench.gpu_check import main
+
+    main(["--tiny", "--out", str(tmp_path / "check.json")])
+    rows = json.loads((tmp_path / "check.json").read_text())["rows"]
+    assert [r["check"].split(",")[0] for r in rows] == ["SASRec train + evaluate"] * 2 + [
+        "FAISS on the device vs CPU", "exact top-50", "MiniLM extraction"]
+    assert rows[0]["ndcg@10"] > 0 and rows[1]["precision"] == "bf16" and rows[2]["ranks_equal"]
+    assert rows[3]["ratio"] > 0 and rows[4]["items_per_s"] > 0
+    assert "| check | device | result | seconds |" in capsys.readouterr().out
