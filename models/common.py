@@ -11,7 +11,51 @@ from typing import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "bce", "bpr", "sampled_softmax")
+LOSSES = ("ce", "bce", "bpr", "sampled_softmax", "ce_chunked")
+FULL_SOFTMAX = ("ce", "ce_chunked")  # the exact softmax over every item (ce_chunked without the logit matrix)
+CHUNK_FLOATS = 1 << 24  # ce_chunked: logits held at once (positions x items in a block), 64 MB in float32
+
+
+class ChunkedCrossEntropy(torch.autograd.Function):
+    """Exact mean softmax cross-entropy of h @ W.T over items 1..N (row 0 = padding, never a class)
+    without the (P, N+1) logit matrix: the items go in blocks, the log-sum-exp is carried across
+    blocks (running max and rescaled sum), and the backward recomputes each block's softmax from the
+    saved log-sum-exp — O(P x block) memory instead of O(P x N), equal to `F.cross_entropy`
+    (tested: values and gradients)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, block: int) -> torch.Tensor:
+        hf, wf = h.float(), w.float()
+        m = torch.full((len(h),), float("-inf"), device=h.device)
+        s = torch.zeros(len(h), device=h.device)
+        for a in range(1, len(w), block):
+            z = hf @ wf[a:a + block].T  # (P, block)
+            m_new = torch.maximum(m, z.max(1).values)
+            s = s * torch.exp(m - m_new) + torch.exp(z - m_new[:, None]).sum(1)
+            m = m_new
+        lse = m + torch.log(s)
+        ctx.save_for_backward(h, w, t, lse)
+        ctx.block = block
+        return (lse - (hf * wf[t]).sum(1)).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, w, t, lse = ctx.saved_tensors
+        hf, wf = h.float(), w.float()
+        scale = grad / len(h)
+        gh, gw = torch.zeros_like(hf), torch.zeros_like(wf)
+        for a in range(1, len(w), ctx.block):
+            p = torch.exp(hf @ wf[a:a + ctx.block].T - lse[:, None]) * scale  # (P, block): softmax x dL/dloss
+            gh += p @ wf[a:a + ctx.block]
+            gw[a:a + ctx.block] = p.T @ hf
+        gh -= wf[t] * scale  # the target's logit enters with -1
+        gw.index_add_(0, t, -hf * scale)
+        return gh.to(h.dtype), gw.to(w.dtype), None, None
+
+
+def chunked_cross_entropy(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """`ChunkedCrossEntropy` with a block of items sized so a block's logits hold CHUNK_FLOATS."""
+    return ChunkedCrossEntropy.apply(h, w, t, block or max(1024, CHUNK_FLOATS // max(len(h), 1)))
 SAMPLED = ("bce", "bpr", "sampled_softmax")  # the losses that read the training loop's negatives
 
 
@@ -24,7 +68,8 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs, kind: 
         targets: (B, L) item ids, 0 where there is no target.
         item_vecs: (N+1, D) output item vectors, or for the sampled kinds a function ids -> their
             vectors (an embedding lookup, so the table's gradient can be sparse: only those rows).
-        kind: "ce" — full softmax cross-entropy over all N items (padding excluded);
+        kind: "ce" — full softmax cross-entropy over all N items (padding excluded); "ce_chunked" —
+            the same loss in item blocks, never holding the (P, N+1) logits (`ChunkedCrossEntropy`);
             "bce" — binary cross-entropy with sampled negatives (B, L, S) ids;
             "bpr" — Bayesian personalised ranking, -log σ(pos - neg), with the same negatives;
             "sampled_softmax" — softmax over the target and S negatives (S,) shared by the whole
@@ -36,9 +81,11 @@ def sequence_loss(hidden: torch.Tensor, targets: torch.Tensor, item_vecs, kind: 
     h = hidden[mask]  # (P, D)
     t = targets[mask]  # (P,)
     rows = item_vecs if callable(item_vecs) else item_vecs.__getitem__
+    if kind in FULL_SOFTMAX and callable(item_vecs):
+        raise ValueError(f"the full softmax ({kind}) needs the whole item matrix, not a row lookup")
+    if kind == "ce_chunked":
+        return chunked_cross_entropy(h, item_vecs, t)
     if kind == "ce":
-        if callable(item_vecs):
-            raise ValueError("the full softmax (ce) needs the whole item matrix, not a row lookup")
         logits = h @ item_vecs.T  # (P, N+1)
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, t)

@@ -41,7 +41,7 @@ Prob = Annotated[float, Ge(0), Lt(1)]  # a dropout or masking rate: [0, 1)
 Unit = Annotated[float, Ge(0), Le(1)]  # a probability that may be 1
 PositiveFloat = Annotated[float, Gt(0)]
 NonNegativeFloat = Annotated[float, Ge(0)]
-Loss = Literal["ce", "bce", "bpr", "sampled_softmax"]  # a model's own loss (None: train.loss)
+Loss = Literal["ce", "bce", "bpr", "sampled_softmax", "ce_chunked"]  # a model's own loss (None: train.loss)
 Modality = Literal["text", "image"]
 
 

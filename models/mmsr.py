@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common import ItemFeatures, sequence_loss
+from models.common import FULL_SOFTMAX, ItemFeatures, sequence_loss
 from models.contract import (
     Loss,
     Modality,
@@ -288,9 +288,9 @@ class MMSR(nn.Module):
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, negatives, users=None) -> torch.Tensor:
         """The study's BCE with sampled negatives (or BPR on them, or full CE). Every item a step needs
         (inputs, targets, negatives) is fused once and the backbone runs on the gathered rows."""
-        if self.loss_kind == "ce":  # full softmax: every item is needed anyway
+        if self.loss_kind in FULL_SOFTMAX:  # full softmax: every item is needed anyway
             vecs = self.item_vectors()
-            return sequence_loss(self.run_backbone(vecs[inputs], inputs), targets, vecs, "ce")
+            return sequence_loss(self.run_backbone(vecs[inputs], inputs), targets, vecs, self.loss_kind)
         neg = negatives()
         ids, inv = torch.unique(torch.cat([targets.new_zeros(1), inputs.flatten(), targets.flatten(), neg.flatten()]),
                                 return_inverse=True)

@@ -68,7 +68,7 @@ class TrainConfig(Checked):
     batch_size: Positive = 128  # windows per step
     lr: NonNegativeFloat = 1e-3  # Adam (0: the weights stay as they start, e.g. a transferred model scored as is)
     weight_decay: NonNegativeFloat = 0.0
-    loss: Literal["ce", "bce", "bpr", "sampled_softmax"] = "ce"  # a model's own `loss` wins
+    loss: Literal["ce", "bce", "bpr", "sampled_softmax", "ce_chunked"] = "ce"  # a model's own `loss` wins
     negatives: Positive = 1  # per position for bce / bpr; shared by the batch for sampled_softmax
     negatives_by: Literal["uniform", "popularity"] = "uniform"  # popularity: ∝ training counts (log q corrected)
     # early stopping: stop once every condition holds (pipeline.loop.EarlyStopping)

@@ -336,13 +336,14 @@ def without_neutral(sections: dict) -> dict:
     return out
 
 
-def cell_key(params: dict) -> str:
-    """What a finished cell must match to count: its parameters and its model's code fingerprint."""
+def cell_key(params: dict, code: dict[str, str] | None = None) -> str:
+    """What a finished cell must match to count: its parameters and its model's code fingerprint
+    (`code`: {path: SHA-256} of another version of the model's files, for `pipeline.rekey`)."""
     name = params["model"]
     keep = without_neutral({k: params.get(k) for k in ("dataset", "preprocess", "train", "protocol", "pretrain",
                                                         "features")})
     keep |= {"datasets": params["datasets"][params["dataset"]], "model": name, "section": params["models"][name],
-             "code": code_hashes(name)}
+             "code": code if code is not None else code_hashes(name)}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -369,10 +370,11 @@ def run_cell(study_path: Path, row_id: str, seed: int, add: list[str], settings:
             log.info("waiting for %s (another study's cell makes it)", path)
             time.sleep(30)
     params = cell_params(study, row, seed)
+    key = cell_key(params)  # now, as the model's code is imported: a file edited during the run does not re-key it
     folder = RESULTS / study.name
     result = cells.run_cell(params, work_folder(params), row.model, seed, folder, row.id,
                             ROOT / row.keep_model / f"s{seed}" / "model.pt" if row.keep_model else None)
-    save(result_file(study, row, seed), [result], key=cell_key(params), study=study.name, row=row.id)
+    save(result_file(study, row, seed), [result], key=key, study=study.name, row=row.id)
 
 
 def write_cold_items(study: Study) -> None:
@@ -857,8 +859,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.command == "run":
                 cores = args.cores or list(range(os.cpu_count() or 1))
                 failed += run(path, args.add, args.settings, cores)
-                report(load(path, args.add, args.settings))
-                print(f"{path}: {PAGES / (Path(path).stem + '.md')}")
+                try:  # the queue goes on: a page that cannot be written now is written by `report` later
+                    report(load(path, args.add, args.settings))
+                    print(f"{path}: {PAGES / (Path(path).stem + '.md')}")
+                except ConfigError as e:
+                    print(f"{path}: page not written ({e}); the cells are saved — run `python -m pipeline.study "
+                          f"report {path}`")
             elif args.command == "status":
                 print(status(load(path, args.add, args.settings)))
             elif not report(load(path, args.add, args.settings), args.check) and args.check:

@@ -284,3 +284,40 @@ def test_m2sr_fusion_width_follows_eq_2_or_the_parameter(width, expected):
     seqs, _ = batch()
     assert model.fuse.out_features == expected and model.encode(seqs).shape[-1] == expected
     assert model.item_vectors().shape == (N_ITEMS + 1, expected)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 1000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_chunked_cross_entropy_equals_the_full_softmax(block, dtype):
+    """ce_chunked: items in blocks, the log-sum-exp carried across them and the softmax recomputed
+    in the backward — the same loss and the same gradients as F.cross_entropy over the whole logit
+    matrix (padding row 0 never a class), for any block size."""
+    from models.common import chunked_cross_entropy
+
+    torch.manual_seed(0)
+    h = (torch.randn(40, 8, dtype=dtype) * 3).requires_grad_()
+    w = torch.randn(23, 8, dtype=dtype).requires_grad_()
+    t = torch.randint(1, 23, (40,))
+    logits = h @ w.T
+    logits = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], 1)
+    want = torch.nn.functional.cross_entropy(logits, t)
+    gh, gw = torch.autograd.grad(want, (h, w))
+    got = chunked_cross_entropy(h, w, t, block)
+    ch, cw = torch.autograd.grad(got * 1.0, (h, w))
+    tol = 1e-5 if dtype == torch.float32 else 1e-6  # the chunked loss computes in float32
+    torch.testing.assert_close(got.to(dtype), want, atol=tol, rtol=tol)
+    torch.testing.assert_close(ch, gh, atol=tol, rtol=tol)
+    torch.testing.assert_close(cw, gw, atol=tol, rtol=tol)
+    assert cw[0].abs().sum() == 0  # the padding row gets no gradient
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bert4rec", "mmsr"])
+def test_a_model_trains_with_the_chunked_loss_as_with_ce(name):
+    torch.manual_seed(0)
+    model = build(name, loss="ce_chunked").eval()
+    seqs, targets = batch()
+    torch.manual_seed(1)  # BERT4Rec draws its masks: the same draws for both losses
+    chunked = model.loss(seqs, targets, None, USERS)
+    model.loss_kind = "ce"
+    torch.manual_seed(1)
+    torch.testing.assert_close(chunked, model.loss(seqs, targets, None, USERS), atol=1e-5, rtol=1e-5)

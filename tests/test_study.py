@@ -164,3 +164,48 @@ def test_a_setting_added_at_its_neutral_value_keeps_finished_cells():
     added = base | {"train": {"patience": 10, "patience_frac": 0.0}}
     assert cell_key(added) == cell_key(base)
     assert cell_key(base | {"train": {"patience": 10, "patience_frac": 0.5}}) != cell_key(base)
+
+
+def test_rekey_keeps_cells_only_when_the_code_change_changes_no_behaviour(tmp_path, monkeypatch):
+    """A cell that ran with HEAD's model files goes stale when those files change; `pipeline.rekey`
+    keeps it when the behaviour digests (tiny fixed-seed training with the old and the new files)
+    are equal, and leaves it stale when they differ or when the cell ran with other code."""
+    import json
+
+    from pipeline import rekey as rk
+    from pipeline import study as st
+
+    monkeypatch.setattr(st, "RESULTS", tmp_path / "results")
+    path = tiny_study(tmp_path, claims=[], reference=None, rows=[{"id": "pop", "model": "pop"}], seeds=[0, 1])
+    s = st.load(path)
+    row = s.rows[0]
+    head = {f: h for f, h in st.code_hashes("pop").items()}  # the working tree's files, as committed
+    for seed, key in ((0, st.cell_key(st.cell_params(s, row, 0), head)), (1, "ran-with-other-code")):
+        st.result_file(s, row, seed).parent.mkdir(parents=True, exist_ok=True)
+        st.result_file(s, row, seed).write_text(json.dumps({"key": key, "rows": [{"seed": seed}]}))
+    edited = {f: "0" * 64 for f in head}  # "after an edit": every file of the closure hashes differently
+    monkeypatch.setattr(st, "code_hashes", lambda name: edited)
+    monkeypatch.setattr(rk, "old_tree", lambda commit, files, into: head)
+    monkeypatch.setattr(rk, "digest_in", lambda tree, params: "same")
+    said = rk.rekey([path], "HEAD")
+    assert "tiny/pop s0: same behaviour as at HEAD" in said[0] and "not run with HEAD's code" in said[1]
+    assert st.finished(s, row, 0) and not st.finished(s, row, 1)
+    assert json.loads(st.result_file(s, row, 0).read_text())["rekeyed"][0]["from"] == "HEAD"
+    # a behaviour change is never accepted
+    st.result_file(s, row, 0).write_text(json.dumps({"key": st.cell_key(st.cell_params(s, row, 0), head),
+                                                     "rows": [{"seed": 0}]}))
+    monkeypatch.setattr(rk, "digest_in", lambda tree, params: str(tree))
+    assert "changes its behaviour: re-run" in rk.rekey([path], "HEAD")[0] and not st.finished(s, row, 0)
+
+
+def test_the_behaviour_digest_is_reproducible_and_sees_a_change():
+    """The digest rekey compares: the same configuration twice gives the same digest; another
+    configuration (a different model setting) another one."""
+    from pipeline.config import load_params
+    from pipeline.rekey import digest
+
+    p = load_params(ROOT / "params.yaml") | {"model": "sasrec"}
+    p["models"]["sasrec"] = p["models"]["sasrec"] | {"hidden": 16, "inner": 32, "layers": 1}
+    a, b = digest(p), digest(p)
+    p["models"]["sasrec"]["dropout"] = 0.0
+    assert a == b != digest(p)
