@@ -7,7 +7,10 @@ each model spec starts a new Python process that builds the model from the cache
 `--epochs` epochs (early stopping off) and reports its training seconds per epoch, validation
 seconds per epoch and its own peak RSS (ru_maxrss: interpreter + torch + tables + model +
 activations; a fresh process, so nothing carries over from another model). `pretrain` measures
-one MSM4SR pre-training epoch the same way. Writes bench/results/model-cost-<dataset>.json (rows
+one MSM4SR pre-training epoch the same way. Each trained model's row also states its FLOPs per
+epoch (torch's FlopCounterMode on one batch's forward + backward, times the batches), the float32
+matmul rate of this machine at the step's shape on the same threads, and the ratio of the measured
+epoch time to that FLOP time (issue 34: within 1.5x is the target for SASRec). Writes bench/results/model-cost-<dataset>.json (rows
 of models not named this time are kept, so one model can be re-measured) and prints the Markdown
 table for docs/benchmarks.md. `--profile DIR` also runs each model's epochs under torch.profiler
 and writes DIR/<model>.txt: operators by self CPU time, once by name and once by name and input
@@ -55,6 +58,51 @@ def profiled(fn, out: Path | None, label: str):
     return result
 
 
+def step_flops(params: dict, work: Path) -> dict:
+    """FLOPs of the selected model's training epoch, counted by torch's FlopCounterMode on one full
+    batch (forward + backward of the model's own loss; matmuls, convolutions and attention — the
+    arithmetic, not elementwise work) times the epoch's batches."""
+    import math
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pipeline.config import PreprocessConfig, TrainConfig
+    from pipeline.data import train_windows
+    from pipeline.loop import Negatives
+    from pipeline.params import from_dict
+
+    name = params["model"]
+    pre = from_dict(PreprocessConfig, params.get("preprocess"), "preprocess")
+    cfg = from_dict(TrainConfig, params.get("train"), "train")
+    view = load_training_view(work / "prepared")
+    model, _ = builder.build_for_run(name, params["models"][name], view, pre.max_len, cfg.loss, work / "features",
+                                     work / "prepared")
+    x, y, users = train_windows(view.train, pre.max_len, cfg.window_stride or None)
+    xb, yb, ub = (torch.as_tensor(a[:cfg.batch_size]) for a in (x, y, users))
+    neg = Negatives(yb, view.num_items, cfg.negatives, torch.Generator().manual_seed(0))
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model.loss(xb, yb, neg, ub).backward()
+    per_step = counter.get_total_flops()
+    return {"flops_per_step": per_step, "steps_per_epoch": math.ceil(len(x) / cfg.batch_size),
+            "flops_per_epoch": per_step * math.ceil(len(x) / cfg.batch_size)}
+
+
+def sgemm_rate(threads: int, m: int = 6400, k: int = 64, n: int = 2048, repeats: int = 20) -> float:
+    """FLOP/s of one float32 matmul of the training step's typical shape (positions x hidden times
+    hidden x items) on `threads` threads: the rate the FLOP time is stated at."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    a @ b  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * m * k * n * repeats / (time.perf_counter() - t0)
+
+
 def child(spec: str, params: dict, work: Path, epochs: int, profile_dir: Path | None = None) -> dict:
     """Runs inside the fresh process."""
     if spec == "pretrain":
@@ -77,6 +125,11 @@ def child(spec: str, params: dict, work: Path, epochs: int, profile_dir: Path | 
                                       work / "pretrain-cost"), profile_dir, spec)
         out = {"train_s_per_epoch": info["train_s_per_epoch"], "eval_s_per_epoch": info["eval_s_per_epoch"],
                "epochs": info["epochs_run"], "parameters": info["parameters"], "wall_s": time.perf_counter() - t0}
+        if name != "pop":  # the arithmetic the epoch had to do, and how far the measured time is from it
+            flops = step_flops(p, work)
+            rate = sgemm_rate(int(p["train"].get("threads") or 1))
+            out |= flops | {"sgemm_flop_per_s": rate, "flop_time_s": flops["flops_per_epoch"] / rate,
+                            "time_over_flop_time": info["train_s_per_epoch"] / (flops["flops_per_epoch"] / rate)}
         if "search_s" in info:
             out["search_s_per_epoch"] = info["search_s"] / epochs
     return out | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -132,9 +185,13 @@ def main() -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(table(["model", "parameters", "train s/epoch", "eval s/epoch", "peak RSS (MB)"],
+    print(table(["model", "parameters", "train s/epoch", "GFLOP/epoch", "FLOP time (s)", "time / FLOP time",
+                 "eval s/epoch", "peak RSS (MB)"],
                 [[r["model"], r.get("parameters", "—"), f"{r['train_s_per_epoch']:.1f}"
                   + (f" (+ search {r['search_s_per_epoch']:.1f})" if "search_s_per_epoch" in r else ""),
+                  f"{r['flops_per_epoch'] / 1e9:.0f}" if "flops_per_epoch" in r else "—",
+                  f"{r['flop_time_s']:.1f}" if "flop_time_s" in r else "—",
+                  f"{r['time_over_flop_time']:.2f}" if "time_over_flop_time" in r else "—",
                   f"{r['eval_s_per_epoch']:.2f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]))
 
 

@@ -61,8 +61,8 @@ def digest_in(tree: Path, params: dict) -> str:
 
 
 def old_tree(commit: str, files: list[str], into: Path) -> dict[str, str]:
-    """The tracked files of this checkout copied into `into`, with `files` as they were at `commit`;
-    returns their {path: SHA-256} at `commit`."""
+    """The tracked files of this checkout copied into `into`, with the `models` package as it was at
+    `commit`; returns the {path: SHA-256} of `files` (a model's closure) at `commit`."""
     tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.splitlines()
     for f in tracked:
@@ -71,12 +71,15 @@ def old_tree(commit: str, files: list[str], into: Path) -> dict[str, str]:
             (into / f).parent.mkdir(parents=True, exist_ok=True)
             (into / f).write_bytes(src.read_bytes())
     hashes = {}
-    for f in files:
+    at_commit = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit, "models"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+    for f in sorted(set(at_commit) | set(files)):  # the whole models package as it was: the registry imports all
         got = subprocess.run(["git", "show", f"{commit}:{f}"], cwd=ROOT, capture_output=True)
         if got.returncode:
             raise ConfigError(f"{f} does not exist at {commit}: pass the commit the cells ran with (--from)")
         (into / f).write_bytes(got.stdout)
-        hashes[f] = hashlib.sha256(got.stdout).hexdigest()
+        if f in files:
+            hashes[f] = hashlib.sha256(got.stdout).hexdigest()
     return hashes
 
 

@@ -96,3 +96,23 @@ def test_the_gpu_check_runs_in_its_cpu_mode(tmp_path, capsys):
     assert rows[0]["ndcg@10"] > 0 and rows[1]["precision"] == "bf16" and rows[2]["ranks_equal"]
     assert rows[3]["ratio"] > 0 and rows[4]["items_per_s"] > 0
     assert "| check | device | result | seconds |" in capsys.readouterr().out
+
+
+def test_model_cost_counts_an_epochs_flops_from_the_real_step(tmp_path):
+    """The FLOPs bench.model_cost states: counted on one real batch of the model's own loss (forward
+    + backward), at least the full softmax's three (P x d) @ (d x N) products, times the batches."""
+    from bench.model_cost import step_flops
+    from pipeline.data import load_training_view, train_windows
+    from tests.conftest import tiny_params
+
+    p = tiny_params()
+    download(p, tmp_path / "raw")
+    run(tmp_path / "raw", tmp_path / "prepared", PreprocessConfig(**p["preprocess"]))
+    got = step_flops(p, tmp_path)
+    view = load_training_view(tmp_path / "prepared")
+    x, y, _ = train_windows(view.train, 20)
+    positions = int((y[:64] > 0).sum())  # the batch's real targets
+    softmax = 3 * 2 * positions * 32 * (view.num_items + 1)
+    assert softmax < got["flops_per_step"] < 20 * softmax
+    assert got["steps_per_epoch"] == -(-len(x) // 64) and got["flops_per_epoch"] == got["flops_per_step"] * got[
+        "steps_per_epoch"]
