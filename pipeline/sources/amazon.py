@@ -30,15 +30,15 @@ from pipeline.params import Checked, Positive
 from pipeline.sources import fetch as net
 from pipeline.sources.common import (
     INT64_LIMIT,
-    MAX_BAD_LINE_SHARE,
     RawData,
     SourceError,
+    bad_lines,
     check_timestamp_units,
-    clip,
     copy_files,
     copy_tree,
     image_paths_for,
     parse_rating,
+    utf8_lines,
 )
 
 log = logging.getLogger(__name__)
@@ -121,24 +121,7 @@ def gunzip(path: Path) -> bytes:
 
 def gz_lines(path: Path) -> pl.DataFrame:
     """Decompress a .json.gz into a `text` column with 1-based `line` numbers (see `gunzip`)."""
-    data = gunzip(path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise SourceError(f"{path}:{line}: not valid UTF-8 ({e.reason}); the publisher's files are UTF-8") from None
-    lines = pl.Series("text", text.splitlines(), dtype=pl.String)
-    return pl.DataFrame([lines]).with_row_index("line", offset=1)
-
-
-def _too_many_bad(path: Path, bad: pl.DataFrame, total: int, what: str) -> None:
-    if bad.height == 0:
-        return
-    first = bad.row(0, named=True)
-    msg = f"{path}:{first['line']}: {what}: {clip(first['text'], 120)}"
-    if bad.height > MAX_BAD_LINE_SHARE * max(total, 1):
-        raise SourceError(f"{msg}. {bad.height} of {total} lines are bad: is this the right file?")
-    log.warning("%s — skipping %d such line(s) of %d", msg, bad.height, total)
+    return utf8_lines(gunzip(path), path)
 
 
 def read_reviews(path: Path, report: dict) -> pl.DataFrame:
@@ -155,7 +138,7 @@ def read_reviews(path: Path, report: dict) -> pl.DataFrame:
     fields = fields.with_columns(pl.when(pl.col("_t").abs() < INT64_LIMIT).then(pl.col("_t")).cast(pl.Int64)
                                  .alias("timestamp")).drop("_t")
     bad = fields.filter(pl.col("user").is_null() | pl.col("item").is_null() | pl.col("timestamp").is_null())
-    _too_many_bad(path, bad, lines.height, "not a JSON review with reviewerID, asin and unixReviewTime")
+    bad_lines(path, bad, lines.height, "not a JSON review with reviewerID, asin and unixReviewTime")
     report["reviews_malformed_lines"] = bad.height
     good = fields.filter(pl.col("user").is_not_null() & pl.col("item").is_not_null() & pl.col("timestamp").is_not_null())
     check_timestamp_units(good, path)
@@ -187,7 +170,7 @@ def read_meta(path: Path, version: int, report: dict) -> pl.DataFrame:
     dicts = [parse(t) for t in lines["text"].to_list()]
     good = [d is not None and isinstance(d.get("asin"), str) for d in dicts]
     bad = lines.filter(~pl.Series(good))
-    _too_many_bad(path, bad, lines.height, "not a metadata record with an asin")
+    bad_lines(path, bad, lines.height, "not a metadata record with an asin")
     report["meta_malformed_lines"] = bad.height
 
     def text_of(v) -> str:

@@ -39,13 +39,13 @@ import polars as pl
 from pipeline.params import Checked, Positive
 from pipeline.sources import fetch as net
 from pipeline.sources.common import (
-    MAX_BAD_LINE_SHARE,
     RawData,
     SourceError,
-    clip,
+    bad_lines,
     copy_tree,
     image_paths_for,
     parse_rating,
+    utf8_lines,
 )
 
 log = logging.getLogger(__name__)
@@ -145,23 +145,7 @@ def fetch(cfg: Amazon2023Config, out: Path) -> dict:
 
 def text_lines(path: Path) -> pl.DataFrame:
     """A (optionally gzipped) UTF-8 text file as a `text` column with 1-based `line` numbers."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise SourceError(f"{path}:{line}: not valid UTF-8 ({e.reason}); the publisher's files are UTF-8") from None
-    return pl.DataFrame([pl.Series("text", text.splitlines(), dtype=pl.String)]).with_row_index("line", offset=1)
-
-
-def _too_many_bad(path: Path, bad: pl.DataFrame, total: int, what: str) -> None:
-    if bad.height == 0:
-        return
-    first = bad.row(0, named=True)
-    msg = f"{path}:{first['line']}: {what}: {clip(first.get('text') or str(first), 120)}"
-    if bad.height > MAX_BAD_LINE_SHARE * max(total, 1):
-        raise SourceError(f"{msg}. {bad.height} of {total} lines are bad: is this the right file?")
-    log.warning("%s — skipping %d such line(s) of %d", msg, bad.height, total)
+    return utf8_lines(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes(), path)
 
 
 def milliseconds(df: pl.DataFrame, path: Path) -> pl.DataFrame:
@@ -188,7 +172,7 @@ def read_jsonl_reviews(path: Path, report: dict) -> pl.DataFrame:
                                 .alias("timestamp"))
     ok = pl.col("user").is_not_null() & pl.col("item").is_not_null() & pl.col("timestamp").is_not_null()
     bad = fields.filter(~ok)
-    _too_many_bad(path, bad, lines.height, "not a JSON review with user_id, parent_asin and an integer timestamp")
+    bad_lines(path, bad, lines.height, "not a JSON review with user_id, parent_asin and an integer timestamp")
     report["reviews_malformed_lines"] = bad.height
     good = milliseconds(fields.filter(ok), path)
     good = parse_rating(good, "stars", path, report, "reviews")
@@ -212,7 +196,7 @@ def read_benchmark(raw: Path, files: list[str], report: dict) -> pl.DataFrame:
                               "user_id,parent_asin,rating,timestamp[,history]")
         df = df.with_row_index("line", offset=2).with_columns(pl.col("timestamp").cast(pl.Int64, strict=False))
         bad = df.filter(pl.col("user_id").is_null() | pl.col("parent_asin").is_null() | pl.col("timestamp").is_null())
-        _too_many_bad(path, bad, df.height, "a row without user_id, parent_asin or an integer timestamp")
+        bad_lines(path, bad, df.height, "a row without user_id, parent_asin or an integer timestamp")
         report[f"{part}_malformed_rows"] = bad.height
         df = milliseconds(df.filter(pl.col("user_id").is_not_null() & pl.col("parent_asin").is_not_null()
                                     & pl.col("timestamp").is_not_null()), path)
@@ -250,7 +234,7 @@ def read_meta(path: Path, report: dict) -> pl.DataFrame:
             d = None
         dicts.append(d if isinstance(d, dict) and isinstance(d.get("parent_asin"), str) else None)
     bad = lines.filter(pl.Series([d is None for d in dicts]))
-    _too_many_bad(path, bad, lines.height, "not a metadata record with a parent_asin")
+    bad_lines(path, bad, lines.height, "not a metadata record with a parent_asin")
     report["meta_malformed_lines"] = bad.height
     coerced = Counter()
 

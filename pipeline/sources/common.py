@@ -148,6 +148,29 @@ def clip(value: object, n: int = 80) -> str:
     return text if len(text) <= n else f"{text[:n]}…({len(text):,} characters)"
 
 
+def utf8_lines(data: bytes, path: Path) -> pl.DataFrame:
+    """A file's bytes as a `text` column with 1-based `line` numbers; bytes that are not UTF-8 are an
+    error naming the line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SourceError(f"{path}:{line}: not valid UTF-8 ({e.reason}); the publisher's files are UTF-8") from None
+    return pl.DataFrame([pl.Series("text", text.splitlines(), dtype=pl.String)]).with_row_index("line", offset=1)
+
+
+def bad_lines(path: Path, bad: pl.DataFrame, total: int, what: str) -> None:
+    """Bad lines of a file (`line` + `text` columns, or any row): a logged, counted skip while they
+    are few, an error naming the first when more than MAX_BAD_LINE_SHARE of the lines are bad."""
+    if bad.height == 0:
+        return
+    first = bad.row(0, named=True)
+    msg = f"{path}:{first['line']}: {what}: {clip(first.get('text') or str(first), 120)}"
+    if bad.height > MAX_BAD_LINE_SHARE * max(total, 1):
+        raise SourceError(f"{msg}. {bad.height} of {total} lines are bad: is this the right file?")
+    log.warning("%s — skipping %d such line(s) of %d", msg, bad.height, total)
+
+
 # Control bytes the line reader may use as its never-occurring "field separator"; the first one a
 # file does not contain is taken, so a 0x1F inside a field cannot split a line.
 _SEPARATORS = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x07", b"\x00")
