@@ -161,7 +161,7 @@ class StopRule(Strict):
         return EarlyStopping(self.patience, self.patience_steps, self.patience_frac)
 
     def describe(self) -> str:
-        return " and ".join([f"{self.patience} epochs"] + ([f"{self.patience_steps} steps"] if self.patience_steps else [])
+        return " and ".join([f"{self.patience} epoch{'s' if self.patience != 1 else ''}"] + ([f"{self.patience_steps} steps"] if self.patience_steps else [])
                             + ([f"{self.patience_frac:g} × the best's epoch"] if self.patience_frac else []))
 
 
