@@ -66,7 +66,10 @@ class Sequences:
 
     def without_last(self, k: int) -> "Sequences":
         """Each user's sequence minus its last k items (new arrays: nothing of the cut part remains)."""
-        keep = np.maximum(self.lengths - k, 0)
+        return self.prefix(np.maximum(self.lengths - k, 0))
+
+    def prefix(self, keep: np.ndarray) -> "Sequences":
+        """Each user's first keep[u] items (new arrays: nothing of the cut part remains)."""
         mask = self.positions() < np.repeat(keep, self.lengths)
         return Sequences(self.flat[mask].copy(), np.concatenate([[0], np.cumsum(keep)]), self.num_items)
 
@@ -202,15 +205,14 @@ class Split:
         pos = full.positions()
         n_train = np.bincount(user[times < c1], minlength=len(lengths))  # events are in time order per user
         n_context = np.bincount(user[times < c2], minlength=len(lengths))
-        train, context = _prefix(full, n_train), _prefix(full, n_context)
+        train, context = full.prefix(n_train), full.prefix(n_context)
         c_pos = context.positions()
-        c_user = np.repeat(np.arange(len(lengths)), context.lengths)
-        valid_at = np.flatnonzero((c_pos >= n_train[c_user]) & (c_pos >= 1))
-        test_at = np.flatnonzero((pos >= np.repeat(n_context, lengths)) & (pos >= 1))
-        self.training = TrainView(train, context, valid_at, "time")
-        self._test_context, self._test_at = full, test_at
-        self.skipped = {"valid_without_history": int(((c_pos >= n_train[c_user]) & (c_pos < 1)).sum()),
-                        "test_without_history": int(((pos >= np.repeat(n_context, lengths)) & (pos < 1)).sum())}
+        in_valid = c_pos >= np.repeat(n_train, context.lengths)  # the context's events after the first cut
+        in_test = pos >= np.repeat(n_context, lengths)
+        self.training = TrainView(train, context, np.flatnonzero(in_valid & (c_pos >= 1)), "time")
+        self._test_context, self._test_at = full, np.flatnonzero(in_test & (pos >= 1))
+        self.skipped = {"valid_without_history": int((in_valid & (c_pos < 1)).sum()),
+                        "test_without_history": int((in_test & (pos < 1)).sum())}
 
     @property
     def num_items(self) -> int:
@@ -220,12 +222,6 @@ class Split:
         """Each test event predicted from its user's earlier events (leave-one-out: s[n-1] from
         the last max_len items of s[:n-1]), masking all of them."""
         return queries_at(self._test_context, self._test_at, max_len)
-
-
-def _prefix(seq: Sequences, keep: np.ndarray) -> Sequences:
-    """Each user's first keep[u] events (new arrays)."""
-    mask = seq.positions() < np.repeat(keep, seq.lengths)
-    return Sequences(seq.flat[mask].copy(), np.concatenate([[0], np.cumsum(keep)]), seq.num_items)
 
 
 def training_view(sequences: pl.DataFrame, num_items: int, spec: SplitSpec = SplitSpec()) -> TrainView:
