@@ -116,13 +116,18 @@ def full_ranks(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, seen
     `seen` = CSR (indptr, item ids) masked per query (never the target)."""
     exclude = None
     if seen is not None:
-        indptr, items_seen = seen
-        owner = np.repeat(np.arange(len(targets)), np.diff(indptr))
-        keep = items_seen != targets[owner]  # the target is never masked
-        exclude = (np.concatenate([[0], np.cumsum(np.bincount(owner[keep], minlength=len(targets)))]),
-                   items_seen[keep] - 1)
+        owner, items_seen = seen_but_target(targets, seen)
+        exclude = (np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(targets)))]), items_seen - 1)
     scores, ids = exact_topk(queries, items, max(protocol.ks) + 1, exclude, use_gpu=device.type == "cuda")
     return ranks_from_topk(scores, ids + 1, targets), (ids[:, :max(protocol.ks)] + 1).astype(np.int32)
+
+
+def seen_but_target(targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, item id) of every seen item of every query but its own target (never masked)."""
+    indptr, items_seen = seen
+    owner = np.repeat(np.arange(len(targets)), np.diff(indptr))
+    keep = items_seen != targets[owner]
+    return owner[keep], items_seen[keep]
 
 
 def unmasked_ranks(vectors: np.ndarray, items: np.ndarray, targets: np.ndarray, seen: tuple[np.ndarray, np.ndarray],
@@ -131,10 +136,7 @@ def unmasked_ranks(vectors: np.ndarray, items: np.ndarray, targets: np.ndarray, 
     already-seen items (never the target) that score at least the target (ties against the target,
     as everywhere). Exact: a target beyond the masked top-K is beyond the unmasked top-K too. The
     seen items' and the target's scores come from one computation, so their comparison is consistent."""
-    indptr, items_seen = seen
-    owner = np.repeat(np.arange(len(targets)), np.diff(indptr))
-    keep = items_seen != targets[owner]
-    owner, items_seen = owner[keep], items_seen[keep]
+    owner, items_seen = seen_but_target(targets, seen)
     target_score = np.einsum("qd,qd->q", vectors, items[targets - 1])
     seen_score = np.einsum("sd,sd->s", vectors[owner], items[items_seen - 1])
     above = np.bincount(owner[seen_score >= target_score[owner]], minlength=len(targets))
