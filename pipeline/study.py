@@ -398,33 +398,59 @@ def pending(study: Study) -> list[tuple[Row, int]]:
             if finished(study, r, s) is None]
 
 
-def run(study_path: Path, add: list[str], settings: list[str], cores: list[int]) -> int:
-    """Every missing cell of the study, one process per core (pinned); returns the failures."""
+def plan(study_path: Path, add: list[str], settings: list[str]) -> tuple[Study, list[Job]]:
+    """A study's missing cells as jobs, its data and features prepared first (once per work folder)."""
     study = load(study_path, add, settings)
     todo = pending(study)
-    if not todo:
-        print(f"{study.name}: every cell is done ({len(study.rows)} rows × {len(study.seeds)} seeds)")
-        return 0
     for folder in {work_folder(cell_params(study, r, s)) for r, s in todo}:  # data and features once, up front
         p = next(cell_params(study, r, s) for r, s in todo if work_folder(cell_params(study, r, s)) == folder)
         cells.prepare(p, folder)
         stages = {st for r, s in todo for st in FEATURE_STAGES if builder.needs(cell_params(study, r, s))[st]}
         cells.extract(p, folder, [st for st in FEATURE_STAGES if st in stages])
-    write_cold_items(study)
+    if todo:
+        write_cold_items(study)
     base = [sys.executable, "-m", "pipeline.study", "cell", str(study_path), *sum((["--add", a] for a in add), []),
             *sum((["--set", s] for s in settings), [])]
-    jobs = [Job(f"{r.id} seed {s}", base + ["--row", r.id, "--seed", str(s)],
-                RESULTS / study.name / "logs" / f"{r.id}-s{s}.log") for r, s in todo]
-    print(f"{study.name}: {len(todo)} cell(s) to run on core(s) {cores}; logs in {RESULTS / study.name / 'logs'}",
-          flush=True)
-    count = [0]
+    return study, [Job(f"{study.name} {r.id} seed {s}", base + ["--row", r.id, "--seed", str(s)],
+                       RESULTS / study.name / "logs" / f"{r.id}-s{s}.log") for r, s in todo]
+
+
+def run(study_paths: list[Path], add: list[str], settings: list[str], cores: list[int]) -> int:
+    """Every missing cell of the studies from one queue, one process per core (pinned), so no core
+    waits for a study's last cell; each study's page is written as its last cell ends (and for a
+    study with nothing to run, at once). Returns the failures."""
+    plans = [plan(path, add, settings) for path in study_paths]
+    left = {study.name: len(jobs) for study, jobs in plans}
+    for (study, jobs), path in zip(plans, study_paths):
+        if jobs:
+            print(f"{study.name}: {len(jobs)} cell(s) to run on core(s) {cores}; logs in "
+                  f"{RESULTS / study.name / 'logs'}", flush=True)
+        else:
+            print(f"{study.name}: every cell is done ({len(study.rows)} rows × {len(study.seeds)} seeds)", flush=True)
+    by_job = {id(job): (study, path) for (study, jobs), path in zip(plans, study_paths) for job in jobs}
+    total, count = sum(left.values()), [0]
+
+    def page(study: Study, path: Path) -> None:
+        try:  # the queue goes on: a page that cannot be written now is written by `report` later
+            report(load(path, add, settings))
+            print(f"{path}: {PAGES / (Path(path).stem + '.md')}", flush=True)
+        except ConfigError as e:
+            print(f"{path}: page not written ({e}); the cells are saved — run `python -m pipeline.study "
+                  f"report {path}`", flush=True)
 
     def done(job: Job, rc: int, seconds: float) -> None:
         count[0] += 1
-        print(f"[{count[0]}/{len(jobs)}] {job.name}: {'done' if rc == 0 else f'FAILED (exit {rc}), see {job.log}'} "
+        print(f"[{count[0]}/{total}] {job.name}: {'done' if rc == 0 else f'FAILED (exit {rc}), see {job.log}'} "
               f"in {seconds:.0f} s", flush=True)
+        study, path = by_job[id(job)]
+        left[study.name] -= 1
+        if left[study.name] == 0:
+            page(study, path)
 
-    codes = run_jobs(jobs, cores, done)
+    for (study, jobs), path in zip(plans, study_paths):
+        if not jobs:
+            page(study, path)
+    codes = run_jobs([job for _, jobs in plans for job in jobs], cores, done)
     return sum(rc != 0 for rc in codes)
 
 
@@ -855,17 +881,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "claims":
             return print(claims_of(args.studies, args.source))
         failed, stale = 0, []
-        for path in args.studies:
-            if args.command == "run":
-                cores = args.cores or list(range(os.cpu_count() or 1))
-                failed += run(path, args.add, args.settings, cores)
-                try:  # the queue goes on: a page that cannot be written now is written by `report` later
-                    report(load(path, args.add, args.settings))
-                    print(f"{path}: {PAGES / (Path(path).stem + '.md')}")
-                except ConfigError as e:
-                    print(f"{path}: page not written ({e}); the cells are saved — run `python -m pipeline.study "
-                          f"report {path}`")
-            elif args.command == "status":
+        if args.command == "run":
+            failed = run(args.studies, args.add, args.settings, args.cores or list(range(os.cpu_count() or 1)))
+        for path in args.studies if args.command != "run" else []:
+            if args.command == "status":
                 print(status(load(path, args.add, args.settings)))
             elif not report(load(path, args.add, args.settings), args.check) and args.check:
                 stale.append(str(path))

@@ -8,7 +8,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MMREC_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
 
-torch.set_num_threads(2)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # xdist: a worker per core
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ TINY = ["datasets.demo.n_items=300", "datasets.demo.n_users=250", "datasets.demo
         "models.sasrec.inner=64", "features.shard_size=128"]
 
 
-def tiny_study(tmp_path: Path, **over) -> Path:
+def tiny_study(tmp_path: Path, name: str = "tiny", **over) -> Path:
     study = {"title": "Tiny demo", "dataset": "demo", "seeds": [0, 1, 2], "settings": TINY, "reference": "sasrec",
              "rows": [{"id": "pop", "model": "pop"}, {"id": "sasrec", "model": "sasrec"}],
              "claims": [{"id": "seq", "source": "SASRec (ICDM'18) §4", "text": "a sequence model beats popularity",
                          "a": "sasrec", "b": "pop", "direction": ">", "effect": "+50%"}]} | over
-    path = tmp_path / "tiny.yaml"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study))
     return path
 
@@ -67,9 +67,11 @@ def test_a_study_runs_resumes_judges_and_takes_your_model(tmp_path):
     killed = study("cell", str(path), "--row", "sasrec", "--seed", "0", home=home,
                    env_extra={"MMREC_KILL_AFTER_EPOCHS": "1"})
     assert killed.returncode == -9, killed.stderr[-2000:]
-    ran = study("run", str(path), "--cores", "0", "1", home=home)
+    other = tiny_study(tmp_path, name="pops", reference="pop", claims=[], rows=[{"id": "pop", "model": "pop"}])
+    ran = study("run", str(path), str(other), "--cores", "0", "1", home=home)  # two studies, one queue
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    assert "6 cell(s) to run" in ran.stdout and "[6/6]" in ran.stdout
+    assert "6 cell(s) to run" in ran.stdout and "3 cell(s) to run" in ran.stdout and "[9/9]" in ran.stdout
+    assert (home / "pages" / "pops.md").is_file()
     assert "resuming training" in (home / "results" / "tiny" / "logs" / "sasrec-s0.log").read_text()
     page = (home / "pages" / "tiny.md").read_text()
     claim = next(line for line in page.splitlines() if line.startswith("| a sequence model beats popularity"))
