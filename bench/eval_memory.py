@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench import peak_rss_mb
 from pipeline.results import load_rows, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def one(items: int, users: int, longest: int) -> dict:
     cold, ranks, _, _ = evaluate_chunks(model, cold_subsequences(split, 10, 50), protocol, device, vec)
     return {"items": items, "users": users + 1, "longest": longest, "events": int(lengths.sum()),
             "cold_queries": len(ranks), "history_entries": int(sum(t * (t + 1) // 2 for t in lengths - 1)),
-            "seconds": time.perf_counter() - t0, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
             "cold_seq/hr@50": cold.get("hr@50")}
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench import peak_rss_mb
 from pipeline.results import load_rows, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +61,11 @@ def one(size: str, k: int, chunk: int) -> dict:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     n_users, n_items = map(int, size.split("x"))
     users, items = vectors(n_users, n_items, 64, seed=1)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_rss = peak_rss_mb()
     t = time.perf_counter()
     scores, ids = exact_topk(users, items, k, chunk=chunk, use_gpu=False)
     ours_s = time.perf_counter() - t
-    ours_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ours_rss = peak_rss_mb()
     roof_chunk = max(256, min(chunk, 2**28 // n_items))  # keep the score block near 1 GB
     t = time.perf_counter()
     roofline(users, items, k, roof_chunk)
@@ -73,7 +73,7 @@ def one(size: str, k: int, chunk: int) -> dict:
     return {"size": size, "users": n_users, "items": n_items, "k": k, "chunk": chunk, "roofline_chunk": roof_chunk, "ours_s": ours_s,
             "roofline_s": roof_s, "ratio": ours_s / roof_s, "inputs_mb": (users.nbytes + items.nbytes) / 2**20,
             "rss_after_inputs_mb": base_rss, "peak_rss_ours_mb": ours_rss,
-            "peak_rss_total_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_total_mb": peak_rss_mb(),
             "check": check(users, items, ids, scores, k)}
 
 

@@ -5,7 +5,7 @@
 Prepares the data and the three feature tables once under --work (kept between runs), then for
 each model spec starts a new Python process that builds the model from the cached tables, trains
 `--epochs` epochs (early stopping off) and reports its training seconds per epoch, validation
-seconds per epoch and its own peak RSS (ru_maxrss: interpreter + torch + tables + model +
+seconds per epoch and its own peak RSS (VmHWM, bench.peak_rss_mb: interpreter + torch + tables + model +
 activations; a fresh process, so nothing carries over from another model). `pretrain` measures
 one MSM4SR pre-training epoch the same way. Each trained model's row also states its FLOPs per
 epoch (torch's FlopCounterMode on one batch's forward + backward, times the batches), the float32
@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench import peak_rss_mb
 from pipeline import builder
 from pipeline.cells import extract, parse_spec, prepare, with_settings
 from pipeline.config import load_params
@@ -132,7 +132,7 @@ def child(spec: str, params: dict, work: Path, epochs: int, profile_dir: Path | 
                             "time_over_flop_time": info["train_s_per_epoch"] / (flops["flops_per_epoch"] / rate)}
         if "search_s" in info:
             out["search_s_per_epoch"] = info["search_s"] / epochs
-    return out | {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return out | {"peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:

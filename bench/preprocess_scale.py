@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import peak_rss_mb
 from pipeline.results import load_rows, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def one(folder: Path) -> dict:
     stats = run(folder / "raw", folder / "prepared", PreprocessConfig())
     return {"download_s": t_dl, "preprocess_s": time.perf_counter() - t, "users": stats["users"],
             "items": stats["items"], "kept": stats["interactions"], "dropped": stats["dropped"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:

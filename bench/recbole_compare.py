@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from bench import peak_rss_mb
 from pipeline.results import mean_std, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def run_ours(model: str, split, seed: int, threads: int) -> dict:
     seed_everything(seed)  # before building: the initial weights are part of the seeded run
     net = builder.build(model, section, builder.inputs_for(split.training, 50, cfg.loss))
     curve, wall = [], 0.0
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_mb()
 
     def on_epoch(row: dict) -> None:
         nonlocal wall
@@ -136,7 +136,7 @@ def run_ours(model: str, split, seed: int, threads: int) -> dict:
             "train_wall_s": wall, "s_per_epoch": sum(r["train_s"] for r in summary["history"]) / len(curve),
             "test": {k: v for k, v in metrics.items() if k.endswith("@10")},
             "test_ranks": [[int(u) + 1, int(t), float(r)] for u, t, r in zip(test.users, test.targets, ranks)],
-            "peak_rss_mb": max(rss0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024,
+            "peak_rss_mb": max(rss0, peak_rss_mb()),
             "patience_steps": cfg.patience_steps, "patience": cfg.patience, "threads": threads}
 
 

@@ -13,15 +13,18 @@ target under the best model (`test_ranks`: [user token, item token, rank], rank 
 """
 
 import json
-import resource
 import sys
 import time
+from pathlib import Path
 
 import recbole.model.sequential_recommender  # noqa: F401  (sine.py turns anomaly detection on at import)
 import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, get_trainer, init_seed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench's helpers only (no project import)
+from bench import peak_rss_mb  # noqa: E402
 
 
 @torch.no_grad()
@@ -72,7 +75,7 @@ def main() -> None:
         "s_per_epoch": train_s / max(len(curve), 1),
         "test": {k.lower(): float(v) for k, v in result.items()},
         "users": int(dataset.user_num - 1), "items": int(dataset.item_num - 1), "interactions": int(dataset.inter_num),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "anomaly_detection": bool(spec.get("anomaly", False)), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "test_ranks": ranks,
     }

@@ -12,7 +12,7 @@ warm-up steps) are timed and time per epoch = median step time × steps per epoc
 extrapolation, marked as such). Peak RSS is the subprocess's. A point whose full-softmax logits
 would not fit in memory is reported as skipped with the size it would need. The interaction sweep
 at fixed items gives the growth exponent (least-squares slope in log-log). Losses: `ce` (full
-softmax), `bce` (one uniform negative per position), `sampled_softmax` (SHARED_NEGATIVES items
+softmax), `ce_chunked` (the same loss over item blocks, no logit matrix: `train.loss: ce_chunked`), `bce` (one uniform negative per position), `sampled_softmax` (SHARED_NEGATIVES items
 shared by the batch, drawn ∝ popularity, logQ-corrected: `train.loss: sampled_softmax`,
 `train.negatives_by: popularity`); a `+sparse` suffix (e.g. `sampled_softmax+sparse`) reads the
 scored rows by embedding lookup and updates the embedding tables with SparseAdam
@@ -25,12 +25,12 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench import peak_rss_mb
 from pipeline.results import load_rows, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def one(n_items: int, n_inter: int, loss: str, steps: int, full: bool) -> dict:
     return {"items": n_items, "interactions": n_inter, "loss": loss + ("+sparse" if sparse else ""), "windows": len(xs),
             "full_epoch": full,
             "s_per_step": per_step, "steps_per_epoch": steps_per_epoch, "s_per_epoch": epoch_s,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
@@ -125,10 +125,13 @@ def main() -> None:
         if loss == "ce" and logits_gb(int(items)) > MEMORY_BUDGET_GB:
             rows.append({"items": int(items), "interactions": int(inter), "loss": loss, "skipped":
                          f"full softmax needs ~{logits_gb(int(items)):.0f} GB for a batch of {BATCH}x{MAX_LEN} "
-                         f"positions (> {MEMORY_BUDGET_GB:.0f} GB budget): use train.loss=bce"})
+                         f"positions (> {MEMORY_BUDGET_GB:.0f} GB budget): use train.loss=ce_chunked (the same loss, "
+                         "blockwise) or a sampled loss"})
         else:
-            proc = subprocess.run([sys.executable, __file__, "--one", point, "--steps", str(args.steps)],
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run([sys.executable, "-m", "bench.train_scale", "--one", point, "--steps",
+                                   str(args.steps)], capture_output=True, text=True, cwd=ROOT)
+            if proc.returncode:
+                raise SystemExit(f"point {point} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
         save(args.out, rows)
