@@ -116,3 +116,23 @@ def test_model_cost_counts_an_epochs_flops_from_the_real_step(tmp_path):
     assert softmax < got["flops_per_step"] < 20 * softmax
     assert got["steps_per_epoch"] == -(-len(x) // 64) and got["flops_per_epoch"] == got["flops_per_step"] * got[
         "steps_per_epoch"]
+
+
+def test_preprocess_engines_write_the_same_rows_in_the_same_order(tmp_path):
+    """bench.preprocess_engines: every engine's k-core round and ordering give one checksum (the
+    benchmark refuses to print a table otherwise); an engine that cannot run is a row saying why."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "engines.json"
+    res = subprocess.run([sys.executable, "-m", "bench.preprocess_engines", "--rows", "30000", "--budget-mb", "64",
+                          "--work", str(tmp_path / "w"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    done = [r for r in rows if "digest" in r]
+    assert {r["engine"] for r in done} >= {"polars-eager", "polars-streaming", "polars-streaming-ooc"}
+    assert len({(r["rows_out"], r["digest"]) for r in done}) == 1 and 0 < done[0]["rows_out"] < 30000
+    assert all("failed" in r for r in rows if "digest" not in r)  # duckdb, when not installed: said, not dropped
