@@ -39,6 +39,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -398,37 +399,94 @@ def pending(study: Study) -> list[tuple[Row, int]]:
             if finished(study, r, s) is None]
 
 
-def plan(study_path: Path, add: list[str], settings: list[str]) -> tuple[Study, list[Job]]:
-    """A study's missing cells as jobs, its data and features prepared first (once per work folder)."""
+@dataclass(eq=False)
+class Cell:
+    """A missing cell of a study, with its key (parameters and model code)."""
+    study: Study
+    path: Path  # the study file
+    row: Row
+    seed: int
+    key: str
+
+
+def copy_cell(src: Path, cell: Cell) -> None:
+    """A finished cell of another study with the same key, copied as this cell's result (its ranks
+    beside it, `reused_from` naming the file it came from) instead of run again."""
+    payload = json.loads(src.read_text())
+    row = payload["rows"][0]
+    ranks = cells.keep_ranks(src.parent / row["ranks"], RESULTS / cell.study.name, cell.row.id, cell.row.model,
+                             cell.seed)
+    save(result_file(cell.study, cell.row, cell.seed),
+         [row | {"model": cell.row.model, "ranks": ranks, "reused_from": str(src.relative_to(RESULTS))}],
+         key=payload["key"], study=cell.study.name, row=cell.row.id)
+
+
+def finished_elsewhere() -> dict[str, Path]:
+    """{key: result file} of every finished cell with ranks, in every study."""
+    index: dict[str, Path] = {}
+    for f in sorted(RESULTS.glob("*/*.json")):
+        payload = json.loads(f.read_text())
+        if payload.get("key") and payload["rows"][0].get("ranks"):
+            index.setdefault(payload["key"], f)
+    return index
+
+
+def plan(study_path: Path, add: list[str], settings: list[str], done_elsewhere: dict[str, Path]) -> tuple[Study, list[Cell]]:
+    """A study's missing cells, its data and features prepared first (once per work folder); a cell
+    another study finished with the same key is copied here, not run again."""
     study = load(study_path, add, settings)
-    todo = pending(study)
-    for folder in {work_folder(cell_params(study, r, s)) for r, s in todo}:  # data and features once, up front
-        p = next(cell_params(study, r, s) for r, s in todo if work_folder(cell_params(study, r, s)) == folder)
+    todo = [Cell(study, study_path, r, s, cell_key(cell_params(study, r, s))) for r, s in pending(study)]
+    reused = [c for c in todo if not c.row.keep_model and c.key in done_elsewhere]  # a transfer source always runs
+    for c in reused:
+        copy_cell(done_elsewhere[c.key], c)
+    if reused:
+        print(f"{study.name}: {len(reused)} cell(s) reused from other studies (same parameters and model code)",
+              flush=True)
+    todo = [c for c in todo if all(c is not r for r in reused)]
+    for folder in {work_folder(cell_params(study, c.row, c.seed)) for c in todo}:  # data and features once, up front
+        mine = [cell_params(study, c.row, c.seed) for c in todo]
+        p = next(q for q in mine if work_folder(q) == folder)
         cells.prepare(p, folder)
-        stages = {st for r, s in todo for st in FEATURE_STAGES if builder.needs(cell_params(study, r, s))[st]}
+        stages = {st for q in mine for st in FEATURE_STAGES if builder.needs(q)[st]}
         cells.extract(p, folder, [st for st in FEATURE_STAGES if st in stages])
     if todo:
         write_cold_items(study)
-    base = [sys.executable, "-m", "pipeline.study", "cell", str(study_path), *sum((["--add", a] for a in add), []),
-            *sum((["--set", s] for s in settings), [])]
-    return study, [Job(f"{study.name} {r.id} seed {s}", base + ["--row", r.id, "--seed", str(s)],
-                       RESULTS / study.name / "logs" / f"{r.id}-s{s}.log") for r, s in todo]
+    return study, todo
 
 
 def run(study_paths: list[Path], add: list[str], settings: list[str], cores: list[int]) -> int:
     """Every missing cell of the studies from one queue, one process per core (pinned), so no core
-    waits for a study's last cell; each study's page is written as its last cell ends (and for a
-    study with nothing to run, at once). Returns the failures."""
-    plans = [plan(path, add, settings) for path in study_paths]
-    left = {study.name: len(jobs) for study, jobs in plans}
-    for (study, jobs), path in zip(plans, study_paths):
-        if jobs:
-            print(f"{study.name}: {len(jobs)} cell(s) to run on core(s) {cores}; logs in "
-                  f"{RESULTS / study.name / 'logs'}", flush=True)
+    waits for a study's last cell; a key (parameters and model code) is trained once — a second
+    study's cell with the same key is copied from the first when it finishes (or at once when it
+    finished before). Each study's page is written as its last cell ends (and for a study with
+    nothing to run, at once). Returns the failures."""
+    done_elsewhere = finished_elsewhere()
+    plans = [plan(path, add, settings, done_elsewhere) for path in study_paths]
+    left = {study.name: len(todo) for study, todo in plans}
+    first: dict[str, Cell] = {}  # key -> the cell that trains it
+    copies: dict[str, list[Cell]] = {}  # key -> the cells copied from it when it finishes
+    jobs, by_job = [], {}
+    for (study, todo), path in zip(plans, study_paths):
+        base = [sys.executable, "-m", "pipeline.study", "cell", str(path), *sum((["--add", a] for a in add), []),
+                *sum((["--set", s] for s in settings), [])]
+        waiting = 0
+        for c in todo:
+            if c.key in first and not c.row.keep_model:
+                copies.setdefault(c.key, []).append(c)
+                waiting += 1
+                continue
+            first.setdefault(c.key, c)
+            job = Job(f"{study.name} {c.row.id} seed {c.seed}", base + ["--row", c.row.id, "--seed", str(c.seed)],
+                      RESULTS / study.name / "logs" / f"{c.row.id}-s{c.seed}.log")
+            jobs.append(job)
+            by_job[id(job)] = c
+        if todo:
+            print(f"{study.name}: {len(todo)} cell(s) to run on core(s) {cores}; logs in "
+                  f"{RESULTS / study.name / 'logs'}" + (f" ({waiting} of them copied from a cell with the same key "
+                                                         "when it finishes)" if waiting else ""), flush=True)
         else:
             print(f"{study.name}: every cell is done ({len(study.rows)} rows × {len(study.seeds)} seeds)", flush=True)
-    by_job = {id(job): (study, path) for (study, jobs), path in zip(plans, study_paths) for job in jobs}
-    total, count = sum(left.values()), [0]
+    count = [0]
 
     def page(study: Study, path: Path) -> None:
         try:  # the queue goes on: a page that cannot be written now is written by `report` later
@@ -438,19 +496,27 @@ def run(study_paths: list[Path], add: list[str], settings: list[str], cores: lis
             print(f"{path}: page not written ({e}); the cells are saved — run `python -m pipeline.study "
                   f"report {path}`", flush=True)
 
+    def ended(c: Cell) -> None:
+        left[c.study.name] -= 1
+        if left[c.study.name] == 0:
+            page(c.study, c.path)
+
     def done(job: Job, rc: int, seconds: float) -> None:
         count[0] += 1
-        print(f"[{count[0]}/{total}] {job.name}: {'done' if rc == 0 else f'FAILED (exit {rc}), see {job.log}'} "
+        print(f"[{count[0]}/{len(jobs)}] {job.name}: {'done' if rc == 0 else f'FAILED (exit {rc}), see {job.log}'} "
               f"in {seconds:.0f} s", flush=True)
-        study, path = by_job[id(job)]
-        left[study.name] -= 1
-        if left[study.name] == 0:
-            page(study, path)
+        c = by_job[id(job)]
+        for other in copies.pop(c.key, []):
+            if rc == 0:
+                copy_cell(result_file(c.study, c.row, c.seed), other)
+                print(f"  copied to {other.study.name} {other.row.id} seed {other.seed} (same key)", flush=True)
+            ended(other)
+        ended(c)
 
-    for (study, jobs), path in zip(plans, study_paths):
-        if not jobs:
+    for (study, todo), path in zip(plans, study_paths):
+        if not todo:
             page(study, path)
-    codes = run_jobs([job for _, jobs in plans for job in jobs], cores, done)
+    codes = run_jobs(jobs, cores, done)
     return sum(rc != 0 for rc in codes)
 
 

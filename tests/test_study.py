@@ -70,8 +70,17 @@ def test_a_study_runs_resumes_judges_and_takes_your_model(tmp_path):
     other = tiny_study(tmp_path, name="pops", reference="pop", claims=[], rows=[{"id": "pop", "model": "pop"}])
     ran = study("run", str(path), str(other), "--cores", "0", "1", home=home)  # two studies, one queue
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    assert "6 cell(s) to run" in ran.stdout and "3 cell(s) to run" in ran.stdout and "[9/9]" in ran.stdout
-    assert (home / "pages" / "pops.md").is_file()
+    assert "6 cell(s) to run" in ran.stdout and "[6/6]" in ran.stdout and "[7/" not in ran.stdout
+    assert "pops: 3 cell(s) to run" in ran.stdout and "(3 of them copied from a cell with the same key" in ran.stdout
+    assert ran.stdout.count("copied to pops pop seed") == 3  # the same key trains once per queue
+    assert (home / "pages" / "pops.md").is_file() and "0/1/2" in (home / "pages" / "pops.md").read_text()
+    # a cell another study finished with the same parameters and model code is copied, not run again
+    same = tiny_study(tmp_path, name="again", reference="popular", claims=[], rows=[{"id": "popular", "model": "pop"}])
+    reused = study("run", str(same), home=home)
+    assert "again: 3 cell(s) reused from other studies" in reused.stdout, reused.stdout[-2000:] + reused.stderr[-2000:]
+    copied = yaml.safe_load((home / "results" / "again" / "popular-s1.json").read_text())["rows"][0]
+    assert copied["reused_from"].endswith("-s1.json") and (home / "results" / "again" / copied["ranks"]).is_file()
+    assert "s0 done, s1 done, s2 done" in study("status", str(same), home=home).stdout
     assert "resuming training" in (home / "results" / "tiny" / "logs" / "sasrec-s0.log").read_text()
     page = (home / "pages" / "tiny.md").read_text()
     claim = next(line for line in page.splitlines() if line.startswith("| a sequence model beats popularity"))
