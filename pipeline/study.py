@@ -443,8 +443,8 @@ def plan(study_path: Path, add: list[str], settings: list[str], done_elsewhere: 
         print(f"{study.name}: {len(reused)} cell(s) reused from other studies (same parameters and model code)",
               flush=True)
     todo = [c for c in todo if all(c is not r for r in reused)]
-    for folder in {work_folder(cell_params(study, c.row, c.seed)) for c in todo}:  # data and features once, up front
-        mine = [cell_params(study, c.row, c.seed) for c in todo]
+    mine = [cell_params(study, c.row, c.seed) for c in todo]
+    for folder in {work_folder(q) for q in mine}:  # data and features once, up front
         p = next(q for q in mine if work_folder(q) == folder)
         cells.prepare(p, folder)
         stages = {st for q in mine for st in FEATURE_STAGES if builder.needs(q)[st]}
