@@ -78,8 +78,8 @@ def main() -> None:
         return print_table(load_rows(args.report))
     rows = []
     for n in args.longest:
-        proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--items", str(args.items), "--users",
-                               str(args.users)], capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-m", "bench.eval_memory", "--one", str(n), "--items", str(args.items), "--users",
+                               str(args.users)], capture_output=True, text=True, check=True, cwd=ROOT)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
         Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows}, indent=2))

@@ -93,8 +93,8 @@ def main() -> None:
         return
     rows = []
     for size in args.sizes:
-        proc = subprocess.run([sys.executable, __file__, "--one", size, "--k", str(args.k), "--chunk",
-                               str(args.chunk)], capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-m", "bench.eval_scale", "--one", size, "--k", str(args.k), "--chunk",
+                               str(args.chunk)], capture_output=True, text=True, check=True, cwd=ROOT)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = rows[-1]
         print(f"{size}: ours {r['ours_s']:.2f}s roofline {r['roofline_s']:.2f}s ratio {r['ratio']:.2f} "

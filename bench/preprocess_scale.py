@@ -63,8 +63,8 @@ def main() -> None:
             t = time.perf_counter()
             write_inter_chunked(n // 20, max(n // 50, 1000), n, tmp, "synth")
             gen_s = time.perf_counter() - t
-            proc = subprocess.run([sys.executable, __file__, "--one", str(tmp)], capture_output=True, text=True,
-                                  check=True)
+            proc = subprocess.run([sys.executable, "-m", "bench.preprocess_scale", "--one", str(tmp)], capture_output=True, text=True,
+                                  check=True, cwd=ROOT)
             rows.append({"interactions": n, "generate_s": gen_s,
                          "file_mb": (tmp / "synth.inter").stat().st_size / 2**20,
                          **json.loads(proc.stdout.strip().splitlines()[-1])})
