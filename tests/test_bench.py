@@ -1,7 +1,10 @@
 """Correctness parts of the benchmark helpers."""
 
+import os
+
 import numpy as np
 import polars as pl
+import pytest
 import torch
 
 from bench.synthetic import interactions, vectors, write_inter
@@ -136,3 +139,28 @@ def test_preprocess_engines_write_the_same_rows_in_the_same_order(tmp_path):
     assert {r["engine"] for r in done} >= {"polars-eager", "polars-streaming", "polars-streaming-ooc"}
     assert len({(r["rows_out"], r["digest"]) for r in done}) == 1 and 0 < done[0]["rows_out"] < 30000
     assert all("failed" in r for r in rows if "digest" not in r)  # duckdb, when not installed: said, not dropped
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench.preprocess_scale", "--sizes", "20000"],
+    ["bench.eval_memory", "--longest", "50", "--items", "500", "--users", "10"],
+    ["bench.eval_scale", "--sizes", "1000x1000"],
+    ["bench.train_scale", "--grid", "2000:20000:bce", "--steps", "1"],
+])
+def test_a_benchmark_measures_in_a_fresh_child_and_records_its_own_memory(tmp_path, argv):
+    """The scale benchmarks measure each point in a new process (`python -m bench.<name> --one …` from
+    the project root): it must import, run and report a peak RSS of its own (VmHWM)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"BENCH_THREADS": "1"}  # as a user runs it
+    res = subprocess.run([sys.executable, "-m", *argv, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                         env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    peaks = [r.get("peak_rss_mb", r.get("peak_rss_total_mb")) for r in rows]
+    assert peaks and all(p is not None and 0 < p < 4000 for p in peaks), rows
