@@ -463,7 +463,7 @@ def run(study_paths: list[Path], add: list[str], settings: list[str], cores: lis
     done_elsewhere = finished_elsewhere()
     plans = [plan(path, add, settings, done_elsewhere) for path in study_paths]
     left = {study.name: len(todo) for study, todo in plans}
-    first: dict[str, Cell] = {}  # key -> the cell that trains it
+    trained: set[str] = set()  # the keys a job of this queue trains
     copies: dict[str, list[Cell]] = {}  # key -> the cells copied from it when it finishes
     jobs, by_job = [], {}
     for (study, todo), path in zip(plans, study_paths):
@@ -471,11 +471,11 @@ def run(study_paths: list[Path], add: list[str], settings: list[str], cores: lis
                 *sum((["--set", s] for s in settings), [])]
         waiting = 0
         for c in todo:
-            if c.key in first and not c.row.keep_model:
+            if c.key in trained and not c.row.keep_model:
                 copies.setdefault(c.key, []).append(c)
                 waiting += 1
                 continue
-            first.setdefault(c.key, c)
+            trained.add(c.key)
             job = Job(f"{study.name} {c.row.id} seed {c.seed}", base + ["--row", c.row.id, "--seed", str(c.seed)],
                       RESULTS / study.name / "logs" / f"{c.row.id}-s{c.seed}.log")
             jobs.append(job)
