@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench import peak_rss_mb
+from bench import answer, measure, peak_rss_mb
 from pipeline.results import load_rows, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,15 +71,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "eval-memory.json"))
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(one(args.items, args.users, args.one)))
+        answer(one(args.items, args.users, args.one))
         return
     if args.report:
         return print_table(load_rows(args.report))
     rows = []
     for n in args.longest:
-        proc = subprocess.run([sys.executable, "-m", "bench.eval_memory", "--one", str(n), "--items", str(args.items), "--users",
-                               str(args.users)], capture_output=True, text=True, check=True, cwd=ROOT)
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows.append(measure("bench.eval_memory", "--one", n, "--items", args.items, "--users", args.users))
         print(rows[-1], flush=True)
         Path(args.out).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows}, indent=2))
     print()

@@ -13,14 +13,11 @@ results on a sample of users. Sizes are "USERSxITEMS"; embedding dimension 64.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from bench import peak_rss_mb
+from bench import answer, measure, peak_rss_mb
 from pipeline.results import load_rows, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,13 +86,11 @@ def main() -> None:
     if args.report:
         return print_table(load_rows(args.report))
     if args.one:
-        print(json.dumps(one(args.one, args.k, args.chunk)))
+        answer(one(args.one, args.k, args.chunk))
         return
     rows = []
     for size in args.sizes:
-        proc = subprocess.run([sys.executable, "-m", "bench.eval_scale", "--one", size, "--k", str(args.k), "--chunk",
-                               str(args.chunk)], capture_output=True, text=True, check=True, cwd=ROOT)
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows.append(measure("bench.eval_scale", "--one", size, "--k", args.k, "--chunk", args.chunk))
         r = rows[-1]
         print(f"{size}: ours {r['ours_s']:.2f}s roofline {r['roofline_s']:.2f}s ratio {r['ratio']:.2f} "
               f"peak RSS {r['peak_rss_ours_mb']:.0f} MB check {r['check']}", flush=True)

@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench import peak_rss_mb
+from bench import answer, measure, peak_rss_mb
 from pipeline import builder
 from pipeline.cells import extract, parse_spec, prepare, with_settings
 from pipeline.config import load_params
@@ -157,7 +156,7 @@ def main() -> None:
     params |= {"dataset": args.dataset}
     work = Path(args.work) / args.dataset
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, params, work, args.epochs,
+        answer((child(args.child, params, work, args.epochs,
                                            Path(args.profile) if args.profile else None)))
         return
     if not (work / "features" / "keywords").is_dir():
@@ -171,12 +170,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "bench.model_cost", "--dataset", args.dataset, "--epochs", str(args.epochs), "--threads",
                str(args.threads), "--work", args.work, "--child", spec, "--set", *args.set,
                *(["--profile", args.profile] if args.profile else [])]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if proc.returncode or line is None:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"{spec}: the measuring process failed (exit {proc.returncode})")
-        rows.append({"model": spec, **json.loads(line[7:])})
+        rows.append({"model": spec, **measure(*cmd[2:])})
         if not args.profile:  # profiled times are slower: they never replace a measured row
             save(out_file, rows, dataset=args.dataset, epochs=args.epochs, threads=args.threads,
                  stats={"items": items})

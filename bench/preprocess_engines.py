@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import MeasureError, answer, measure
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ["polars-eager", "polars-streaming", "polars-streaming-ooc", "duckdb"]
@@ -117,7 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         engine, log, out = args.child
-        print("RESULT " + json.dumps(child(engine, Path(log), Path(out), args.budget_mb)))
+        answer(child(engine, Path(log), Path(out), args.budget_mb))
         return
     from pipeline.results import load_rows, save
 
@@ -133,19 +134,16 @@ def main() -> None:
             out = Path(args.work) / f"out-{n}-{engine}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
             (out / "spill").mkdir(parents=True)
-            env = os.environ | {"PYTHONPATH": str(ROOT)}
+            env = {"PYTHONPATH": str(ROOT)}
             if engine == "polars-streaming-ooc":
                 env |= {"POLARS_OOC_MEMORY_BUDGET_MB": str(args.budget_mb), "POLARS_OOC_SPILL_DIR": str(out / "spill")}
-            python = args.duckdb_python if engine == "duckdb" else sys.executable
-            proc = subprocess.run([python, "-m", "bench.preprocess_engines", "--budget-mb", str(args.budget_mb),
-                                   "--child", engine, str(log), str(out)], capture_output=True, text=True, env=env,
-                                  cwd=ROOT)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             row = {"rows": n, "engine": engine, "budget_mb": args.budget_mb if engine.endswith(("ooc", "duckdb")) else None}
-            if proc.returncode or line is None:
-                row["failed"] = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:200]
-            else:
-                row |= json.loads(line[7:]) | checksum(out / "sorted.parquet")
+            try:
+                row |= measure("bench.preprocess_engines", "--budget-mb", args.budget_mb, "--child", engine, log, out,
+                               env=env, python=args.duckdb_python if engine == "duckdb" else None)
+                row |= checksum(out / "sorted.parquet")
+            except MeasureError as e:  # an engine that cannot (out of memory, …) is a row that says so
+                row["failed"] = str(e).strip().splitlines()[-1][:200]
             subprocess.run(["rm", "-rf", str(out)], check=True)
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -102,7 +102,9 @@ def load(work: Path):
     return load_split(work / "prepared"), read_json(work / "prepared" / "stats.json")
 
 
-def run_ours(model: str, split, seed: int, threads: int) -> dict:
+def run_ours(model: str, split, seed: int, threads: int, variant: dict | None = None) -> dict:
+    """One of our runs; `variant` ({"name", and any of lr, batch_size, patience, patience_steps}): a
+    speed lever's settings in place of the race's (Adam 1e-3, batch 128, params.yaml's stopping rule)."""
     from pipeline import builder
     from pipeline.config import ProtocolConfig, TrainConfig, load_params
     from pipeline.device import resolve_device
@@ -114,9 +116,11 @@ def run_ours(model: str, split, seed: int, threads: int) -> dict:
     section, _, mask = MODELS[model]
     protocol = ProtocolConfig(mask_history=mask)
     train_cfg = from_dict(TrainConfig, load_params(ROOT / "params.yaml")["train"], "train")
-    cfg = TrainConfig(epochs=500, batch_size=128, lr=1e-3, patience=train_cfg.patience,
-                      patience_steps=train_cfg.patience_steps, seed=seed, threads=threads,
-                      loss=section.get("loss", "ce"))
+    levers = {k: v for k, v in (variant or {}).items() if k != "name"}
+    cfg = TrainConfig(**{"epochs": 500, "batch_size": 128, "lr": 1e-3, "patience": train_cfg.patience,
+                         "patience_steps": train_cfg.patience_steps, "patience_frac": train_cfg.patience_frac,
+                         "seed": seed, "threads": threads,
+                         "loss": section.get("loss", "ce")} | levers)
     seed_everything(seed)  # before building: the initial weights are part of the seeded run
     net = builder.build(model, section, builder.inputs_for(split.training, 50, cfg.loss))
     curve, wall = [], 0.0
@@ -137,7 +141,9 @@ def run_ours(model: str, split, seed: int, threads: int) -> dict:
             "test": {k: v for k, v in metrics.items() if k.endswith("@10")},
             "test_ranks": [[int(u) + 1, int(t), float(r)] for u, t, r in zip(test.users, test.targets, ranks)],
             "peak_rss_mb": max(rss0, peak_rss_mb()),
-            "patience_steps": cfg.patience_steps, "patience": cfg.patience, "threads": threads}
+            "patience_steps": cfg.patience_steps, "patience": cfg.patience, "patience_frac": cfg.patience_frac,
+            "threads": threads,
+            "variant": (variant or {}).get("name", ""), "lr": cfg.lr, "batch_size": cfg.batch_size}
 
 
 def run_recbole(model: str, atomic: Path, seed: int, threads: int) -> dict:
@@ -214,13 +220,15 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
     runs += [legacy_run(m, p) for m, p in (legacy or {}).items()
              if not any(r["model"] == m and r["library"] == "recbole" for r in runs)]
     lines, summary = [], []
-    for model in models:
-        ours = sorted((r for r in runs if r["model"] == model and r["library"] == "ours"), key=lambda r: r["seed"])
+    for model, variant in [(m, v) for m in models
+                           for v in sorted({r.get("variant", "") for r in runs if r["model"] == m and r["library"] == "ours"})]:
+        ours = sorted((r for r in runs if r["model"] == model and r["library"] == "ours"
+                       and r.get("variant", "") == variant), key=lambda r: r["seed"])
         theirs = sorted((r for r in runs if r["model"] == model and r["library"] == "recbole"), key=lambda r: r["seed"])
-        if not ours:
-            continue
+        label = f"ours ({variant})" if variant else "ours"
+        first = variant == min({r.get("variant", "") for r in runs if r["model"] == model and r["library"] == "ours"})
         if not theirs:  # ours alone (RecBole's run did not fit here): its row, no comparison
-            lines.append([model, "ours", len(ours), mean_std([r["test"]["hr@10"] for r in ours]),
+            lines.append([model, label, len(ours), mean_std([r["test"]["hr@10"] for r in ours]),
                           mean_std([r["test"]["ndcg@10"] for r in ours]), mean_std([r["test"]["mrr@10"] for r in ours]),
                           mean_std([r["best_valid_ndcg@10"] for r in ours]),
                           mean_std([r["wall_to_best_s"] for r in ours], "{:.0f}"), "no RecBole run",
@@ -242,13 +250,13 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
         whole = theirs_t / float(np.mean([r["train_wall_s"] for r in ours]))
         worse = sig["significant"] and sig["diff"] < 0
         met = whole >= 10 and not worse
-        row = {"model": model, "recbole_best_valid_mean": target, "ours_time_to_it_s": reach,
+        row = {"model": model, "variant": variant, "recbole_best_valid_mean": target, "ours_time_to_it_s": reach,
                "recbole_time_to_best_s": theirs_t, "speedup_to_recbole_valid": ratio, "speedup_whole_run": whole,
                "test_ndcg@10_diff": sig, "goal_met": met}
         summary.append(row)
-        for lib, rs in (("ours", ours), ("RecBole 1.2.1" + (" (saved run)" if theirs[0].get("source") else ""),
-                                          theirs)):
-            t = (f"{mean_std(reached, '{:.0f}')} s ({len(reached)}/{len(reach)} seeds reach it)" if lib == "ours"
+        recbole = ("RecBole 1.2.1" + (" (saved run)" if theirs[0].get("source") else ""), theirs)
+        for lib, rs in ((label, ours), *([recbole] if first else [])):  # RecBole's row once per model
+            t = (f"{mean_std(reached, '{:.0f}')} s ({len(reached)}/{len(reach)} seeds reach it)" if rs is ours
                  else "—")
             lines.append([model, lib, len(rs), mean_std([r["test"]["hr@10"] for r in rs]),
                           mean_std([r["test"]["ndcg@10"] for r in rs]), mean_std([r["test"]["mrr@10"] for r in rs]),
@@ -256,7 +264,7 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
                                                                                     "{:.0f}"),
                           t, mean_std([r["s_per_epoch"] for r in rs], "{:.1f}"),
                           mean_std([r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")], "{:.0f}")])
-        lines.append([model, "ours − RecBole", "", "", f"{sig['diff']:+.4f} [{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}]"
+        lines.append([model, f"{label} − RecBole", "", "", f"{sig['diff']:+.4f} [{sig['ci_low']:+.4f}, {sig['ci_high']:+.4f}]"
                       f" p {sig['p_value']:.2g}{' *' if sig['significant'] else ''}"
                       f"{'' if sig['test'].startswith('paired') else ' (unpaired, over seeds)'}", "", "", "", "",
                       (f"to RecBole's best valid: {ratio:.1f}× faster; " if ratio else "RecBole's best valid not reached; ")
@@ -273,6 +281,12 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help="ours: 0 1 2; RecBole: 42")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--variant", default="", help="ours: a speed lever's name (its rows are reported apart)")
+    ap.add_argument("--lr", type=float, help="ours: Adam's learning rate (the race's: 1e-3)")
+    ap.add_argument("--batch", type=int, help="ours: windows per step (the race's: 128)")
+    ap.add_argument("--patience", type=int, help="ours: validations without improvement (params.yaml's)")
+    ap.add_argument("--patience-steps", type=int, help="ours: and optimizer steps since the best (params.yaml's)")
+    ap.add_argument("--patience-frac", type=float, help="ours: and this share of the best's epoch (params.yaml's)")
     ap.add_argument("--work", default=str(ROOT / "bench" / ".work" / "ml-100k"), help="folder with prepared/")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recbole-race"))
     ap.add_argument("--legacy", nargs="*", default=list(LEGACY), metavar="MODEL=JSON",
@@ -292,17 +306,22 @@ def main() -> None:
     work = Path(args.work)
     split, stats = load(work)
     seeds = args.seeds or ([0, 1, 2] if args.what == "ours" else [42])
+    levers = {"lr": args.lr, "batch_size": args.batch, "patience": args.patience, "patience_steps": args.patience_steps,
+              "patience_frac": args.patience_frac}
+    variant = {"name": args.variant} | {k: v for k, v in levers.items() if v is not None}
+    if len(variant) > 1 and not args.variant:
+        raise SystemExit("recbole_compare ours: name the lever (--variant NAME) when changing lr, batch or patience")
     for model in args.models:
         rows = []
         for seed in seeds:
             if args.what == "ours":
-                rows.append(run_ours(model, split, seed, args.threads))
+                rows.append(run_ours(model, split, seed, args.threads, variant))
             else:
                 atomic = work / "recbole-atomic"
                 if not (atomic / ATOMIC / f"{ATOMIC}.inter").is_file():
                     write_atomic(read_table(work / "prepared" / "sequences.parquet", "sequences"), atomic, ATOMIC)
                 rows.append(run_recbole(model, atomic, seed, args.threads))
-            save(out / f"{args.what}-{model}-s{'-'.join(map(str, seeds))}.json", rows,
+            save(out / f"{args.what}-{model}{'-' + args.variant if args.variant else ''}-s{'-'.join(map(str, seeds))}.json", rows,
                  stats={k: stats[k] for k in ("users", "items", "interactions")})
 
 

@@ -25,12 +25,10 @@ import argparse
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from bench import peak_rss_mb
+from bench import answer, measure, peak_rss_mb
 from pipeline.results import load_rows, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +115,7 @@ def main() -> None:
         return print_table(load_rows(args.report))
     if args.one:
         items, inter, loss, *full = args.one.split(":")
-        print(json.dumps(one(int(items), int(inter), loss, args.steps, full == ["full"])))
+        answer(one(int(items), int(inter), loss, args.steps, full == ["full"]))
         return
     rows = []
     for point in args.grid:
@@ -128,11 +126,7 @@ def main() -> None:
                          f"positions (> {MEMORY_BUDGET_GB:.0f} GB budget): use train.loss=ce_chunked (the same loss, "
                          "blockwise) or a sampled loss"})
         else:
-            proc = subprocess.run([sys.executable, "-m", "bench.train_scale", "--one", point, "--steps",
-                                   str(args.steps)], capture_output=True, text=True, cwd=ROOT)
-            if proc.returncode:
-                raise SystemExit(f"point {point} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            rows.append(measure("bench.train_scale", "--one", point, "--steps", args.steps))
         print(json.dumps(rows[-1]), flush=True)
         save(args.out, rows)
     print_table(rows)

@@ -53,6 +53,8 @@ class PreprocessConfig(Checked):
     split: Literal["loo", "time"] = "loo"  # loo: leave-one-out | time: a global temporal split at two cut-offs
     split_cuts: list[float] = field(default_factory=lambda: [0.8, 0.9])  # time: quantiles of the event times
     # when both lie in (0, 1), else two times in the table's unit; [c1, c2) validation queries, >= c2 test
+    engine: Literal["auto", "memory", "disk"] = "auto"  # disk: out of core (DuckDB, pipeline/preprocess_disk.py);
+    # auto: disk above 20M raw interactions. Both write the same tables (tested): not part of any output's identity
 
     def __post_init__(self) -> None:
         super().__post_init__()

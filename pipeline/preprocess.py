@@ -35,6 +35,7 @@ string-keyed implementation of the same rules.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -220,7 +221,20 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
         .select("user_id", "orig_id", "item_ids", "timestamps")
     )
     item_map = item_map.join(names["item"], on="item").select("item_id", pl.col("orig_id").alias("item"))
-    meta = raw.items.unique("item", keep="first")
+    items, meta = items_table(item_map, raw.items)
+    stats = summarize(raw, cfg, items, item_map, meta, sequences["item_ids"].list.len(), interactions.height,
+                      {"n_raw": n_raw, "users0": users0, "items0": items0, "dropped": dropped, "rounds": rounds},
+                      split, large, tie_counts(df))
+    accounted = interactions.height + sum(dropped.values())
+    assert accounted == n_raw, f"row accounting is off: {accounted} != {n_raw}"
+    return items, interactions, sequences, stats
+
+
+
+def items_table(item_map: pl.DataFrame, raw_items: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The items table from (item_id, item: the source id) and the reader's metadata rows, and the
+    metadata with one row per item (the first of repeats)."""
+    meta = raw_items.unique("item", keep="first")
     items = (
         item_map.join(meta.with_columns(pl.lit(True).alias("has_metadata")), on="item", how="left")
         .sort("item_id")
@@ -231,19 +245,26 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
             pl.col("has_metadata").fill_null(False),
         )
     )
-    lengths = sequences["item_ids"].list.len()
-    n_users, n_items = sequences.height, items.height
-    stats = {
+    return items, meta
+
+
+def summarize(raw: RawData, cfg: PreprocessConfig, items: pl.DataFrame, item_map: pl.DataFrame, meta: pl.DataFrame,
+              lengths: pl.Series, n_interactions: int, counts: dict, split: dict, large: dict | None,
+              ties: dict) -> dict:
+    """stats.json from what either engine counted (`counts`: n_raw, users0, items0, dropped, rounds;
+    `lengths`: each user's number of events)."""
+    n_users, n_items, dropped, n_raw = lengths.len(), items.height, counts["dropped"], counts["n_raw"]
+    return {
         "users": n_users,
         "items": n_items,
-        "interactions": interactions.height,
-        "density": interactions.height / (n_users * n_items),
+        "interactions": n_interactions,
+        "density": n_interactions / (n_users * n_items),
         "seq_length": {"mean": float(lengths.mean()), "median": float(lengths.median()),
                        "min": int(lengths.min()), "max": int(lengths.max())},
-        "raw": {"interactions": n_raw, "users_before_kcore": users0, "items_before_kcore": items0,
+        "raw": {"interactions": n_raw, "users_before_kcore": counts["users0"], "items_before_kcore": counts["items0"],
                 "metadata_rows": raw.items.height},
         "dropped": dropped,
-        "kcore_rounds": rounds,
+        "kcore_rounds": counts["rounds"],
         "split": split,
         "large_filter": large,
         "metadata": {
@@ -253,16 +274,19 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
             "items_without_image": int((items["image_paths"].list.len() == 0).sum()),
             "items_with_empty_title": int((items["title"].str.strip_chars() == "").sum()),
         },
-        "ties": tie_counts(df) | {"rule": "equal timestamps keep source file order"},
+        "ties": ties | {"rule": "equal timestamps keep source file order"},
         "parse": raw.report,
-        "config": asdict(cfg),
+        "config": identity(cfg),
         # a deliberate user sample is not a filter that "dropped" data: the share is of what was sampled
-        "degenerate": check_not_degenerate(n_users, n_items, interactions.height, n_raw - dropped["user_sample"], cfg,
+        "degenerate": check_not_degenerate(n_users, n_items, n_interactions, n_raw - dropped["user_sample"], cfg,
                                            {k: v for k, v in dropped.items() if k != "user_sample"}),
     }
-    accounted = interactions.height + sum(dropped.values())
-    assert accounted == n_raw, f"row accounting is off: {accounted} != {n_raw}"
-    return items, interactions, sequences, stats
+
+
+def identity(cfg: PreprocessConfig) -> dict:
+    """The settings that decide the outputs (stats.json, provenance): the engine does not (both write
+    the same tables, tested), so switching it re-runs nothing downstream."""
+    return {k: v for k, v in asdict(cfg).items() if k != "engine"}
 
 
 def assign_split(df: pl.DataFrame, cfg: PreprocessConfig) -> tuple[dict, pl.DataFrame]:
@@ -308,24 +332,35 @@ def run(raw_dir: Path, out: Path, cfg: PreprocessConfig) -> dict:
     if not meta_path.is_file():
         raise SourceError(f"{meta_path}: missing; run the download stage first (dvc repro)")
     meta = read_json(meta_path)
-    raw = read_raw(raw_dir, meta)
-    if meta.get("prefiltered") and (cfg.user_core or cfg.item_core):  # a published benchmark set: used as published
-        log.info("%s is declared pre-filtered (its source's `prefiltered: true`): the k-core filter is skipped",
-                 meta.get("dataset"))
-        cfg = replace(cfg, user_core=0, item_core=0)
-    items, interactions, sequences, stats = preprocess(raw, cfg)
-    stats["prefiltered"] = bool(meta.get("prefiltered"))
-    stats["dataset"] = meta.get("dataset")
-    stats["download"] = {"skipped": meta.get("skipped", {})}  # files the download refused (symlinks out, …)
-    prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "format": meta.get("format"),
-            "source": meta.get("origin"),
-            "source_json_sha256": file_sha256(meta_path), "config": asdict(cfg), "raw_dir": str(raw_dir)}
-    prov["generation"] = stats["generation"] = generation(prov, stats)
-    with output_folder(out) as tmp:  # the four files appear together or not at all
-        write_table(items, tmp / "items.parquet", "items", prov)
-        write_table(interactions, tmp / "interactions.parquet", "interactions", prov)
-        write_table(sequences, tmp / "sequences.parquet", "sequences", prov)
-        write_json(tmp / "stats.json", stats)
+    from pipeline import preprocess_disk
+
+    engine = preprocess_disk.choose(raw_dir, cfg)
+    with ExitStack() as stack:
+        if engine == "disk":  # the log is spilled and processed in a work folder beside the output
+            out.parent.mkdir(parents=True, exist_ok=True)
+            work = stack.enter_context(preprocess_disk.spilling(out.parent))
+            log.info("preprocessing out of core (DuckDB, %d MB budget; work folder %s)", preprocess_disk.MEMORY_MB, work)
+        raw = read_raw(raw_dir, meta)
+        if meta.get("prefiltered") and (cfg.user_core or cfg.item_core):  # a published benchmark set: used as published
+            log.info("%s is declared pre-filtered (its source's `prefiltered: true`): the k-core filter is skipped",
+                     meta.get("dataset"))
+            cfg = replace(cfg, user_core=0, item_core=0)
+        if engine == "disk":  # the per-event tables stream out of DuckDB while they are written
+            items, interactions, sequences, stats = stack.enter_context(preprocess_disk.prepared(raw, cfg, work))
+        else:
+            items, interactions, sequences, stats = preprocess(raw, cfg)
+        stats["prefiltered"] = bool(meta.get("prefiltered"))
+        stats["dataset"] = meta.get("dataset")
+        stats["download"] = {"skipped": meta.get("skipped", {})}  # files the download refused (symlinks out, …)
+        prov = {"stage": "preprocess", "dataset": meta.get("dataset"), "format": meta.get("format"),
+                "source": meta.get("origin"),
+                "source_json_sha256": file_sha256(meta_path), "config": identity(cfg), "raw_dir": str(raw_dir)}
+        prov["generation"] = stats["generation"] = generation(prov, stats)
+        with output_folder(out) as tmp:  # the four files appear together or not at all
+            write_table(items, tmp / "items.parquet", "items", prov)
+            write_table(interactions, tmp / "interactions.parquet", "interactions", prov)
+            write_table(sequences, tmp / "sequences.parquet", "sequences", prov)
+            write_json(tmp / "stats.json", stats)
     log.info("%s: %d users, %d items, %d interactions (density %.4f); dropped %s", meta.get("dataset"),
              stats["users"], stats["items"], stats["interactions"], stats["density"], stats["dropped"])
     return stats

@@ -99,6 +99,12 @@ class Row(Strict):
     requires: list[str] = []  # files a cell waits for (another study's kept model, e.g. a transfer source)
     keep_model: str | None = None  # a folder: each cell's model is kept as <folder>/s<seed>/model.pt (a transfer source)
 
+    @property
+    def copyable(self) -> bool:
+        """May a cell of this row take the result of another cell with its key instead of training? Not
+        a transfer source: its kept model file is an output a result file does not carry."""
+        return not self.keep_model
+
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
@@ -318,7 +324,8 @@ def work_folder(params: dict) -> Path:
 # value they are left out of a cell's key, so adding a switch does not make every finished cell stale.
 ADDED_NEUTRAL = {("train", "patience_frac"): 0.0, ("protocol", "head_share"): 0.2, ("preprocess", "split"): "loo",
                  ("preprocess", "split_cuts"): [0.8, 0.9], ("train", "order"): "time",
-                 ("features", "text", "encoder", "instruction"): "", ("features", "text", "encoder", "add_eos"): True}
+                 ("features", "text", "encoder", "instruction"): "", ("features", "text", "encoder", "add_eos"): True,
+                 ("preprocess", "engine"): "auto"}
 
 
 def without_neutral(sections: dict) -> dict:
@@ -436,7 +443,7 @@ def plan(study_path: Path, add: list[str], settings: list[str], done_elsewhere: 
     another study finished with the same key is copied here, not run again."""
     study = load(study_path, add, settings)
     todo = [Cell(study, study_path, r, s, cell_key(cell_params(study, r, s))) for r, s in pending(study)]
-    reused = [c for c in todo if not c.row.keep_model and c.key in done_elsewhere]  # a transfer source always runs
+    reused = [c for c in todo if c.row.copyable and c.key in done_elsewhere]
     for c in reused:
         copy_cell(done_elsewhere[c.key], c)
     if reused:
@@ -471,7 +478,7 @@ def run(study_paths: list[Path], add: list[str], settings: list[str], cores: lis
                 *sum((["--set", s] for s in settings), [])]
         waiting = 0
         for c in todo:
-            if c.key in trained and not c.row.keep_model:
+            if c.key in trained and c.row.copyable:
                 copies.setdefault(c.key, []).append(c)
                 waiting += 1
                 continue

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import polars as pl
 import pyarrow as pa
@@ -210,12 +210,17 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 ROW_GROUP = 1 << 20  # rows per Parquet row group: pyarrow's default, so a file is the same bytes either way
 
 
-def write_table(df: pl.DataFrame | pa.Table, path: str | os.PathLike, kind: str, provenance: dict) -> None:
+def write_table(df: pl.DataFrame | pa.Table | Callable[[], pa.RecordBatchReader], path: str | os.PathLike, kind: str,
+                provenance: dict) -> None:
     """Cast `df` to the `kind` schema (columns must match exactly) and write it atomically, one row
-    group at a time (a 100M-row table is never converted to Arrow whole)."""
+    group at a time (a 100M-row table is never converted to Arrow whole). `df` may also be a function
+    returning a stream of record batches (out-of-core preprocessing): it is regrouped into the same
+    ROW_GROUP-row groups, so the file holds what the frame would have written."""
     schema = schema_for(kind, provenance)
-    missing = set(schema.names) - set(df.columns if isinstance(df, pl.DataFrame) else df.column_names)
-    extra = set(df.columns if isinstance(df, pl.DataFrame) else df.column_names) - set(schema.names)
+    stream = df() if callable(df) else None
+    columns = stream.schema.names if stream is not None else (
+        df.columns if isinstance(df, pl.DataFrame) else df.column_names)
+    missing, extra = set(schema.names) - set(columns), set(columns) - set(schema.names)
     if missing or extra:
         raise TableError(f"{kind} table: missing columns {sorted(missing)}, unexpected {sorted(extra)}")
     meta = {
@@ -225,10 +230,26 @@ def write_table(df: pl.DataFrame | pa.Table, path: str | os.PathLike, kind: str,
     }
     schema = schema.with_metadata(meta)
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for start in range(0, max(len(df), 1), ROW_GROUP):  # an empty table: one empty group, as pyarrow writes it
-            part = df.slice(start, ROW_GROUP)
+        for part in (row_groups(stream) if stream is not None
+                     else (df.slice(start, ROW_GROUP) for start in range(0, max(len(df), 1), ROW_GROUP))):
             part = part.to_arrow() if isinstance(part, pl.DataFrame) else part
             writer.write_table(part.select(schema.names).cast(schema))
+
+
+def row_groups(stream: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    """A batch stream regrouped into tables of ROW_GROUP rows (the last shorter; one empty table for an
+    empty stream, as a frame writes)."""
+    pending, rows, wrote = [], 0, False
+    for batch in stream:
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= ROW_GROUP:
+            table = pa.Table.from_batches(pending, stream.schema)
+            yield table.slice(0, ROW_GROUP).combine_chunks()
+            rest = table.slice(ROW_GROUP)
+            pending, rows, wrote = rest.to_batches(), rest.num_rows, True
+    if rows or not wrote:
+        yield pa.Table.from_batches(pending, stream.schema).combine_chunks()
 
 
 def read_provenance(path: str | os.PathLike) -> dict:

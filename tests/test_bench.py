@@ -143,6 +143,7 @@ def test_preprocess_engines_write_the_same_rows_in_the_same_order(tmp_path):
 
 @pytest.mark.parametrize("argv", [
     ["bench.preprocess_scale", "--sizes", "20000"],
+    ["bench.preprocess_scale", "--sizes", "20000", "--engine", "disk"],
     ["bench.eval_memory", "--longest", "50", "--items", "500", "--users", "10"],
     ["bench.eval_scale", "--sizes", "1000x1000"],
     ["bench.train_scale", "--grid", "2000:20000:bce", "--steps", "1"],
@@ -164,3 +165,34 @@ def test_a_benchmark_measures_in_a_fresh_child_and_records_its_own_memory(tmp_pa
     rows = json.loads(out.read_text())["rows"]
     peaks = [r.get("peak_rss_mb", r.get("peak_rss_total_mb")) for r in rows]
     assert peaks and all(p is not None and 0 < p < 4000 for p in peaks), rows
+
+
+def test_a_measuring_process_that_fails_says_why():
+    """`bench.measure` raises with the command and the child's stderr, never returns a half row."""
+    from bench import MeasureError, measure
+
+    with pytest.raises(MeasureError, match="exit 2(.|\n)*unrecognized arguments: --no-such-flag"):
+        measure("bench.preprocess_scale", "--no-such-flag")
+    with pytest.raises(MeasureError, match="no result"):
+        measure("bench.preprocess_scale", "--report", "bench/results/preprocess-scale.json")
+
+
+def test_stopping_rules_replay_recorded_curves(tmp_path):
+    """A rule replayed on a recorded curve: what it gives up, how long it runs; a curve that ends before
+    the rule would stop is `ran out`, not averaged."""
+    import json
+
+    from bench.stopping_rules import curves, replay
+
+    def cell(name, values):
+        (tmp_path / "s").mkdir(exist_ok=True)
+        curve = {"epoch": list(range(1, len(values) + 1)), "step": [10 * e for e in range(1, len(values) + 1)],
+                 "valid/ndcg@10": values}
+        (tmp_path / "s" / f"{name}-s0.json").write_text(json.dumps(
+            {"study": "s", "row": name, "rows": [{"seed": 0, "model": "m", "dataset": "d", "curve": curve}]}))
+
+    cell("late", [0.1, 0.2, 0.15, 0.15, 0.3, 0.1, 0.1, 0.1])  # the best (0.3) comes 3 epochs after a plateau
+    cell("short", [0.1, 0.2])  # ended before any rule here would stop
+    rows = {r["rule"]: r for r in replay(curves(tmp_path), {"p2": (2, 0, 0.0), "p3": (3, 0, 0.0)})}
+    assert rows["p2"]["mean_delta"] == pytest.approx(0.2 - 0.3) and rows["p2"]["ran_out"] == 1
+    assert rows["p3"]["mean_delta"] == 0.0 and rows["p3"]["mean_share"] == 1.0 and rows["p3"]["replayed"] == 1

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import shutil
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +18,37 @@ log = logging.getLogger(__name__)
 # Share of malformed lines above which a file is treated as the wrong format (an error),
 # rather than a mostly good file with a few bad lines (a counted, logged skip).
 MAX_BAD_LINE_SHARE = 0.10
+
+# A reader's interactions are a DataFrame, or — out-of-core preprocessing (`pipeline.preprocess_disk`)
+# with a clean log — a LazyFrame over the parsed log spilled to Parquet; the checks below take either.
+Frame = pl.DataFrame | pl.LazyFrame
+SPILL: ContextVar[Path | None] = ContextVar("SPILL", default=None)  # where a reader may spill (set by preprocess)
+
+
+def schema_of(df: Frame) -> pl.Schema:
+    return df.collect_schema() if isinstance(df, pl.LazyFrame) else df.schema
+
+
+def gather(df: Frame, *exprs: pl.Expr) -> tuple:
+    """Aggregates over a frame, eager or lazy (one streaming pass over a spilled log)."""
+    return df.lazy().select(e.alias(f"_{k}") for k, e in enumerate(exprs)).collect(engine="streaming").row(0)
+
+
+def settle(df: Frame) -> Frame:
+    """A lazy frame's plan run once into a new spill file, so later passes read its values instead of
+    parsing the text again (an eager frame as it is)."""
+    if not isinstance(df, pl.LazyFrame):
+        return df
+    out = SPILL.get() / f"step-{len(list(SPILL.get().glob('step-*')))}.parquet"
+    df.sink_parquet(out)
+    return pl.scan_parquet(out)
+
+
+def first(df: Frame, keep: pl.Expr, *cols: str | pl.Expr) -> tuple[int, dict | None]:
+    """How many rows `keep` selects, and the first of them (its `cols`), eager or lazy."""
+    n = gather(df, keep.sum())[0]
+    rows = df.lazy().filter(keep).select(*cols).head(1).collect(engine="streaming") if n else None
+    return n, rows.row(0, named=True) if rows is not None and rows.height else None
 
 # Source ids are categorical: a 4-byte code per row and each distinct id string once, so a 100M-row
 # log does not hold 200M strings (preprocess works on the codes and maps the survivors back).
@@ -47,21 +79,28 @@ class RawData:
     report: counts of everything skipped while parsing, and notes (e.g. "no timestamps").
     """
 
-    interactions: pl.DataFrame
+    interactions: Frame
     items: pl.DataFrame
     report: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        lazy = isinstance(self.interactions, pl.LazyFrame)  # a spilled log: its ids stay strings (DuckDB's keys)
+        have = schema_of(self.interactions)
+
         def cast(c: str, t):
             col = pl.col(c)
-            if t == pl.Categorical and self.interactions.schema[c] != pl.Categorical:
+            if t == pl.Categorical and (lazy or have[c] != pl.Categorical):
                 col = col.cast(pl.String)  # ids of any type become their string, then a code
-            return col.cast(t)
+            return col.cast(pl.String if lazy and t == pl.Categorical else t)
 
         self.interactions = self.interactions.select([cast(c, t) for c, t in INTERACTION_COLUMNS.items()])
         self.items = self.items.select([pl.col(c).cast(t) for c, t in ITEM_COLUMNS.items()])
         self.normalise_ids()
         check_mojibake(self.items, self.interactions)
+
+    def distinct(self, frame: Frame, col: str) -> pl.DataFrame:
+        """A column's distinct values as strings (`v`), eager or lazy."""
+        return frame.lazy().select(pl.col(col).cast(pl.String).unique().alias("v")).collect(engine="streaming")
 
     def normalise_ids(self) -> None:
         """One spelling per id: Unicode NFC, format characters (zero-width marks, …) and surrounding
@@ -73,11 +112,11 @@ class RawData:
         for frame, cols in (("interactions", ("user", "item")), ("items", ("item",))):
             df = frames[frame]
             for c in cols:
-                values = df.select(pl.col(c).cast(pl.String).unique().alias("v"))
+                values = self.distinct(df, c)
                 fixed = values.with_columns(canonical_id(pl.col("v")).alias("n")).filter(pl.col("v") != pl.col("n"))
                 if fixed.height:
                     expr = pl.col(c).cast(pl.String).replace(fixed["v"], fixed["n"])
-                    df = df.with_columns(expr.cast(df.schema[c]))
+                    df = df.with_columns(expr.cast(schema_of(df)[c]))
                     changed += fixed.height if frame == "interactions" else 0
                 if frame == "interactions":
                     digits = values.filter(pl.col("v").str.contains(r"^0*\d+$"))
@@ -99,11 +138,12 @@ def canonical_id(col: pl.Expr) -> pl.Expr:
 MOJIBAKE = r"[ÂÃâ][\x{80}-\x{BF}]|Ã[\x{A0}-\x{BF}]|â€"  # UTF-8 bytes decoded as latin-1 / cp1252
 
 
-def check_mojibake(items: pl.DataFrame, interactions: pl.DataFrame) -> None:
+def check_mojibake(items: pl.DataFrame, interactions: Frame) -> None:
     """Refuse item texts or ids that read as UTF-8 decoded with a one-byte encoding ("AmÃ©lie"): the
     data set's `encoding` is wrong, and every such title or id would be silently garbled."""
     text = pl.col("title").fill_null("") + " " + pl.col("description").fill_null("")
-    ids = pl.concat([interactions.select(pl.col(c).cast(pl.String).unique().alias("v")) for c in ("user", "item")])
+    ids = pl.concat([interactions.lazy().select(pl.col(c).cast(pl.String).unique().alias("v")).collect(
+        engine="streaming") for c in ("user", "item")])
     for what, table, expr in (("item texts", items, text), ("ids", ids, pl.col("v"))):
         bad = table.filter(expr.str.contains(MOJIBAKE))
         if bad.height and (bad.height >= max(3, 0.01 * table.height) or bad.height * 10 >= table.height):
@@ -208,11 +248,12 @@ def read_lines(path: Path, encoding: str = "utf-8") -> pl.DataFrame:
 
 
 def scan_clean(path: Path, sep: str, names: list[str], ids: list[str], encoding: str = "utf-8",
-               header: bool = False, strings: tuple[str, ...] = ("timestamp",)) -> pl.DataFrame | None:
+               header: bool = False, strings: tuple[str, ...] = ("timestamp",)) -> Frame | None:
     """The fast path of `split_lines` for large interaction logs: polars' typed, streaming CSV reader.
 
     Returns the file as a `line` column (1-based, numbered as `split_lines` numbers it) and `names`:
-    the `ids` columns stripped and categorical, `strings` (timestamps: `parse_time_column` reads them
+    the `ids` columns stripped and categorical (strings, and the frame a LazyFrame over the log spilled
+    to Parquet, when preprocessing runs out of core: `SPILL`, `spill_clean`), `strings` (timestamps: `parse_time_column` reads them
     exactly) as text, every other column Float64, parsed chunk by chunk
     so no line, split list or id string per row is ever held (10M rows: 0.5 GB instead of ~3 GB).
     Returns None when the file is not clean, and the caller then runs the checked parser, which
@@ -231,8 +272,10 @@ def scan_clean(path: Path, sep: str, names: list[str], ids: list[str], encoding:
     schema = {n: pl.String if n in ids or n in strings else pl.Float64 for n in names}
     lazy = (pl.scan_csv(path, separator=sep, has_header=False, skip_rows=1 if header else 0, schema=schema,
                         quote_char=None, eol_char="\n", glob=False)  # the file itself, even if its name has [ or *
-            .with_row_index("line", offset=2 if header else 1)
-            .with_columns(pl.col(c).str.strip_chars().cast(pl.Categorical) for c in ids))
+            .with_row_index("line", offset=2 if header else 1))
+    if SPILL.get() is not None:
+        return spill_clean(lazy.with_columns(pl.col(c).str.strip_chars() for c in ids), path, SPILL.get())
+    lazy = lazy.with_columns(pl.col(c).str.strip_chars().cast(pl.Categorical) for c in ids)
     try:
         df = lazy.collect(engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as e:  # a ragged line, a non-number, ...: the checked parser says which
@@ -243,9 +286,28 @@ def scan_clean(path: Path, sep: str, names: list[str], ids: list[str], encoding:
     return df.with_columns(pl.col("line").cast(pl.Int64))
 
 
-def source_id(df: pl.DataFrame, col: str) -> pl.Expr:
+def spill_clean(lazy: pl.LazyFrame, path: Path, folder: Path) -> pl.LazyFrame | None:
+    """`scan_clean` for out-of-core preprocessing: the parsed log streamed to Parquet in `folder` (ids as
+    stripped strings) and returned as a LazyFrame over that file, never held whole; None when the file
+    is not clean (the checked parser then reads it in memory, and says so)."""
+    out = folder / f"{path.name}.parquet"
+    try:
+        lazy.sink_parquet(out)
+        spilled = pl.scan_parquet(out)
+        rows, nulls = gather(spilled, pl.len(), pl.any_horizontal(pl.all().is_null()).any())
+    except (pl.exceptions.PolarsError, OSError) as e:
+        rows, nulls = 0, str(e).split("\n")[0]
+    if rows and not nulls:
+        return spilled.with_columns(pl.col("line").cast(pl.Int64))
+    out.unlink(missing_ok=True)
+    log.warning("%s: not a clean file (%s); reading it line by line in memory — the out-of-core engine needs every "
+                "line to have its fields", path, nulls or "no lines")
+    return None
+
+
+def source_id(df: Frame, col: str) -> pl.Expr:
     """A reader's id column, stripped (a `scan_clean` column is categorical and already stripped)."""
-    return pl.col(col) if df.schema[col] == pl.Categorical else pl.col(col).str.strip_chars()
+    return pl.col(col) if schema_of(df)[col] == pl.Categorical else pl.col(col).str.strip_chars()
 
 
 def read_interaction_lines(path: Path, sep: str, names: list[str], ids: list[str], encoding: str = "utf-8",
@@ -332,7 +394,7 @@ def unterminated_last_line(path: Path, header: bool = False) -> int | None:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b"")) + 1
 
 
-def parse_time_column(df: pl.DataFrame, col: str, path: Path, report: dict, key: str) -> pl.DataFrame:
+def parse_time_column(df: Frame, col: str, path: Path, report: dict, key: str) -> Frame:
     """Timestamps read exactly into an int64 sort key, whatever their form:
 
     - integers (unix seconds, ms, µs, ns or ordinals) are taken as they are, never through a float;
@@ -348,73 +410,70 @@ def parse_time_column(df: pl.DataFrame, col: str, path: Path, report: dict, key:
     far outside the range are kept, counted and named in a warning (`timestamp_far_outside_range`).
     """
     text = pl.col(col).cast(pl.String).str.strip_chars()
-    kinds = df.select(text.str.contains(_INT).alias("int"), text.str.contains(_DEC).alias("dec"),
-                      iso_instants(text).alias("iso"), pl.col("line"), text.alias("raw"))
-    numeric = kinds["int"] | kinds["dec"]
-    dated = kinds["iso"].is_not_null() & ~numeric
-    n, n_num, n_date = df.height, int(numeric.sum()), int(dated.sum())
+    numeric = text.str.contains(_INT) | text.str.contains(_DEC)
+    n, n_num = gather(df, pl.len(), numeric.sum())
+    dated = (iso_instants(text).is_not_null() & ~numeric) if n_num < n else pl.lit(False)  # all numbers: no dates
+    n_date = gather(df, dated.sum())[0] if n_num < n else 0
     use_dates = n_date > n_num
     if n_num and n_date:
-        first = kinds.filter(dated if not use_dates else numeric).row(0, named=True)
-        raise SourceError(f"{path}:{first['line']}: {col} {clip(first['raw'])} — the file mixes {n_num:,} numbers and "
+        _, row = first(df, dated if not use_dates else numeric, "line", text.alias("raw"))
+        raise SourceError(f"{path}:{row['line']}: {col} {clip(row['raw'])} — the file mixes {n_num:,} numbers and "
                           f"{n_date:,} dates; write every {col} one way")
     ok = dated if use_dates else numeric
-    bad = kinds.filter(~ok)
-    if bad.height:
-        first = bad.row(0, named=True)
-        msg = (f"{path}:{first['line']}: {col} {clip(first['raw'])} is neither an integer, a decimal nor an ISO-8601 "
-               f"date ({bad.height:,} of {n:,} values)")
-        if bad.height > MAX_BAD_TIME_SHARE * max(n, 1):
+    n_bad, row = first(df, ~ok, "line", text.alias("raw")) if (n_date if use_dates else n_num) < n else (0, None)
+    if n_bad:
+        msg = (f"{path}:{row['line']}: {col} {clip(row['raw'])} is neither an integer, a decimal nor an ISO-8601 "
+               f"date ({n_bad:,} of {n:,} values)")
+        if n_bad > MAX_BAD_TIME_SHARE * max(n, 1):
             raise SourceError(msg + "; is this the right file? (thousands separators or other date forms: convert "
                                     "the column first)")
         log.warning("%s — skipping those rows", msg)
-    report[key] = report.get(key, 0) + bad.height
-    df = df.filter(ok)
-    text = pl.col(col).cast(pl.String).str.strip_chars()
+        df = df.filter(ok)
+    report[key] = report.get(key, 0) + n_bad
     if use_dates:
-        df = df.with_columns(iso_instants(text).alias(col))
+        df = settle(df.with_columns(iso_instants(text).alias(col)))
         report["timestamp_unit"] = "ns since 1970-01-01 UTC (ISO-8601 dates in the file)"
     else:
         whole = text.str.extract(r"^([+-]?\d*)").str.replace(r"^([+-]?)$", "${1}0")
         frac = text.str.extract(r"\.(\d*)$").fill_null("").str.strip_chars_end("0")
-        digits = int(df.select(frac.str.len_chars().max()).item() or 0)
+        digits = int(gather(df, frac.str.len_chars().max())[0] or 0)
         if digits > 9:
             raise SourceError(f"{path}: {col} values with {digits} fraction digits; more than nanoseconds cannot be "
                               "kept exactly — round the column to 9 digits")
-        ints = df.select(whole.cast(pl.Int64, strict=False).alias("w"))["w"]
-        if ints.null_count() or (digits and ints.abs().max() >= INT64_LIMIT / 10 ** digits):
+        ints = whole.cast(pl.Int64, strict=False)
+        nulls, largest = gather(df, ints.null_count(), ints.abs().max())
+        if nulls or (digits and largest >= INT64_LIMIT / 10 ** digits):
             raise SourceError(f"{path}: {col} values too large for an exact int64 key with {digits} fraction digits")
         sign = pl.when(text.str.starts_with("-")).then(-1).otherwise(1)
-        df = df.with_columns((whole.cast(pl.Int64) * 10 ** digits
-                              + sign * frac.str.pad_end(digits, "0").replace("", "0").cast(pl.Int64)).alias(col))
+        df = settle(df.with_columns((whole.cast(pl.Int64) * 10 ** digits
+                                     + sign * frac.str.pad_end(digits, "0").replace("", "0").cast(pl.Int64)).alias(col)))
         check_timestamp_units(df.with_columns(pl.col(col) // 10 ** digits), path, col)
         if digits:
             report["timestamp_decimals"] = digits
     return far_outside(df, col, path, report)
 
 
-def far_outside(df: pl.DataFrame, col: str, path: Path, report: dict) -> pl.DataFrame:
+def far_outside(df: Frame, col: str, path: Path, report: dict) -> Frame:
     """Count (and warn of) timestamps far outside the file's range; drop an unterminated last line's."""
-    median = df.select(pl.col(col).median()).item() if df.height else None
+    median = gather(df, pl.col(col).median())[0]
     if not median or median <= 0:
         return df
     far = (pl.col(col) < median / FAR_OUTSIDE) | (pl.col(col) > median * FAR_OUTSIDE)
     cut = unterminated_last_line(path)
     if cut is not None:
-        last = df.filter((pl.col("line") == cut) & far)
-        if last.height:
+        n_last, last = first(df, (pl.col("line") == cut) & far, col)
+        if n_last:
             log.warning("%s:%d: the last line has no line end and its %s %s is far outside the file's range — a line "
-                        "cut short: dropped", path, cut, col, last[col][0])
+                        "cut short: dropped", path, cut, col, last[col])
             report["truncated_last_line"] = 1
             df = df.filter(pl.col("line") != cut)
         else:
             report["note_last_line_without_newline"] = f"line {cut} has no line end (kept: its values are in range)"
-    outliers = df.filter(far)
-    if outliers.height:
-        r = outliers.row(0, named=True)
+    n_far, r = first(df, far, "line", col)
+    if n_far:
         log.warning("%s:%s: %s %s is far outside the file's range (median %s); %d such value(s) kept — check them",
-                    path, r["line"], col, r[col], median, outliers.height)
-    report["timestamp_far_outside_range"] = outliers.height
+                    path, r["line"], col, r[col], median, n_far)
+    report["timestamp_far_outside_range"] = n_far
     return df
 
 
@@ -434,14 +493,14 @@ def parse_int_column(df: pl.DataFrame, col: str, path: Path, report: dict, key: 
     return df.with_columns(value.floor().cast(pl.Int64).alias(col))
 
 
-def parse_rating(df: pl.DataFrame, col: str | None, path: Path, report: dict, prefix: str) -> pl.DataFrame:
+def parse_rating(df: Frame, col: str | None, path: Path, report: dict, prefix: str) -> Frame:
     """Replace string column `col` by a float `rating` (null when absent). Empty values are counted
     under `<prefix>_rating_missing`, non-numbers and NaN under `<prefix>_rating_unparseable`; both
     become null (unrated), so `preprocess.min_rating` drops them under their own reason. A Float64
     column (`scan_clean`: no empty field reaches it) is checked for NaN only."""
     if col is None:
         return df.with_columns(pl.lit(None, dtype=pl.Float64).alias("rating"))
-    if df.schema[col] == pl.Float64:
+    if schema_of(df)[col] == pl.Float64:
         value = shown = pl.col(col)
         missing, bad_rows = value.is_null(), value.is_nan()
     else:
@@ -449,14 +508,12 @@ def parse_rating(df: pl.DataFrame, col: str | None, path: Path, report: dict, pr
         value = shown.cast(pl.Float64, strict=False)
         missing = shown.is_null() | (shown == "")
         bad_rows = (shown.fill_null("") != "") & (value.is_null() | value.is_nan())
-    bad = df.filter(bad_rows)
-    report[f"{prefix}_rating_missing"] = df.select(missing.sum()).item()
-    report[f"{prefix}_rating_unparseable"] = bad.height
-    if bad.height:
-        r = bad.select(shown.alias("_t"), *(["line"] if "line" in df.columns else [])).row(0, named=True)
+    n_bad, r = first(df, bad_rows, shown.alias("_t"), *(["line"] if "line" in schema_of(df) else []))
+    report[f"{prefix}_rating_missing"] = gather(df, missing.sum())[0]
+    report[f"{prefix}_rating_unparseable"] = n_bad
+    if n_bad:
         where = f"{path}:{r['line']}" if "line" in r else str(path)
-        log.warning("%s: rating %s is not a number — %d such rating(s) kept as unrated", where, clip(r["_t"]),
-                    bad.height)
+        log.warning("%s: rating %s is not a number — %d such rating(s) kept as unrated", where, clip(r["_t"]), n_bad)
     rating = pl.when(value.is_nan()).then(None).otherwise(value).alias("rating")
     return df.with_columns(rating).drop(*([col] if col != "rating" else []))
 
@@ -467,15 +524,15 @@ UNIT_RANGES = {"seconds": (1e8, 1e11), "milliseconds": (1e11, 1e14), "microsecon
                "nanoseconds": (1e17, INT64_LIMIT)}
 
 
-def check_timestamp_units(df: pl.DataFrame, path: Path, col: str = "timestamp") -> None:
+def check_timestamp_units(df: Frame, path: Path, col: str = "timestamp") -> None:
     """Refuse a file whose unix timestamps mix units (seconds and milliseconds, …): sorted as numbers,
     a user's millisecond events would all come after their second events — their oldest items would
     become the validation and test targets. The error names a line of each unit."""
     found = {}
     for unit, (lo, hi) in UNIT_RANGES.items():
-        hit = df.filter((pl.col(col).abs() >= lo) & (pl.col(col).abs() < hi))
-        if hit.height:
-            found[unit] = (hit.height, hit.row(0, named=True))
+        n, row = first(df, (pl.col(col).abs() >= lo) & (pl.col(col).abs() < hi), pl.all())
+        if n:
+            found[unit] = (n, row)
     if len(found) > 1:
         detail = "; ".join(f"{n:,} look like {u} (e.g. line {r.get('line', '?')}: {r[col]})" for u, (n, r) in found.items())
         raise SourceError(f"{path}: timestamps in mixed units — {detail}. Sorted as numbers these would reorder "

@@ -98,7 +98,7 @@ def read(raw: Path, meta: dict) -> RawData:
     else:  # other fields: every line's field count is checked over all of them
         df, report = split_lines(inter_path, "\t", names, enc, header=True)
         report = {f"inter_{k}": v for k, v in report.items()}
-    if df.height == 0:
+    if isinstance(df, pl.DataFrame) and df.height == 0:  # (a spilled log has lines: `spill_clean`)
         raise SourceError(f"{inter_path}: a header but no interaction lines; is this the right file?")
     if "timestamp" in names:
         df = parse_time_column(df, "timestamp", inter_path, report, "inter_bad_timestamp")
