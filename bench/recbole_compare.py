@@ -82,14 +82,14 @@ def ensure_recbole() -> Path:
     return py
 
 
-def recbole_config(data_path: Path, model: str, checkpoint_dir: Path, seed: int) -> dict:
+def recbole_config(data_path: Path, model: str, checkpoint_dir: Path, seed: int, epochs: int = 500) -> dict:
     return {
         "data_path": str(data_path), "dataset": ATOMIC, "checkpoint_dir": str(checkpoint_dir),
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 50,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
         "metrics": ["Hit", "NDCG", "MRR"], "topk": [10], "valid_metric": "NDCG@10",
-        "epochs": 500, "stopping_step": 10, "train_batch_size": 2048, "eval_batch_size": 4096,
+        "epochs": epochs, "stopping_step": 10, "train_batch_size": 2048, "eval_batch_size": 4096,
         "learning_rate": 0.001, "seed": seed, "reproducibility": True, "use_gpu": torch.cuda.is_available(),
         "show_progress": False, **MODELS[model][1][1],
     }
@@ -146,14 +146,16 @@ def run_ours(model: str, split, seed: int, threads: int, variant: dict | None = 
             "variant": (variant or {}).get("name", ""), "lr": cfg.lr, "batch_size": cfg.batch_size}
 
 
-def run_recbole(model: str, atomic: Path, seed: int, threads: int) -> dict:
+def run_recbole(model: str, atomic: Path, seed: int, threads: int, max_epochs: int = 500) -> dict:
+    """One RecBole run; `max_epochs` < 500 cuts it short (a per-epoch time at another thread count, not
+    a race row: `report` leaves such runs out)."""
     from pipeline.tables import read_json
 
     py = ensure_recbole()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         spec = {"model": MODELS[model][1][0], "threads": threads, "anomaly": False,
-                "config": recbole_config(atomic, model, tmp / "saved", seed)}
+                "config": recbole_config(atomic, model, tmp / "saved", seed, max_epochs)}
         (tmp / "spec.json").write_text(json.dumps(spec))
         env = os.environ | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
         t0 = time.perf_counter()
@@ -163,7 +165,8 @@ def run_recbole(model: str, atomic: Path, seed: int, threads: int) -> dict:
     best = max(out["curve"], key=lambda r: r["valid/ndcg@10"])
     test = {"hr@10": out["test"]["hit@10"], "ndcg@10": out["test"]["ndcg@10"], "mrr@10": out["test"]["mrr@10"]}
     return out | {"model": model, "library": "recbole", "seed": seed, "test": test, "wall_to_best_s": best["wall_s"],
-                  "best_epoch": best["epoch"], "process_wall_s": time.perf_counter() - t0,
+                  "best_epoch": best["epoch"], "process_wall_s": time.perf_counter() - t0, "threads": threads,
+                  "max_epochs": max_epochs,
                   "test_ranks": [[int(u), int(i), float(r)] for u, i, r in out["test_ranks"]]}
 
 
@@ -216,7 +219,7 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
     from pipeline.compare import compare
 
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.name != "report.json"]
-    runs = [r for f in runs for r in f["rows"]]
+    runs = [r for f in runs for r in f["rows"] if r.get("max_epochs", 500) >= 500]  # cut-short timing runs: apart
     runs += [legacy_run(m, p) for m, p in (legacy or {}).items()
              if not any(r["model"] == m and r["library"] == "recbole" for r in runs)]
     lines, summary = [], []
@@ -281,6 +284,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help="ours: 0 1 2; RecBole: 42")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-epochs", type=int, default=500, help="recbole: stop after this many epochs (a timing "
+                    "run at another thread count; not a race row)")
     ap.add_argument("--variant", default="", help="ours: a speed lever's name (its rows are reported apart)")
     ap.add_argument("--lr", type=float, help="ours: Adam's learning rate (the race's: 1e-3)")
     ap.add_argument("--batch", type=int, help="ours: windows per step (the race's: 128)")
@@ -320,8 +325,9 @@ def main() -> None:
                 atomic = work / "recbole-atomic"
                 if not (atomic / ATOMIC / f"{ATOMIC}.inter").is_file():
                     write_atomic(read_table(work / "prepared" / "sequences.parquet", "sequences"), atomic, ATOMIC)
-                rows.append(run_recbole(model, atomic, seed, args.threads))
-            save(out / f"{args.what}-{model}{'-' + args.variant if args.variant else ''}-s{'-'.join(map(str, seeds))}.json", rows,
+                rows.append(run_recbole(model, atomic, seed, args.threads, args.max_epochs))
+            tag = args.variant or (f"t{args.threads}-e{args.max_epochs}" if args.max_epochs < 500 else "")
+            save(out / f"{args.what}-{model}{'-' + tag if tag else ''}-s{'-'.join(map(str, seeds))}.json", rows,
                  stats={k: stats[k] for k in ("users", "items", "interactions")})
 
 
