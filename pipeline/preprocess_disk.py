@@ -87,6 +87,9 @@ def prepared(raw: RawData, cfg: PreprocessConfig, work: Path) -> Iterator[tuple]
     else:
         raw.interactions.select(*columns).write_parquet(log_path)
     raw.interactions = pl.DataFrame(schema=schema_of(raw.interactions))
+    for spilled in work.glob("*.parquet"):  # the reader's spill files: read into log.parquet, no longer needed
+        if spilled != log_path:
+            spilled.unlink()
     con = duckdb.connect(str(work / "db.duckdb"))
     try:
         con.execute(f"SET threads = {threads()}; SET memory_limit = '{MEMORY_MB}MB'; "
@@ -184,10 +187,51 @@ def run(con, log_path: Path, raw: RawData, cfg: PreprocessConfig) -> tuple:
 
     interactions = stream(f"SELECT user_id, item_id, t AS timestamp, rating::FLOAT AS rating, position, {part} AS split "
                           "FROM g ORDER BY user_id, t, r")
-    sequences = stream("SELECT user_id, u AS orig_id, list(item_id ORDER BY t, r) AS item_ids, "
-                       "list(t ORDER BY t, r) AS timestamps FROM g JOIN map_u USING (user_id) "
-                       "GROUP BY user_id, u ORDER BY user_id")
-    return items, interactions, sequences, stats
+    return items, interactions, lambda: sequences(con), stats
+
+
+SEQUENCES = pa.schema([("user_id", pa.int32()), ("orig_id", pa.string()), ("item_ids", pa.list_(pa.int32())),
+                       ("timestamps", pa.list_(pa.int64()))])
+
+
+def sequences(con) -> pa.RecordBatchReader:
+    """One row per user (user_id order) with its items and times in event order, cut from the ordered
+    event stream: DuckDB's ordered `list()` aggregate does not spill (it ran out of a 200 MB budget at
+    10M events), its sort does. A user's events that straddle two batches are carried over; the
+    users' source ids come from a second ordered stream in step (every kept user has events)."""
+    events = con.sql("SELECT user_id, item_id, t FROM g ORDER BY user_id, t, r").to_arrow_reader(BATCH)
+    names = con.cursor().sql("SELECT u FROM map_u ORDER BY user_id").to_arrow_reader(BATCH)
+
+    def take(n: int, held: list) -> pa.Array:
+        while sum(len(a) for a in held) < n:
+            held.append(names.read_next_batch().column(0))
+        joined = pa.concat_arrays(held)
+        held[:] = [joined.slice(n)]
+        return joined.slice(0, n)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        held, carry = [], None
+        for batch in [*events, None]:
+            if batch is not None:
+                part = {c: batch.column(c).to_numpy() for c in ("user_id", "item_id", "t")}
+                carry = part if carry is None else {c: np.concatenate([carry[c], part[c]]) for c in part}
+                if not len(carry["user_id"]):
+                    continue
+            elif carry is None or not len(carry["user_id"]):
+                return
+            uid = carry["user_id"]
+            starts = np.flatnonzero(uid[1:] != uid[:-1]) + 1
+            end = len(uid) if batch is None else (starts[-1] if len(starts) else 0)  # the last user may go on
+            if end == 0:
+                continue
+            offsets = pa.array(np.concatenate([[0], starts[starts < end], [end]]).astype(np.int32))
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(uid[offsets.to_numpy()[:-1]], pa.int32()), take(len(offsets) - 1, held),
+                 pa.ListArray.from_arrays(offsets, pa.array(carry["item_id"][:end], pa.int32())),
+                 pa.ListArray.from_arrays(offsets, pa.array(carry["t"][:end], pa.int64()))], schema=SEQUENCES)
+            carry = {c: v[end:] for c, v in carry.items()}
+
+    return pa.RecordBatchReader.from_batches(SEQUENCES, batches())
 
 
 def assign_split(con, cfg: PreprocessConfig) -> tuple[dict, str]:
