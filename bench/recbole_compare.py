@@ -64,6 +64,7 @@ MODELS = {
                                     "ft_ratio": 0.5}), False),
 }
 ATOMIC = "mmrec_ml100k"
+GOAL = 20  # ours' whole early-stopped run at least this many times faster than RecBole's time to its best (was 10)
 # RecBole's saved runs (seed 42, same 5-core ML-100K, anomaly detection off; SASRec 2 threads, GRU4Rec 1),
 # used where no newer RecBole run exists: one RecBole SASRec run is ~90 min on this machine
 LEGACY = ["sasrec=bench/results/recbole-compare-run1.json", "gru4rec=bench/results/recbole-compare-gru4rec.json"]
@@ -248,11 +249,11 @@ def report(out: Path, models: list[str], legacy: dict[str, Path] | None = None) 
             sig = unpaired(ours, theirs)
         reached = [t for t in reach if t is not None]
         ratio = theirs_t / float(np.mean(reached)) if len(reached) == len(reach) else None
-        # the goal: RecBole's test quality (not significantly worse) in <= 1/10 of its wall time — ours'
+        # the goal (issue 34): RecBole's test quality (not significantly worse) in <= 1/GOAL of its wall time — ours'
         # whole early-stopped run (its selected model is the one tested) against RecBole's time to its best
         whole = theirs_t / float(np.mean([r["train_wall_s"] for r in ours]))
         worse = sig["significant"] and sig["diff"] < 0
-        met = whole >= 10 and not worse
+        met = whole >= GOAL and not worse
         row = {"model": model, "variant": variant, "recbole_best_valid_mean": target, "ours_time_to_it_s": reach,
                "recbole_time_to_best_s": theirs_t, "speedup_to_recbole_valid": ratio, "speedup_whole_run": whole,
                "test_ndcg@10_diff": sig, "goal_met": met}
