@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +212,7 @@ def sequences(con) -> pa.RecordBatchReader:
 
     def batches() -> Iterator[pa.RecordBatch]:
         held, carry = [], None
-        for batch in [*events, None]:
+        for batch in chain(events, [None]):  # streamed: the end (None) flushes the last user
             if batch is not None:
                 part = {c: batch.column(c).to_numpy() for c in ("user_id", "item_id", "t")}
                 carry = part if carry is None else {c: np.concatenate([carry[c], part[c]]) for c in part}
