@@ -86,6 +86,7 @@ def test_large_log_equal_through_the_stage(tmp_path, monkeypatch):
     n = 30_000
     events = list(zip((f"u{u}" for u in rng.integers(0, 900, n)), (f"i{i}" for i in rng.zipf(1.3, n) % 400),
                       rng.integers(1, 6, n).astype(float), rng.integers(10**9, 2 * 10**9, n)))
+    events = [(u + "\u200b" if k % 97 == 0 else u, *rest) for k, (u, *rest) in enumerate(events)]  # ids to normalise
     monkeypatch.setattr(preprocess_disk, "BATCH", 1000)
     monkeypatch.setattr("pipeline.tables.ROW_GROUP", 4096)
     raw_dir = tmp_path / "raw"
@@ -100,6 +101,7 @@ def test_large_log_equal_through_the_stage(tmp_path, monkeypatch):
     for engine, out in outs.items():
         run(raw_dir, out, PreprocessConfig(engine=engine))
     assert spilled == [True]  # the disk engine got the log as a LazyFrame over the spilled file
+    assert json.loads((outs["disk"] / "stats.json").read_text())["parse"]["ids_normalised"] > 0
     for table in ("items", "interactions", "sequences"):
         a, b = (read_table(outs[e] / f"{table}.parquet", table) for e in outs)
         assert a.equals(b), table

@@ -114,10 +114,13 @@ class RawData:
             for c in cols:
                 values = self.distinct(df, c)
                 fixed = values.with_columns(canonical_id(pl.col("v")).alias("n")).filter(pl.col("v") != pl.col("n"))
-                if fixed.height:
+                if fixed.height and isinstance(df, pl.LazyFrame):  # a join streams (Expr.replace would hold the whole column)
+                    df = (df.join(fixed.lazy().rename({"v": c}), on=c, how="left", maintain_order="left")
+                          .with_columns(pl.coalesce("n", c).alias(c)).drop("n"))
+                elif fixed.height:
                     expr = pl.col(c).cast(pl.String).replace(fixed["v"], fixed["n"])
                     df = df.with_columns(expr.cast(schema_of(df)[c]))
-                    changed += fixed.height if frame == "interactions" else 0
+                changed += fixed.height if frame == "interactions" else 0
                 if frame == "interactions":
                     digits = values.filter(pl.col("v").str.contains(r"^0*\d+$"))
                     zeros += digits.height - digits.select(pl.col("v").str.strip_chars_start("0")).n_unique()
@@ -445,8 +448,9 @@ def parse_time_column(df: Frame, col: str, path: Path, report: dict, key: str) -
         if nulls or (digits and largest >= INT64_LIMIT / 10 ** digits):
             raise SourceError(f"{path}: {col} values too large for an exact int64 key with {digits} fraction digits")
         sign = pl.when(text.str.starts_with("-")).then(-1).otherwise(1)
-        df = settle(df.with_columns((whole.cast(pl.Int64) * 10 ** digits
-                                     + sign * frac.str.pad_end(digits, "0").replace("", "0").cast(pl.Int64)).alias(col)))
+        fraction = sign * frac.str.pad_end(digits, "0").cast(pl.Int64) if digits else pl.lit(0, pl.Int64)
+        # (no Expr.replace here: polars' streaming engine holds the whole column for it — 8 GB at 100M rows)
+        df = settle(df.with_columns((whole.cast(pl.Int64) * 10 ** digits + fraction).alias(col)))
         check_timestamp_units(df.with_columns(pl.col(col) // 10 ** digits), path, col)
         if digits:
             report["timestamp_decimals"] = digits
