@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from pipeline.config import PreprocessConfig
 from pipeline.params import ConfigError
-from pipeline.preprocess import items_table, large_filter, summarize
+from pipeline.preprocess_summary import items_table, large_filter, summarize
 from pipeline.sources import RawData
 from pipeline.sources.common import SPILL, schema_of
 
