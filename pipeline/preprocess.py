@@ -46,9 +46,12 @@ from pipeline import preprocess_disk
 from pipeline.config import PreprocessConfig
 from pipeline.params import ConfigError
 from pipeline.preprocess_summary import (
+    DROP_REASONS,
     identity,
     items_table,
     large_filter,
+    refuse_empty,
+    refuse_time_split_without_times,
     summarize,
 )
 from pipeline.sources import RawData, SourceError, read_raw
@@ -122,8 +125,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
     `raw.interactions` is emptied once its ids are coded (it is the largest thing alive)."""
     df, ids = encode_ids(raw.interactions)
     raw.interactions = raw.interactions.clear()
-    dropped = dict.fromkeys(["missing_id", "user_sample", "unrated", "below_min_rating", "duplicate", "kcore",
-                             "too_short_to_split"], 0)
+    dropped = dict.fromkeys(DROP_REASONS, 0)
 
     def drop(name: str, keep: pl.Expr | pl.DataFrame) -> pl.DataFrame:
         kept = df.filter(keep) if isinstance(keep, pl.Expr) else keep
@@ -152,11 +154,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
     large = large_filter(dropped["kcore"], events0, users0 - df["user"].n_unique(), users0,
                          items0 - df["item"].n_unique(), items0, cfg)
     df = drop("too_short_to_split", pl.len().over("user") >= (3 if cfg.split == "loo" else 1))
-    if df.height == 0:
-        raise ConfigError(
-            f"no interactions left after filtering ({dropped}); lower preprocess.user_core / item_core "
-            "or min_rating"
-        )
+    refuse_empty(df.height, dropped)
 
     # Renumber in order of first appearance in time (timestamp, then file row).
     item_map, user_map = first_seen(df, "item", "item_id"), first_seen(df, "user", "user_id")
@@ -167,9 +165,7 @@ def preprocess(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.Da
         .with_columns(pl.int_range(pl.len(), dtype=pl.Int32).over("user_id").alias("position"),
                       pl.len().over("user_id").alias("_n"))
     )
-    if cfg.split == "time" and "note_no_timestamps" in raw.report:  # positions are no clock: quantiles would cut users
-        raise ConfigError(f"preprocess.split: time needs event times, and this source has none "
-                          f"({raw.report['note_no_timestamps']}); use split: loo for it")
+    refuse_time_split_without_times(raw, cfg)
     split, df = assign_split(df, cfg)
     interactions = df.select("user_id", "item_id", "timestamp", "rating", "position", "split")
     names = {c: ids[c].rename({"code": c, c: "orig_id"}) for c in ids}  # (code, source id string)

@@ -33,9 +33,17 @@ import pyarrow as pa
 
 from pipeline.config import PreprocessConfig
 from pipeline.params import ConfigError
-from pipeline.preprocess_summary import items_table, large_filter, summarize
+from pipeline.preprocess_summary import (
+    DROP_REASONS,
+    items_table,
+    large_filter,
+    refuse_empty,
+    refuse_time_split_without_times,
+    summarize,
+)
 from pipeline.sources import RawData
 from pipeline.sources.common import SPILL, schema_of
+from pipeline.tables import SCHEMAS
 
 log = logging.getLogger("pipeline.preprocess")
 
@@ -102,8 +110,7 @@ def prepared(raw: RawData, cfg: PreprocessConfig, work: Path) -> Iterator[tuple]
 
 def run(con, log_path: Path, raw: RawData, cfg: PreprocessConfig) -> tuple:
     """The rules on the DuckDB database `con`, from the log at `log_path` (u, i, t, rating, r)."""
-    dropped = dict.fromkeys(["missing_id", "user_sample", "unrated", "below_min_rating", "duplicate", "kcore",
-                             "too_short_to_split"], 0)
+    dropped = dict.fromkeys(DROP_REASONS, 0)
 
     def count(table: str = "e") -> int:
         return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
@@ -153,9 +160,7 @@ def run(con, log_path: Path, raw: RawData, cfg: PreprocessConfig) -> tuple:
     large = large_filter(dropped["kcore"], events0, users0 - users1, users0, items0 - items1, items0, cfg)
     shortest = 3 if cfg.split == "loo" else 1
     keep("too_short_to_split", f"u IN (SELECT u FROM e GROUP BY u HAVING count(*) >= {shortest})")
-    if count() == 0:
-        raise ConfigError(f"no interactions left after filtering ({dropped}); lower preprocess.user_core / item_core "
-                          "or min_rating")
+    refuse_empty(count(), dropped)
 
     # Numbered in order of first appearance in time (timestamp, then file row), as the in-memory engine.
     for c, new in (("i", "item_id"), ("u", "user_id")):
@@ -166,9 +171,7 @@ def run(con, log_path: Path, raw: RawData, cfg: PreprocessConfig) -> tuple:
                        count(*) OVER (PARTITION BY user_id) AS n
                    FROM e JOIN map_u USING (u) JOIN map_i USING (i)""")
     con.execute("DROP TABLE e")
-    if cfg.split == "time" and "note_no_timestamps" in raw.report:
-        raise ConfigError(f"preprocess.split: time needs event times, and this source has none "
-                          f"({raw.report['note_no_timestamps']}); use split: loo for it")
+    refuse_time_split_without_times(raw, cfg)
     split, part = assign_split(con, cfg)
 
     item_map = pl.from_arrow(con.sql("SELECT item_id, i AS item FROM map_i").to_arrow_table())
@@ -191,8 +194,7 @@ def run(con, log_path: Path, raw: RawData, cfg: PreprocessConfig) -> tuple:
     return items, interactions, lambda: sequences(con), stats
 
 
-SEQUENCES = pa.schema([("user_id", pa.int32()), ("orig_id", pa.string()), ("item_ids", pa.list_(pa.int32())),
-                       ("timestamps", pa.list_(pa.int64()))])
+SEQUENCES = SCHEMAS["sequences"]  # the table's own schema (pipeline.tables)
 
 
 def sequences(con) -> pa.RecordBatchReader:

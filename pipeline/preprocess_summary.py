@@ -119,3 +119,20 @@ def identity(cfg: PreprocessConfig) -> dict:
     """The settings that decide the outputs (stats.json, provenance): the engine does not (both write
     the same tables, tested), so switching it re-runs nothing downstream."""
     return {k: v for k, v in asdict(cfg).items() if k != "engine"}
+
+
+DROP_REASONS = ["missing_id", "user_sample", "unrated", "below_min_rating", "duplicate", "kcore", "too_short_to_split"]
+
+
+def refuse_empty(n_left: int, dropped: dict) -> None:
+    """Nothing survived the filters: an error naming what each one dropped."""
+    if n_left == 0:
+        raise ConfigError(f"no interactions left after filtering ({dropped}); lower preprocess.user_core / item_core "
+                          "or min_rating")
+
+
+def refuse_time_split_without_times(raw: RawData, cfg: PreprocessConfig) -> None:
+    """Positions are no clock: quantiles of them would cut users, not time."""
+    if cfg.split == "time" and "note_no_timestamps" in raw.report:
+        raise ConfigError(f"preprocess.split: time needs event times, and this source has none "
+                          f"({raw.report['note_no_timestamps']}); use split: loo for it")
